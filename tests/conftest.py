@@ -1,0 +1,11 @@
+import jax
+import pytest
+
+# Shape bugs fail loudly instead of broadcasting silently (nanodo habit).
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture
+def tiny_cfg():
+    from toymodels.model import TransformerConfig
+    return TransformerConfig(n_layers=2, d_model=32, n_heads=4, vocab_size=16, max_seq_len=12)

@@ -1,0 +1,107 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from toymodels.hooks import ablate, mean_ablate, patch, run_with_cache, run_with_interventions, steer
+from toymodels.model import init_model
+
+
+@pytest.fixture
+def model(tiny_cfg):
+    return init_model(tiny_cfg, 0)
+
+
+def _pair(cfg):
+    clean = jax.random.randint(jax.random.key(1), (2, 8), 0, cfg.vocab_size)
+    corrupt = clean.at[:, 2].set((clean[:, 2] + 1) % cfg.vocab_size)
+    return clean, corrupt
+
+
+def test_cache_returns_only_requested(model):
+    x = jnp.zeros((1, 5), jnp.int32)
+    _, cache = run_with_cache(model, x, ["blocks.0.resid_post", "blocks.*.attn.pattern"])
+    assert sorted(cache) == ["blocks.0.attn.pattern", "blocks.0.resid_post", "blocks.1.attn.pattern"]
+    assert cache["blocks.0.attn.pattern"].shape == (1, model.cfg.n_heads, 5, 5)
+    _, none = run_with_cache(model, x)
+    assert none == {}
+
+
+def test_unknown_names_raise_with_valid_list(model):
+    x = jnp.zeros((1, 5), jnp.int32)
+    with pytest.raises(KeyError, match="valid names: embed"):
+        run_with_cache(model, x, ["blocks.0.attn.patern"])
+    with pytest.raises(KeyError, match="unknown activation"):
+        run_with_interventions(model, x, {"blocks.9.resid_pre": ablate()})
+
+
+@pytest.mark.parametrize("name", ["blocks.0.resid_post", "blocks.1.resid_pre", "blocks.1.resid_mid", "final"])
+def test_patching_clean_residual_restores_clean_output(model, tiny_cfg, name):
+    clean, corrupt = _pair(tiny_cfg)
+    clean_out, cache = run_with_cache(model, clean, [name])
+    assert np.abs(np.asarray(model(corrupt) - clean_out)).max() > 1e-4
+    patched = run_with_interventions(model, corrupt, {name: patch(cache[name])})
+    np.testing.assert_array_equal(np.asarray(patched), np.asarray(clean_out))
+
+
+@pytest.mark.parametrize("name", ["blocks.0.attn.pattern", "blocks.0.attn.z", "blocks.1.attn.q"])
+def test_patching_own_activation_is_a_no_op(model, tiny_cfg, name):
+    clean, _ = _pair(tiny_cfg)
+    out, cache = run_with_cache(model, clean, [name])
+    np.testing.assert_array_equal(run_with_interventions(model, clean, {name: patch(cache[name])}), out)
+
+
+def test_patch_at_positions_only_touches_those_positions(model, tiny_cfg):
+    clean, corrupt = _pair(tiny_cfg)
+    name = "blocks.0.resid_post"
+    _, clean_cache = run_with_cache(model, clean, [name])
+    _, out_cache = run_with_cache(model, corrupt, [name], interventions={name: patch(clean_cache[name], [2, 3])})
+    _, corrupt_cache = run_with_cache(model, corrupt, [name])
+    got = np.asarray(out_cache[name])
+    np.testing.assert_array_equal(got[:, 2:4], np.asarray(clean_cache[name])[:, 2:4])
+    np.testing.assert_array_equal(got[:, [0, 1, 4, 5, 6, 7]], np.asarray(corrupt_cache[name])[:, [0, 1, 4, 5, 6, 7]])
+
+
+def test_zero_ablating_mlp_equals_zeroed_weights(tiny_cfg):
+    model = init_model(tiny_cfg, 3)
+    x = jax.random.randint(jax.random.key(2), (2, 6), 0, tiny_cfg.vocab_size)
+    ablated = run_with_interventions(model, x, {"blocks.1.mlp.out": ablate()})
+    model.blocks[1].mlp.W_out[...] = 0.0
+    model.blocks[1].mlp.b_out[...] = 0.0
+    np.testing.assert_allclose(ablated, model(x), atol=1e-6)
+
+
+def test_mean_ablation_uses_given_mean(model, tiny_cfg):
+    x = jax.random.randint(jax.random.key(2), (4, 6), 0, tiny_cfg.vocab_size)
+    name = "blocks.0.mlp.post"
+    _, cache = run_with_cache(model, x, [name])
+    mean = cache[name].mean(0)
+    _, got = run_with_cache(model, x, [name], interventions={name: mean_ablate(mean)})
+    np.testing.assert_allclose(got[name], jnp.broadcast_to(mean, cache[name].shape), atol=1e-7)
+
+
+def test_steering_final_shifts_logits_linearly(model, tiny_cfg):
+    x = jnp.zeros((1, 4), jnp.int32)
+    v = jax.random.normal(jax.random.key(4), (tiny_cfg.d_model,))
+    base = model(x)
+    steered = run_with_interventions(model, x, {"final": steer(v, positions=[3], coeff=2.0)})
+    expect = np.asarray(base).copy()
+    expect[:, 3] += 2.0 * np.asarray(v @ model.W_U[...])
+    np.testing.assert_allclose(steered, expect, atol=1e-5)
+
+
+def test_interventions_compose_with_jit_and_vmap(model, tiny_cfg):
+    x = jnp.zeros((1, 4), jnp.int32)
+    vs = jax.random.normal(jax.random.key(5), (3, tiny_cfg.d_model))
+    f = jax.jit(jax.vmap(lambda v: run_with_interventions(model, x, {"blocks.1.resid_pre": steer(v)})))
+    batched = f(vs)
+    for i in range(3):
+        np.testing.assert_allclose(batched[i], run_with_interventions(
+            model, x, {"blocks.1.resid_pre": steer(vs[i])}), atol=1e-5)
+
+
+def test_failed_call_leaves_no_hook_behind(model):
+    x = jnp.zeros((1, 4), jnp.int32)
+    with pytest.raises(Exception):
+        run_with_interventions(model, x, {"embed": patch(jnp.zeros((9, 9, 9)))})
+    np.testing.assert_array_equal(run_with_interventions(model, x, {}), model(x))

@@ -1,0 +1,165 @@
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from toymodels.config import ConfigError, replace
+from toymodels.hooks import run_with_cache, steer
+from toymodels.model import TransformerConfig, init_model, param_count
+
+
+def _tokens(cfg, B=3, T=10, seed=0):
+    return jax.random.randint(jax.random.key(seed), (B, T), 0, cfg.vocab_size)
+
+
+def _embed_grad(model, x, t, **kw):
+    """d(sum of outputs at position t) / d(embedding at every position): (B, T, D)."""
+    D = model.cfg.d_model
+
+    def f(v):
+        out, _ = run_with_cache(model, x, (), interventions={"embed": steer(v)}, **kw)
+        return out[:, t].sum()
+    return jax.grad(f)(jnp.zeros((x.shape[0], x.shape[1], D)))
+
+
+def test_param_count_matches_torch_peer_formula():
+    cfg = TransformerConfig()  # the benchmark's tiny model
+    L, D, V, T = cfg.n_layers, cfg.d_model, cfg.vocab_size, cfg.max_seq_len
+    per_block = 4 * D + (3 * D * D + 3 * D) + (D * D + D) + (4 * D * D + 4 * D) + (4 * D * D + D)
+    expected = V * D + T * D + L * per_block + 2 * D + D * V
+    assert param_count(init_model(cfg, 0)) == expected
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_causal_by_gradient(tiny_cfg, jit):
+    model = init_model(tiny_cfg, 1)
+    x = _tokens(tiny_cfg)
+    t = 4
+    fn = jax.jit(lambda x: _embed_grad(model, x, t)) if jit else (lambda x: _embed_grad(model, x, t))
+    g_BTD = fn(x)
+    assert np.all(np.asarray(g_BTD[:, t + 1:]) == 0.0)
+    assert np.all(np.abs(np.asarray(g_BTD[:, :t + 1])).sum(-1) > 0)
+
+
+def test_jit_matches_eager(tiny_cfg):
+    model = init_model(tiny_cfg, 2)
+    x = _tokens(tiny_cfg)
+    np.testing.assert_allclose(model(x), jax.jit(lambda x: model(x))(x), atol=1e-5)
+
+
+def test_myopic_forward_equals_vanilla(tiny_cfg):
+    model = init_model(tiny_cfg, 3)
+    x = _tokens(tiny_cfg)
+    # Eagerly the two forwards run the same float operations: bitwise equal.
+    np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(model(x, myopic=True)))
+    # Under jit XLA may fuse the two programs' softmaxes differently: equal to ~1 ulp.
+    vanilla = jax.jit(lambda x: model(x))(x)
+    myopic = jax.jit(lambda x: model(x, myopic=True))(x)
+    np.testing.assert_allclose(np.asarray(vanilla), np.asarray(myopic), rtol=0, atol=1e-6)
+
+
+def test_myopic_gradient_cuts_earlier_positions(tiny_cfg):
+    model = init_model(tiny_cfg, 4)
+    x = _tokens(tiny_cfg)
+    t = 6
+    for name in ("embed", "blocks.1.resid_pre"):
+        def grad_at(myopic):
+            def f(v):
+                out, _ = run_with_cache(model, x, (), interventions={name: steer(v)}, myopic=myopic)
+                return optax.softmax_cross_entropy_with_integer_labels(out[:, t], x[:, t]).sum()
+            return np.asarray(jax.grad(f)(jnp.zeros((3, x.shape[1], tiny_cfg.d_model))))
+        g_my, g_van = grad_at(True), grad_at(False)
+        assert np.all(g_my[:, :t] == 0.0), name                 # earlier positions: exactly zero
+        assert np.abs(g_my[:, t]).sum() > 0, name                # own position still shaped
+        assert np.all(np.abs(g_van[:, :t]).sum(-1) > 0), name    # vanilla reaches back
+
+
+def _param_grads(model, x, **kw):
+    graphdef, params = nnx.split(model, nnx.Param)
+
+    def loss(p):
+        out = nnx.merge(graphdef, p)(x, **kw)
+        return optax.softmax_cross_entropy_with_integer_labels(out[:, :-1], x[:, 1:]).mean()
+    return np.concatenate([np.ravel(g) for g in jax.tree.leaves(jax.grad(loss)(params))])
+
+
+def test_myopic_beta_blends_gradients(tiny_cfg):
+    model = init_model(tiny_cfg, 5)
+    x = _tokens(tiny_cfg)
+    g_van = _param_grads(model, x)
+    g0 = _param_grads(model, x, myopic=True, myopic_beta=0.0)
+    np.testing.assert_allclose(_param_grads(model, x, myopic=True, myopic_beta=1.0), g_van, atol=1e-6)
+    assert np.abs(g0 - g_van).max() > 1e-4  # the myopic gradient really differs
+    # beta scales each link through a past position, so with one layer (one link per
+    # path) the gradient is exactly the linear blend; deeper paths scale as beta**k.
+    one = init_model(dataclasses.replace(tiny_cfg, n_layers=1), 5)
+    h0, h1 = (_param_grads(one, x, myopic=True, myopic_beta=b) for b in (0.0, 1.0))
+    np.testing.assert_allclose(_param_grads(one, x, myopic=True, myopic_beta=0.25),
+                               0.75 * h0 + 0.25 * h1, atol=1e-6)
+
+
+def test_past_resid_of_own_states_equals_vanilla(tiny_cfg):
+    model = init_model(tiny_cfg, 6)
+    x = _tokens(tiny_cfg)
+    names = [f"blocks.{i}.resid_pre" for i in range(tiny_cfg.n_layers)]
+    out, cache = run_with_cache(model, x, names)
+    past = jnp.stack([cache[n] for n in names])
+    np.testing.assert_allclose(model(x, past_resid=past), out, atol=1e-6)
+    # Zeroed past states change the outputs (the no-context baseline)
+    assert np.abs(np.asarray(model(x, past_resid=jnp.zeros_like(past)) - out)).max() > 1e-4
+
+
+@pytest.mark.parametrize("changes", [
+    dict(d_mlp=0), dict(norm="none", act="relu"), dict(tie_embeddings=True), dict(pos_embed=False),
+    dict(causal=False), dict(use_bias=False), dict(d_head=5),
+    dict(input_kind="vectors", d_input=3, output_kind="vectors", d_output=2),
+])
+def test_variants_forward_and_name_every_activation(tiny_cfg, changes):
+    cfg = replace(tiny_cfg, **changes)
+    model = init_model(cfg, 0)
+    x = (jax.random.normal(jax.random.key(0), (2, 7, 3)) if cfg.input_kind == "vectors"
+         else _tokens(cfg, 2, 7))
+    out, cache = run_with_cache(model, x, ["*"])
+    assert out.shape == (2, 7, cfg.d_output if cfg.output_kind == "vectors" else cfg.vocab_size)
+    assert sorted(cache) == sorted(model.hook_names())
+    assert np.all(np.isfinite(np.asarray(out)))
+
+
+def test_dropout_only_with_key(tiny_cfg):
+    model = init_model(dataclasses.replace(tiny_cfg, dropout=0.5), 0)
+    x = _tokens(tiny_cfg)
+    np.testing.assert_array_equal(model(x), model(x))
+    a = model(x, key=jax.random.key(0))
+    b = model(x, key=jax.random.key(1))
+    assert np.abs(np.asarray(a - b)).max() > 1e-3
+    np.testing.assert_allclose(model(x, key=jax.random.key(0), dropout_rate=0.0), model(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(d_model=30, n_heads=4), "not divisible by n_heads"),
+    (dict(norm="rms"), "norm='rms'"),
+    (dict(act="swish"), "act='swish'"),
+    (dict(n_layers=-1), "n_layers"),
+    (dict(dropout=1.0), "dropout"),
+    (dict(myopic_beta=2.0), "myopic_beta"),
+    (dict(input_kind="vectors"), "d_input"),
+    (dict(output_kind="vectors", tie_embeddings=True, d_output=2), "tie_embeddings"),
+])
+def test_bad_config_raises_clear_error(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        TransformerConfig(**bad)
+
+
+def test_unknown_field_lists_valid_fields(tiny_cfg):
+    with pytest.raises(ConfigError, match="valid fields: .*d_model"):
+        replace(tiny_cfg, d_modle=64)
+
+
+def test_too_long_sequence_raises(tiny_cfg):
+    model = init_model(tiny_cfg, 0)
+    with pytest.raises(ConfigError, match="max_seq_len"):
+        model(jnp.zeros((1, tiny_cfg.max_seq_len + 1), jnp.int32))

@@ -1,0 +1,290 @@
+"""Tasks: the Batch contract for every registered task, answer validity, splits, Markov chain, metrics."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from toymodels.config import ConfigError
+from toymodels.tasks import TASKS, Batch, make_task, metrics
+
+# Small configs keep compiles and numpy decoding fast; a task not listed runs with its defaults.
+SMALL = {
+    "copy": dict(length=5, n_symbols=7),
+    "reverse": dict(length=5, n_symbols=7),
+    "sort": dict(length=6, n_symbols=4),
+    "modular_addition": dict(p=13),
+    "parity": dict(length=6),
+    "markov": dict(vocab_size=8, length=12),
+}
+B = 64
+
+
+def full_seq(batch: Batch) -> np.ndarray:
+    """The (B, T + 1) sequence the batch was cut from."""
+    return np.concatenate([np.asarray(batch.inputs), np.asarray(batch.targets)[:, -1:]], axis=1)
+
+
+def as_words(task, x_BU) -> np.ndarray:
+    return np.asarray(task.vocab.tokens)[x_BU]
+
+
+def as_ints(words) -> np.ndarray:
+    return np.vectorize(int)(words)
+
+
+def check_digits(answer_fn):
+    def check(task, x_BU):
+        w = as_words(task, x_BU)
+        L = task.length
+        assert (w[:, L] == "SEP").all()
+        digits, answer = as_ints(w[:, :L]), as_ints(w[:, L + 1:])
+        np.testing.assert_array_equal(answer, answer_fn(digits))
+    return check
+
+
+def check_modular_addition(task, x_BU):
+    w = as_words(task, x_BU)
+    assert (w[:, 1] == "+").all() and (w[:, 3] == "=").all()
+    a, b, c = as_ints(w[:, 0]), as_ints(w[:, 2]), as_ints(w[:, 4])
+    np.testing.assert_array_equal(c, (a + b) % task.p)
+
+
+def check_parity(task, x_BU):
+    w = as_words(task, x_BU)
+    assert (w[:, -2] == "SEP").all()
+    np.testing.assert_array_equal(as_ints(w[:, -1]), as_ints(w[:, :-2]).sum(1) % 2)
+
+
+def check_markov(task, x_BU):
+    # Every observed transition must have non-negligible probability under the table.
+    probs = task.transition_probs[x_BU[:, :-1], x_BU[:, 1:]]
+    assert probs.min() > 1e-9
+
+
+# name -> (number of scored answer positions at the end, validity check on decoded sequences)
+SPECS = {
+    "copy": (lambda t: t.length, check_digits(lambda d: d)),
+    "reverse": (lambda t: t.length, check_digits(lambda d: d[:, ::-1])),
+    "sort": (lambda t: t.length, check_digits(lambda d: np.sort(d, axis=1))),
+    "modular_addition": (lambda t: 1, check_modular_addition),
+    "parity": (lambda t: 1, check_parity),
+    "markov": (lambda t: t.length, check_markov),
+}
+NAMES = sorted(TASKS)
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def sampled(request):
+    """(task, jitted sampler, one batch): compiled once per task for all contract tests."""
+    task = make_task(request.param, **SMALL.get(request.param, {}))
+    sample = jax.jit(lambda key: task.sample(key, B))
+    return task, sample, sample(jax.random.key(0))
+
+
+def test_every_task_has_a_spec():
+    assert set(TASKS) == set(SPECS), "add the new task to SPECS (answer length + validity check)"
+
+
+def test_shapes_dtypes_and_shift(sampled):
+    task, _, batch = sampled
+    T = task.seq_len
+    assert batch.inputs.shape == batch.targets.shape == batch.mask.shape == (B, T)
+    assert batch.inputs.dtype == batch.targets.dtype == jnp.int32
+    assert batch.mask.dtype == jnp.float32
+    np.testing.assert_array_equal(batch.targets[:, :-1], batch.inputs[:, 1:])
+
+
+def test_vmap_over_keys_matches_single_samples(sampled):
+    task, sample, _ = sampled
+    keys = jax.random.split(jax.random.key(1), 3)
+    stacked = jax.jit(jax.vmap(lambda k: task.sample(k, B)))(keys)
+    assert stacked.inputs.shape == (3, B, task.seq_len)
+    for i in range(3):
+        for got, want in zip(stacked, sample(keys[i])):
+            np.testing.assert_array_equal(got[i], want)
+
+
+def test_deterministic_in_key(sampled):
+    task, sample, batch = sampled
+    again = sample(jax.random.key(0))
+    other = sample(jax.random.key(2))
+    for a, b in zip(batch, again):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(batch.inputs, other.inputs)
+
+
+def test_tokens_in_vocab(sampled):
+    task, _, batch = sampled
+    x = full_seq(batch)
+    assert x.min() >= 0 and x.max() < task.vocab.size
+    assert len(set(task.vocab.tokens)) == task.vocab.size
+
+
+def test_mask_marks_exactly_the_answer(sampled):
+    task, _, batch = sampled
+    n_answer = SPECS[task.name][0](task)
+    want_T = np.r_[np.zeros(task.seq_len - n_answer), np.ones(n_answer)]
+    np.testing.assert_array_equal(batch.mask, np.broadcast_to(want_T, (B, task.seq_len)))
+
+
+def test_answers_are_valid(sampled):
+    task, _, batch = sampled
+    SPECS[task.name][1](task, full_seq(batch))
+
+
+def test_sort_answer_is_a_sorted_permutation():
+    task = make_task("sort", length=7, n_symbols=5)
+    x = full_seq(task.sample(jax.random.key(3), 256))
+    digits, answer = x[:, :7], x[:, 8:]
+    assert (np.diff(answer, axis=1) >= 0).all()
+    np.testing.assert_array_equal(np.sort(digits, 1), np.sort(answer, 1))
+
+
+def test_tasks_are_hashable_static_configs():
+    for name in NAMES:
+        a, b = make_task(name), make_task(name)
+        assert a == b and hash(a) == hash(b)
+    assert make_task("copy") != make_task("reverse")
+    task = make_task("parity", length=4)
+    sample = jax.jit(lambda t, key: t.sample(key, 2), static_argnums=0)
+    assert sample(task, jax.random.key(0)).inputs.shape == (2, 5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_unknown_split_rejected(name):
+    with pytest.raises(ConfigError, match="train"):
+        make_task(name, **SMALL.get(name, {})).sample(jax.random.key(0), 2, split="test")
+
+
+# ---------------------------------------------------------------- modular addition splits
+def test_modular_addition_splits_disjoint_and_cover_all_pairs():
+    task = make_task("modular_addition", p=13, train_frac=0.8)
+    seen = {}
+    for split in ("train", "eval"):
+        x = full_seq(task.sample(jax.random.key(4), 4000, split=split))
+        seen[split] = set(zip(x[:, 0].tolist(), x[:, 2].tolist()))
+    assert not seen["train"] & seen["eval"]
+    assert seen["train"] | seen["eval"] == {(a, b) for a in range(13) for b in range(13)}
+    assert len(seen["train"]) == round(0.8 * 169)
+    full = full_seq(task.full_batch("eval"))
+    assert set(zip(full[:, 0].tolist(), full[:, 2].tolist())) == seen["eval"]
+
+
+def test_modular_addition_split_fixed_by_seed():
+    ids = lambda **kw: make_task("modular_addition", p=13, **kw).pair_ids("eval")
+    np.testing.assert_array_equal(ids(data_seed=0), ids(data_seed=0))
+    assert not np.array_equal(ids(data_seed=0), ids(data_seed=1))
+
+
+# ---------------------------------------------------------------- Markov chain
+def peer_table(vocab, seed, temp):
+    """Verbatim construction from peers/torch_toygpt.py MarkovTask.__init__."""
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((vocab, vocab)) * temp
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    return probs
+
+
+def test_markov_table_is_the_peers():
+    for v, seed, temp in [(64, 1234, 2.0), (8, 7, 0.5)]:
+        task = make_task("markov", vocab_size=v, data_seed=seed, temperature=temp)
+        np.testing.assert_array_equal(task.transition_probs, peer_table(v, seed, temp))
+
+
+def test_markov_entropy_rate_independent():
+    task = make_task("markov", vocab_size=16, data_seed=3)
+    P = task.transition_probs
+    evals, evecs = np.linalg.eig(P.T)  # stationary pi: left eigenvector of eigenvalue 1
+    pi = np.real(evecs[:, np.argmin(np.abs(evals - 1))])
+    pi /= pi.sum()
+    h = -np.sum(pi[:, None] * P * np.log(P))
+    assert task.entropy_rate == pytest.approx(h, rel=1e-9)
+    # The loss floors the torch peer reported (peers/results) for its two Markov configs.
+    assert round(make_task("markov").entropy_rate, 4) == 2.561
+    assert round(make_task("markov", vocab_size=128).entropy_rate, 4) == 3.2018
+
+
+def test_markov_empirical_transitions_match_table():
+    task = make_task("markov", vocab_size=8, length=64)
+    x = full_seq(jax.jit(lambda k: task.sample(k, 512))(jax.random.key(5)))
+    counts = np.zeros((8, 8))
+    np.add.at(counts, (x[:, :-1].ravel(), x[:, 1:].ravel()), 1)
+    n_i = counts.sum(1, keepdims=True)
+    P = task.transition_probs
+    seen = n_i[:, 0] >= 100
+    assert seen.sum() >= 4
+    tol = 5 * np.sqrt(P * (1 - P) / np.maximum(n_i, 1)) + 2e-3
+    assert (np.abs(counts / np.maximum(n_i, 1) - P)[seen] <= tol[seen]).all()
+    # First token is uniform.
+    first = np.bincount(x[:, 0], minlength=8) / 512
+    assert np.abs(first - 1 / 8).max() < 0.07
+
+
+# ---------------------------------------------------------------- config errors
+def test_make_task_unknown_name_lists_tasks():
+    with pytest.raises(ConfigError) as err:
+        make_task("kopy")
+    for name in NAMES:
+        assert name in str(err.value)
+
+
+def test_make_task_unknown_field_lists_fields():
+    with pytest.raises(ConfigError, match="n_symbols") as err:
+        make_task("copy", lenght=3)
+    assert "lenght" in str(err.value) and "length" in str(err.value)
+
+
+@pytest.mark.parametrize("name, fields", [
+    ("copy", dict(length=-1)),
+    ("copy", dict(length=2.5)),
+    ("reverse", dict(n_symbols=1)),
+    ("sort", dict(length=True)),
+    ("modular_addition", dict(p=1)),
+    ("modular_addition", dict(train_frac=0.0)),
+    ("modular_addition", dict(train_frac=1.0)),
+    ("modular_addition", dict(train_frac=float("nan"))),
+    ("modular_addition", dict(train_frac=0.01, p=2)),   # rounds to an empty train split
+    ("modular_addition", dict(data_seed=-1)),
+    ("parity", dict(length=0)),
+    ("markov", dict(vocab_size=0)),
+    ("markov", dict(length=-3)),
+    ("markov", dict(temperature=-1.0)),
+    ("markov", dict(temperature=float("nan"))),
+    ("markov", dict(data_seed=-1)),
+])
+def test_invalid_fields_raise(name, fields):
+    field = next(iter(fields))
+    with pytest.raises(ConfigError, match=field):
+        make_task(name, **fields)
+
+
+# ---------------------------------------------------------------- metrics
+def test_metrics_hand_example():
+    targets = jnp.array([[1, 2, 3], [0, 1, 2], [3, 3, 3]], jnp.int32)
+    mask = jnp.array([[0, 1, 1], [0, 0, 1], [0, 0, 0]], jnp.float32)  # row 2: nothing scored
+    batch = Batch(targets, targets, mask)
+    perfect = 100.0 * jax.nn.one_hot(targets, 4)
+
+    m = metrics(perfect, batch, "xent")
+    assert float(m["loss"]) == pytest.approx(0.0, abs=1e-6)
+    assert float(m["acc"]) == 1.0 and float(m["exact"]) == 1.0
+
+    # Wrong where mask is 0 (including the unscored row): nothing changes.
+    ignored = perfect.at[0, 0].set(100.0 * jax.nn.one_hot(0, 4)).at[2].set(0.0)
+    m = metrics(ignored, batch, "xent")
+    assert float(m["loss"]) == pytest.approx(0.0, abs=1e-6)
+    assert float(m["acc"]) == 1.0 and float(m["exact"]) == 1.0
+
+    # One wrong answer token in row 0: 2 of 3 scored tokens right, 1 of 2 scored rows exact.
+    wrong = perfect.at[0, 2].set(100.0 * jax.nn.one_hot(0, 4))
+    m = metrics(wrong, batch, "xent")
+    assert float(m["acc"]) == pytest.approx(2 / 3)
+    assert float(m["exact"]) == pytest.approx(0.5)
+    assert float(m["loss"]) == pytest.approx(100.0 / 3, rel=1e-4)
+
+    m = metrics(jnp.zeros((3, 3, 4)), batch, "xent")  # uniform logits
+    assert float(m["loss"]) == pytest.approx(np.log(4), rel=1e-6)

@@ -1,0 +1,161 @@
+"""Training-speed benchmark: ``python -m toymodels.bench [--case NAME] [--json]``.
+
+Cases match ../shared/peers/torch_toygpt.py in model and data (pre-LN, tanh-GELU
+4x MLP, learned positions, untied bias-free unembedding, N(0, 0.02) init with
+residual projections N(0, 0.02/sqrt(2L)), AdamW lr 1e-3 betas (0.9, 0.95) wd 0.1
+on all params, fp32, the same random bigram chain) and follow its timing and
+FLOP conventions (shared/peers/README.md), with one difference that can only
+cost us: a timed step here is the product's training chunk, so it INCLUDES
+sampling the batch on device (the peer samples on the host, off the clock).
+``data_ms`` reports that sampling cost on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+CASES = {
+    #            layers d_model heads seq batch vocab runs  myopic
+    "tiny":        (2, 128, 4, 64, 64, 64, 1, False),
+    "small":       (4, 256, 8, 128, 32, 128, 1, False),
+    "tiny_x8":     (2, 128, 4, 64, 64, 64, 8, False),
+    "micro_x32":   (2, 64, 4, 32, 32, 32, 32, False),
+    "tiny_myopic": (2, 128, 4, 64, 64, 64, 1, True),
+}
+TIMED_STEPS = {"tiny": 100, "small": 40, "tiny_x8": 20, "micro_x32": 100, "tiny_myopic": 100}
+STEPS_PER_CALL = {"tiny": 10, "small": 5, "tiny_x8": 5, "micro_x32": 10, "tiny_myopic": 10}
+
+
+def flop_counts(L: int, d: int, V: int, T: int, params: int) -> dict:
+    """FLOPs per trained token (forward + backward = 3 x forward), peer conventions."""
+    matmul = L * 12 * d * d + d * V
+    return {"flops_per_token_6N": 6 * params, "flops_per_token_detailed": 6 * matmul + 3 * L * 4 * T * d}
+
+
+def measure_peak_gflops(n: int = 2048, reps: int = 5) -> float:
+    """Practical fp32 matmul peak of this backend (median of ``reps`` large GEMMs)."""
+    import jax
+    import jax.numpy as jnp
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    mm = jax.jit(lambda x, y: x @ y)
+    mm(a, a).block_until_ready()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        mm(a, a).block_until_ready()
+        times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+def run_case(name: str, peak_gflops: float | None, steps: int | None = None) -> dict:
+    import jax
+    import numpy as np
+
+    from toymodels.model import TransformerConfig
+    from toymodels.tasks import make_task
+    from toymodels.train import TrainConfig, Trainer
+
+    L, d, H, T, B, V, E, myopic = CASES[name]
+    k = STEPS_PER_CALL[name]
+    timed = steps or TIMED_STEPS[name]
+    n_calls = max(1, timed // k)
+    mcfg = TransformerConfig(n_layers=L, d_model=d, n_heads=H, vocab_size=V, max_seq_len=T)
+    tcfg = TrainConfig(steps=10 ** 6, batch_size=B, lr=1e-3, weight_decay=0.1, myopic=myopic)
+    task = make_task("markov", vocab_size=V, length=T, data_seed=1234, temperature=2.0)
+    trainer = Trainer(mcfg, tcfg, {"markov": task})
+    runs = trainer.runs(seeds=list(range(E)))
+    _, _, chunk, _ = trainer._fns(runs)
+    state = trainer.init(runs)
+    jax.block_until_ready(state.params)
+
+    params, opt, step = state.params, state.opt, 0
+    t0 = time.perf_counter()
+    params, opt, loss = chunk(params, opt, runs, step, k)
+    loss.block_until_ready()
+    first_call = time.perf_counter() - t0
+    step += k
+    warm = [first_call]
+    for _ in range(2):
+        t0 = time.perf_counter()
+        params, opt, loss = chunk(params, opt, runs, step, k)
+        loss.block_until_ready()
+        warm.append(time.perf_counter() - t0)
+        step += k
+    times, losses = [], []
+    for _ in range(n_calls):
+        t0 = time.perf_counter()
+        params, opt, loss = chunk(params, opt, runs, step, k)
+        loss.block_until_ready()
+        times.append(time.perf_counter() - t0)
+        losses.append(float(np.mean(loss)))
+        step += k
+
+    sample = jax.jit(jax.vmap(lambda key: task.sample(key, B)))
+    keys = jax.random.split(jax.random.key(0), E)
+    jax.block_until_ready(sample(keys))
+    data_t = []
+    for i in range(10):
+        t0 = time.perf_counter()
+        jax.block_until_ready(sample(jax.random.split(jax.random.key(i + 1), E)))
+        data_t.append(time.perf_counter() - t0)
+
+    n_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(params))
+    med_step = statistics.median(times) / k
+    tps = E * B * T * k * len(times) / sum(times)
+    fl = flop_counts(L, d, V, T, n_params)
+    out = {
+        "impl": "toymodels-jax", "case": name,
+        "tokens_per_s": round(tps, 1),
+        "step_ms_median": round(1e3 * med_step, 3),
+        "compile_s": round(max(0.0, first_call - med_step * k), 3),
+        "first_call_s": round(first_call, 3),
+        "data_ms_median": round(1e3 * statistics.median(data_t), 3),
+        "final_loss": round(losses[-1], 4), "loss_floor": round(task.entropy_rate, 4),
+        "params": n_params, "runs": E, "steps_per_call": k, "timed_steps": k * len(times),
+        **fl,
+        "mfu_6N": None, "mfu_detailed": None, "peak_gflops": peak_gflops,
+        "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind),
+        "jax": jax.__version__, "python": platform.python_version(),
+    }
+    if peak_gflops:
+        out["mfu_6N"] = round(fl["flops_per_token_6N"] * tps / 1e9 / peak_gflops, 4)
+        out["mfu_detailed"] = round(fl["flops_per_token_detailed"] * tps / 1e9 / peak_gflops, 4)
+    return out
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--case", action="append", choices=sorted(CASES),
+                   help="case to run (repeatable); default: all")
+    p.add_argument("--json", action="store_true", help="print only one JSON line per case")
+    p.add_argument("--peak-gflops", type=float, default=None,
+                   help="fp32 matmul peak for MFU; default: measured here")
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default per case)")
+    p.add_argument("--cold", action="store_true",
+                   help="use an empty compilation cache, so compile_s is a cold compile")
+    a = p.parse_args(argv)
+
+    from toymodels import enable_compilation_cache
+    enable_compilation_cache(tempfile.mkdtemp(prefix="toymodels-jaxcache-") if a.cold else None)
+    peak = a.peak_gflops or measure_peak_gflops()
+    for name in a.case or list(CASES):
+        res = run_case(name, peak, a.steps)
+        res["load_avg_1m"] = round(os.getloadavg()[0], 2)
+        if a.json:
+            print(json.dumps(res), flush=True)
+        else:
+            print(f"{name:12s} {res['tokens_per_s']:>10,.0f} tok/s  step {res['step_ms_median']:8.2f} ms  "
+                  f"compile {res['compile_s']:5.2f} s  MFU(6N) {100 * (res['mfu_6N'] or 0):5.1f} %  "
+                  f"data {res['data_ms_median']:.2f} ms  loss {res['final_loss']:.3f} "
+                  f"(floor {res['loss_floor']:.3f})", file=sys.stdout, flush=True)
+
+
+if __name__ == "__main__":
+    main()

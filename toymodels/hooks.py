@@ -1,0 +1,114 @@
+"""Named activations, caches and interventions, passed into the forward pass as data.
+
+Nothing here is global state: a ``Hooks`` object lives for one forward call,
+so a failed call cannot leave a hook behind, and interventions are pytrees
+that compose with ``jit`` and ``vmap``.
+
+Activation layouts: residual-like names are (B, T, D); ``attn.q/k/v/z`` are
+(B, T, H, K); ``attn.scores`` and ``attn.pattern`` are (B, H, T, S) (query T,
+key S); ``mlp.pre/post`` are (B, T, F). ``final`` is the residual after the
+final norm, i.e. what the unembedding reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from typing import Any, Iterable, Mapping
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Intervention:
+    """Replace activation x by ``scale * x + value`` at ``positions`` (all if None).
+
+    ``positions``: int indices or a bool mask over the query/position axis.
+    Build them with ``ablate``, ``mean_ablate``, ``patch`` and ``steer``.
+    """
+    scale: Any
+    value: Any
+    positions: Any = None
+
+    def apply(self, name: str, x: Array) -> Array:
+        new = jnp.asarray(self.scale) * x + jnp.broadcast_to(self.value, x.shape)
+        if self.positions is None:
+            return new.astype(x.dtype)
+        axis = 2 if name.endswith((".scores", ".pattern")) else 1
+        T = x.shape[axis]
+        pos = jnp.asarray(self.positions)
+        mask = pos if pos.dtype == jnp.bool_ else jnp.zeros(T, bool).at[pos].set(True)
+        shape = [1] * x.ndim
+        shape[axis] = T
+        return jnp.where(mask.reshape(shape), new, x).astype(x.dtype)
+
+
+def ablate(positions=None) -> Intervention:
+    """Zero ablation."""
+    return Intervention(0.0, 0.0, positions)
+
+
+def mean_ablate(mean: Array, positions=None) -> Intervention:
+    """Replace by a mean activation (e.g. ``cache[name].mean(0)``)."""
+    return Intervention(0.0, mean, positions)
+
+
+def patch(value: Array, positions=None) -> Intervention:
+    """Replace by another run's activation (e.g. from a clean cache)."""
+    return Intervention(0.0, value, positions)
+
+
+def steer(vector: Array, positions=None, coeff: float = 1.0) -> Intervention:
+    """Add ``coeff * vector`` to the activation."""
+    return Intervention(1.0, coeff * jnp.asarray(vector), positions)
+
+
+class Hooks:
+    """What one forward call caches and intervenes on; ``hooks(name, x)`` is the hook point."""
+
+    def __init__(self, names: Iterable[str] = (), interventions: Mapping[str, Intervention] | None = None):
+        self.patterns = tuple(names)
+        self.interventions = dict(interventions or {})
+        self.cache: dict[str, Array] = {}
+
+    def __call__(self, name: str, x: Array) -> Array:
+        iv = self.interventions.get(name)
+        if iv is not None:
+            x = iv.apply(name, x)
+        if any(fnmatch.fnmatchcase(name, p) for p in self.patterns):
+            self.cache[name] = x
+        return x
+
+
+def _check_names(model, names: Iterable[str], interventions: Mapping[str, Any]) -> None:
+    valid = model.hook_names()
+    for pat in names:
+        if not fnmatch.filter(valid, pat):
+            raise KeyError(f"no activation matches {pat!r}; valid names: {', '.join(valid)}")
+    for name in interventions:
+        if name not in valid:
+            raise KeyError(f"cannot intervene on unknown activation {name!r}; valid names: {', '.join(valid)}")
+
+
+def run_with_cache(model, inputs: Array, names: Iterable[str] = (), *,
+                   interventions: Mapping[str, Intervention] | None = None,
+                   **forward_kwargs) -> tuple[Array, dict[str, Array]]:
+    """Forward pass returning (outputs, {name: activation}) for the requested names only.
+
+    ``names`` are exact activation names or glob patterns (``"blocks.*.attn.pattern"``).
+    """
+    names = (names,) if isinstance(names, str) else tuple(names)
+    interventions = dict(interventions or {})
+    _check_names(model, names, interventions)
+    hooks = Hooks(names, interventions)
+    out = model(inputs, hooks=hooks, **forward_kwargs)
+    return out, hooks.cache
+
+
+def run_with_interventions(model, inputs: Array, interventions: Mapping[str, Intervention],
+                           **forward_kwargs) -> Array:
+    return run_with_cache(model, inputs, (), interventions=interventions, **forward_kwargs)[0]

@@ -1,0 +1,327 @@
+"""Decoder-only transformer: one class for trained and compiled networks.
+
+Shape letters used in names throughout toymodels:
+  E runs (ensemble axis)   B batch          T positions (S: key positions)
+  D d_model                H heads          K d_head
+  F d_mlp                  V vocab          I input features   O output features
+  N = B*T (flattened tokens)
+
+Activations are kept 2-D (N, D) around dense layers: XLA:CPU compiles the
+backward of 3-D dot_generals with an element-wise epilogue (tanh-GELU) much
+worse than 2-D ones (~+20 % step speed measured, see BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import TYPE_CHECKING
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from toymodels.config import ConfigError, check_choice, check_int, check_range
+
+if TYPE_CHECKING:
+    from toymodels.hooks import Hooks
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+    n_layers: int = 2
+    d_model: int = 128
+    n_heads: int = 4
+    d_head: int = 0            # 0 = d_model // n_heads
+    d_mlp: int = -1            # -1 = 4 * d_model; 0 = attention-only
+    vocab_size: int = 64
+    max_seq_len: int = 64
+    pos_embed: bool = True     # learned positional embedding
+    norm: str = "layernorm"    # "layernorm" (pre-LN) | "none"
+    act: str = "gelu"          # "gelu" (tanh approximation) | "relu"
+    dropout: float = 0.0       # default rate; training may pass a per-run rate
+    tie_embeddings: bool = False
+    causal: bool = True        # compiled RASP programs attend both ways
+    use_bias: bool = True      # biases on every dense layer except the unembedding
+    input_kind: str = "tokens"   # "tokens" (ids) | "vectors" (R^d_input)
+    d_input: int = 0
+    output_kind: str = "logits"  # "logits" | "vectors" (R^d_output)
+    d_output: int = 0
+    init_std: float = 0.02     # residual-output projections use init_std / sqrt(2 n_layers)
+    myopic: bool = False       # myopic gradient (Wu, Morris & Levine 2024); forward unchanged
+    myopic_beta: float = 0.0   # 0 = myopic, 1 = vanilla gradient; scales every past-position
+                               # gradient link (a path through k such links by beta**k)
+    ln_eps: float = 1e-5
+
+    def __post_init__(self):
+        check_int("n_layers", self.n_layers, 0)
+        check_int("d_model", self.d_model, 1)
+        check_int("n_heads", self.n_heads, 1)
+        check_int("d_head", self.d_head, 0)
+        if self.d_head == 0 and self.d_model % self.n_heads:
+            raise ConfigError(
+                f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}: "
+                "choose n_heads dividing d_model, or set d_head explicitly")
+        check_int("d_mlp", self.d_mlp, -1)
+        check_int("vocab_size", self.vocab_size, 1)
+        check_int("max_seq_len", self.max_seq_len, 1)
+        check_choice("norm", self.norm, ("layernorm", "none"))
+        check_choice("act", self.act, ("gelu", "relu"))
+        check_range("dropout", self.dropout, 0.0, 1.0, hi_open=True)
+        check_range("myopic_beta", self.myopic_beta, 0.0, 1.0)
+        check_choice("input_kind", self.input_kind, ("tokens", "vectors"))
+        check_choice("output_kind", self.output_kind, ("logits", "vectors"))
+        if self.input_kind == "vectors":
+            check_int("d_input", self.d_input, 1)
+        if self.output_kind == "vectors":
+            check_int("d_output", self.d_output, 1)
+        if self.tie_embeddings and (self.input_kind, self.output_kind) != ("tokens", "logits"):
+            raise ConfigError("tie_embeddings=True needs input_kind='tokens' and output_kind='logits'")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_head or self.d_model // self.n_heads
+
+    @property
+    def mlp_dim(self) -> int:
+        return 4 * self.d_model if self.d_mlp < 0 else self.d_mlp
+
+
+def _normal(rngs: nnx.Rngs, shape, std: float) -> nnx.Param:
+    return nnx.Param(std * jax.random.normal(rngs.params(), shape, jnp.float32))
+
+
+def _zeros(shape) -> nnx.Param:
+    return nnx.Param(jnp.zeros(shape, jnp.float32))
+
+
+class LayerNorm(nnx.Module):
+    def __init__(self, d: int, eps: float):
+        self.scale = nnx.Param(jnp.ones((d,), jnp.float32))
+        self.bias = _zeros((d,))
+        self.eps = eps
+
+    def __call__(self, x_ND: Array) -> Array:
+        mean = x_ND.mean(-1, keepdims=True)
+        xc = x_ND - mean
+        var = (xc * xc).mean(-1, keepdims=True)
+        lead = (None,) * (x_ND.ndim - 1)
+        return xc * jax.lax.rsqrt(var + self.eps) * self.scale[...][lead] + self.bias[...][lead]
+
+
+class Identity(nnx.Module):
+    def __call__(self, x: Array) -> Array:
+        return x
+
+
+def _norm(cfg: TransformerConfig) -> nnx.Module:
+    return LayerNorm(cfg.d_model, cfg.ln_eps) if cfg.norm == "layernorm" else Identity()
+
+
+def dropout(x: Array, rate, key: Array | None) -> Array:
+    """Inverted dropout; ``rate`` may be traced (a per-run value). No key = eval mode."""
+    if key is None:
+        return x
+    keep = 1.0 - rate
+    return jnp.where(jax.random.bernoulli(key, keep, x.shape), x / keep, 0.0)
+
+
+class Attention(nnx.Module):
+    def __init__(self, cfg: TransformerConfig, rngs: nnx.Rngs):
+        D, H, K = cfg.d_model, cfg.n_heads, cfg.head_dim
+        out_std = cfg.init_std / math.sqrt(2 * max(cfg.n_layers, 1))
+        self.W_QKV = _normal(rngs, (D, 3, H, K), cfg.init_std)
+        self.b_QKV = _zeros((3, H, K)) if cfg.use_bias else None
+        self.W_O = _normal(rngs, (H, K, D), out_std)
+        self.b_O = _zeros((D,)) if cfg.use_bias else None
+        self.causal = cfg.causal
+
+    def __call__(self, h_BTD: Array, hp_BTD: Array | None, hooks: Hooks, name: str) -> Array:
+        """``hp_BTD`` is the normed input that off-diagonal keys/values are read from.
+
+        None means the live input (vanilla). Myopic training and externally
+        supplied past states pass something else; the diagonal term (a position
+        attending to itself) always uses the live keys and values.
+        """
+        B, T, D = h_BTD.shape
+        _, three, H, K = self.W_QKV.shape
+        W = self.W_QKV[...].reshape(D, three * H * K)
+        qkv = h_BTD.reshape(B * T, D) @ W
+        if self.b_QKV is not None:
+            qkv = qkv + self.b_QKV[...].reshape(1, -1)
+        qkv_BTCHK = qkv.reshape(B, T, 3, H, K)
+        q, k, v = (qkv_BTCHK[:, :, i] for i in range(3))
+        q = hooks(f"{name}.q", q)
+        k = hooks(f"{name}.k", k)
+        v = hooks(f"{name}.v", v)
+        if hp_BTD is None:
+            kp, vp = k, v
+        else:
+            kv = hp_BTD.reshape(B * T, D) @ W[:, H * K:]
+            if self.b_QKV is not None:
+                kv = kv + self.b_QKV[...][1:].reshape(1, -1)
+            kv_BTCHK = kv.reshape(B, T, 2, H, K)
+            kp, vp = kv_BTCHK[:, :, 0], kv_BTCHK[:, :, 1]
+        q = q * (1.0 / math.sqrt(K))
+        s_BHTS = jnp.einsum("bthk,bshk->bhts", q, kp)
+        if hp_BTD is not None:
+            # The diagonal (a position attending to itself) reads the live key.
+            s_live = jnp.einsum("bthk,bshk->bhts", q, k)
+            s_BHTS = jnp.where(jnp.eye(T, dtype=bool)[None, None], s_live, s_BHTS)
+        if self.causal:
+            s_BHTS = jnp.where(jnp.tril(jnp.ones((T, T), bool))[None, None], s_BHTS, -jnp.inf)
+        s_BHTS = hooks(f"{name}.scores", s_BHTS)
+        p_BHTS = hooks(f"{name}.pattern", jax.nn.softmax(s_BHTS, axis=-1))
+        z_BTHK = jnp.einsum("bhts,bshk->bthk", p_BHTS, vp)
+        if hp_BTD is not None:
+            # Forward: v - vp == 0, so outputs equal vanilla; backward: the live
+            # value gets the diagonal's gradient.
+            p_diag_BTH = jnp.swapaxes(jnp.diagonal(p_BHTS, axis1=-2, axis2=-1), 1, 2)
+            z_BTHK = z_BTHK + p_diag_BTH[..., None] * (v - vp)
+        z_BTHK = hooks(f"{name}.z", z_BTHK)
+        out = z_BTHK.reshape(B * T, H * K) @ self.W_O[...].reshape(H * K, D)
+        if self.b_O is not None:
+            out = out + self.b_O[...][None]
+        return out.reshape(B, T, D)
+
+
+class MLP(nnx.Module):
+    def __init__(self, cfg: TransformerConfig, rngs: nnx.Rngs):
+        D, F = cfg.d_model, cfg.mlp_dim
+        out_std = cfg.init_std / math.sqrt(2 * max(cfg.n_layers, 1))
+        self.W_in = _normal(rngs, (D, F), cfg.init_std)
+        self.b_in = _zeros((F,)) if cfg.use_bias else None
+        self.W_out = _normal(rngs, (F, D), out_std)
+        self.b_out = _zeros((D,)) if cfg.use_bias else None
+        self.act = cfg.act
+
+    def __call__(self, h_BTD: Array, hooks: Hooks, name: str) -> Array:
+        B, T, D = h_BTD.shape
+        pre = h_BTD.reshape(B * T, D) @ self.W_in[...]
+        if self.b_in is not None:
+            pre = pre + self.b_in[...][None]
+        pre = hooks(f"{name}.pre", pre.reshape(B, T, -1)).reshape(B * T, -1)
+        post = jax.nn.gelu(pre, approximate=True) if self.act == "gelu" else jax.nn.relu(pre)
+        post = hooks(f"{name}.post", post.reshape(B, T, -1)).reshape(B * T, -1)
+        out = post @ self.W_out[...]
+        if self.b_out is not None:
+            out = out + self.b_out[...][None]
+        return out.reshape(B, T, D)
+
+
+class Block(nnx.Module):
+    def __init__(self, cfg: TransformerConfig, rngs: nnx.Rngs):
+        self.ln1 = _norm(cfg)
+        self.attn = Attention(cfg, rngs)
+        self.ln2 = _norm(cfg) if cfg.mlp_dim else None
+        self.mlp = MLP(cfg, rngs) if cfg.mlp_dim else None
+
+    def __call__(self, x_BTD, *, past_BTD, hooks, name, rate, key):
+        x_BTD = hooks(f"{name}.resid_pre", x_BTD)
+        h = self.ln1(x_BTD)
+        hp = None if past_BTD is None else self.ln1(past_BTD)
+        a = hooks(f"{name}.attn.out", self.attn(h, hp, hooks, f"{name}.attn"))
+        k1, k2 = (None, None) if key is None else jax.random.split(key)
+        x_BTD = x_BTD + dropout(a, rate, k1)
+        if self.mlp is not None:
+            x_BTD = hooks(f"{name}.resid_mid", x_BTD)
+            m = hooks(f"{name}.mlp.out", self.mlp(self.ln2(x_BTD), hooks, f"{name}.mlp"))
+            x_BTD = x_BTD + dropout(m, rate, k2)
+        return hooks(f"{name}.resid_post", x_BTD)
+
+
+class Transformer(nnx.Module):
+    """``model(inputs)``: tokens (B, T) int -> logits (B, T, V), or vectors (B, T, I) -> (B, T, O)."""
+
+    def __init__(self, cfg: TransformerConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        D = cfg.d_model
+        if cfg.input_kind == "tokens":
+            self.W_E = _normal(rngs, (cfg.vocab_size, D), cfg.init_std)
+        else:
+            self.W_in = _normal(rngs, (cfg.d_input, D), cfg.init_std)
+            self.b_in = _zeros((D,)) if cfg.use_bias else None
+        self.W_pos = _normal(rngs, (cfg.max_seq_len, D), cfg.init_std) if cfg.pos_embed else None
+        self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
+        self.ln_final = _norm(cfg)
+        if cfg.output_kind == "logits":
+            self.W_U = None if cfg.tie_embeddings else _normal(rngs, (D, cfg.vocab_size), cfg.init_std)
+        else:
+            self.W_U = _normal(rngs, (D, cfg.d_output), cfg.init_std)
+            self.b_U = _zeros((cfg.d_output,)) if cfg.use_bias else None
+
+    def hook_names(self) -> list[str]:
+        """Every activation name this model exposes, in forward order."""
+        names = ["embed"] + (["pos_embed"] if self.cfg.pos_embed else [])
+        for i in range(self.cfg.n_layers):
+            p = f"blocks.{i}"
+            names += [f"{p}.resid_pre"] + [f"{p}.attn.{n}" for n in
+                                           ("q", "k", "v", "scores", "pattern", "z", "out")]
+            if self.cfg.mlp_dim:
+                names += [f"{p}.resid_mid", f"{p}.mlp.pre", f"{p}.mlp.post", f"{p}.mlp.out"]
+            names.append(f"{p}.resid_post")
+        return names + ["final"]
+
+    def __call__(self, inputs: Array, *, key: Array | None = None, dropout_rate=None,
+                 myopic: bool | None = None, myopic_beta=None,
+                 past_resid: Array | None = None, hooks: Hooks | None = None) -> Array:
+        """Forward pass.
+
+        key: dropout key (None = no dropout). dropout_rate: overrides cfg.dropout
+        (may be traced). myopic / myopic_beta: override the config (beta may be
+        traced). past_resid (n_layers, B, T, D): residual streams that every
+        attention layer reads its off-diagonal keys/values from (local-myopic and
+        no-context baselines). hooks: what to cache and intervene on (hooks.py).
+        """
+        from toymodels.hooks import Hooks
+
+        cfg = self.cfg
+        hooks = hooks if hooks is not None else Hooks()
+        myopic = cfg.myopic if myopic is None else myopic
+        beta = cfg.myopic_beta if myopic_beta is None else myopic_beta
+        rate = cfg.dropout if dropout_rate is None else dropout_rate
+        if cfg.input_kind == "tokens":
+            B, T = inputs.shape
+            x_BTD = jnp.take(self.W_E[...], inputs, axis=0)
+        else:
+            B, T, I = inputs.shape
+            x_BTD = (inputs.reshape(B * T, I) @ self.W_in[...]).reshape(B, T, -1)
+            if self.b_in is not None:
+                x_BTD = x_BTD + self.b_in[...][None, None]
+        if T > cfg.max_seq_len:
+            raise ConfigError(f"sequence length {T} exceeds max_seq_len={cfg.max_seq_len}")
+        x_BTD = hooks("embed", x_BTD)
+        if self.W_pos is not None:
+            x_BTD = x_BTD + hooks("pos_embed", self.W_pos[...][:T])[None]
+        keys = [None] * (cfg.n_layers + 1) if key is None else list(
+            jax.random.split(key, cfg.n_layers + 1))
+        x_BTD = dropout(x_BTD, rate, keys[-1])
+        for i, block in enumerate(self.blocks):
+            past = None if past_resid is None else past_resid[i]
+            if myopic:
+                src = x_BTD if past is None else past
+                sg = jax.lax.stop_gradient(src)
+                past = sg + beta * (src - sg)  # forward: exactly sg; gradient scaled by beta
+            x_BTD = block(x_BTD, past_BTD=past, hooks=hooks, name=f"blocks.{i}",
+                          rate=rate, key=keys[i])
+        x_BTD = hooks("final", self.ln_final(x_BTD))
+        x_ND = x_BTD.reshape(B * T, -1)
+        if cfg.output_kind == "logits":
+            W_U = self.W_E[...].T if cfg.tie_embeddings else self.W_U[...]
+            return (x_ND @ W_U).reshape(B, T, -1)
+        out = x_ND @ self.W_U[...]
+        if self.b_U is not None:
+            out = out + self.b_U[...][None]
+        return out.reshape(B, T, -1)
+
+
+def init_model(cfg: TransformerConfig, seed: int | Array = 0) -> Transformer:
+    """A freshly initialised model; ``seed`` may be an int or a PRNG key."""
+    key = jax.random.key(seed) if isinstance(seed, int) else seed
+    return Transformer(cfg, nnx.Rngs(params=key))
+
+
+def param_count(model: Transformer) -> int:
+    return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))

@@ -1,0 +1,396 @@
+"""Training: AdamW, on-device data, jitted chunks of steps, a vmapped runs axis.
+
+One ``Trainer`` trains E runs that share array shapes as ONE compiled program:
+params and optimizer state carry a leading runs axis E, and every per-run
+hyperparameter (seed, lr, weight decay, dropout, myopic beta, mixture event
+steps and fractions) is an array row of ``Runs``. Python touches the host once
+per chunk (eval, progress, NaN check); a chunk is a ``lax.fori_loop`` over a
+traced number of steps, so an eval grid of any spacing compiles once.
+
+Data and dropout keys are ``fold_in(seed key, step)``: a run's numbers do not
+depend on how training is chunked, which is what makes resume exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import sys
+import time
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from toymodels.config import ConfigError, check_choice, check_int, check_range
+from toymodels.model import Transformer, TransformerConfig, init_model
+from toymodels.schedule import Mixture, MixtureParams
+from toymodels.tasks.base import Batch, Task, masked_mean, metrics, token_losses
+
+Array = jax.Array
+_INIT, _DATA, _DROPOUT = 0, 1, 2
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 0
+    lr_schedule: str = "constant"   # "constant" | "cosine" (after warmup)
+    min_lr_frac: float = 0.0        # cosine floor, as a fraction of lr
+    b1: float = 0.9
+    b2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 0.0          # global-norm clip; 0 = off
+    chunk_steps: int = 500          # most steps between two host syncs
+    n_evals: int = 20
+    eval_spacing: str = "linear"    # "linear" | "log"
+    eval_batch: int = 256
+    eval_seed: int = 12345
+    seed: int = 0
+    myopic: bool = False
+    myopic_beta: float = 0.0
+
+    def __post_init__(self):
+        for f in ("steps", "batch_size", "chunk_steps", "n_evals", "eval_batch"):
+            check_int(f, getattr(self, f), 1)
+        check_int("warmup_steps", self.warmup_steps, 0)
+        check_range("lr", self.lr, 0.0, math.inf, lo_open=True)
+        check_range("weight_decay", self.weight_decay, 0.0, math.inf)
+        check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
+        check_range("min_lr_frac", self.min_lr_frac, 0.0, 1.0)
+        check_range("b1", self.b1, 0.0, 1.0, hi_open=True)
+        check_range("b2", self.b2, 0.0, 1.0, hi_open=True)
+        check_range("grad_clip", self.grad_clip, 0.0, math.inf)
+        check_choice("eval_spacing", self.eval_spacing, ("linear", "log"))
+        check_range("myopic_beta", self.myopic_beta, 0.0, 1.0)
+
+    def eval_steps(self) -> np.ndarray:
+        """Steps at which every task is evaluated (always includes 0 and ``steps``)."""
+        if self.eval_spacing == "linear":
+            pts = np.linspace(0, self.steps, self.n_evals + 1)
+        else:
+            pts = np.concatenate([[0], np.geomspace(1, self.steps, self.n_evals)])
+        return np.unique(np.round(pts).astype(np.int64))
+
+
+class Runs(NamedTuple):
+    """Per-run hyperparameters; each field has a leading runs axis E."""
+    seed: Array          # (E,) int32
+    lr: Array            # (E,) float32
+    weight_decay: Array  # (E,)
+    dropout: Array       # (E,)
+    myopic_beta: Array   # (E,)
+    mixture: MixtureParams  # fields (E, ...)
+
+    @property
+    def size(self) -> int:
+        return int(self.seed.shape[0])
+
+    def take(self, i: int | Sequence[int]) -> "Runs":
+        idx = np.atleast_1d(np.asarray(i))
+        return jax.tree.map(lambda x: x[idx], self)
+
+
+def make_runs(tcfg: TrainConfig, mcfg: TransformerConfig, mixture: Mixture, *,
+              seeds: Sequence[int] | None = None, **per_run: Sequence[Any]) -> Runs:
+    """Runs from configs; ``per_run`` overrides a field with one value per run.
+
+    e.g. ``make_runs(t, m, mix, seeds=[0, 1], lr=[1e-3, 3e-3])``; ``event_steps`` takes
+    one list of event steps per run, ``fractions`` one list of replay fractions.
+    """
+    valid = {"lr", "weight_decay", "dropout", "myopic_beta", "event_steps", "fractions", "weights"}
+    unknown = sorted(set(per_run) - valid)
+    if unknown:
+        raise ConfigError(f"unknown per-run field(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
+    seeds = [tcfg.seed] if seeds is None else list(seeds)
+    n = max([len(seeds)] + [len(v) for v in per_run.values()])
+    for name, vals in [("seeds", seeds)] + list(per_run.items()):
+        if len(vals) not in (1, n):
+            raise ConfigError(f"{name} has {len(vals)} values; give 1 or {n} (one per run)")
+
+    def col(vals, default):
+        vals = [default] if vals is None else list(vals)
+        return vals * n if len(vals) == 1 else vals
+
+    base = mixture.params()
+    mix = MixtureParams(
+        jnp.asarray(col(per_run.get("weights"), np.asarray(base.weights)), jnp.float32),
+        jnp.asarray(col(per_run.get("event_steps"), np.asarray(base.event_steps)), jnp.int32).reshape(n, -1),
+        jnp.asarray(col(per_run.get("fractions"), np.asarray(base.fractions)), jnp.float32).reshape(n, -1))
+    for f, lo, hi in (("dropout", 0, 0.999), ("myopic_beta", 0, 1), ("weight_decay", 0, math.inf)):
+        for v in col(per_run.get(f), 0.0):
+            check_range(f, float(v), lo, hi)
+    return Runs(
+        seed=jnp.asarray(col(seeds, None), jnp.int32),
+        lr=jnp.asarray(col(per_run.get("lr"), tcfg.lr), jnp.float32),
+        weight_decay=jnp.asarray(col(per_run.get("weight_decay"), tcfg.weight_decay), jnp.float32),
+        dropout=jnp.asarray(col(per_run.get("dropout"), mcfg.dropout), jnp.float32),
+        myopic_beta=jnp.asarray(col(per_run.get("myopic_beta"), tcfg.myopic_beta), jnp.float32),
+        mixture=mix)
+
+
+class TrainState(NamedTuple):
+    params: Any   # nnx.State of Params, leaves (E, ...)
+    opt: Any      # optax adam state, leaves (E, ...)
+    step: int     # steps done (the same for every run)
+
+
+def validate(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: Mapping[str, Task], mixture: Mixture) -> None:
+    """Every cross-config check, raised before anything is compiled."""
+    if not tasks:
+        raise ConfigError("tasks is empty: give at least one task")
+    for name in mixture.tasks:
+        if name not in tasks:
+            raise ConfigError(f"mixture task {name!r} is not among the tasks: {', '.join(tasks)}")
+    losses = {tasks[n].loss for n in mixture.tasks}
+    if len(losses) > 1:
+        raise ConfigError(f"tasks in one mixture must share a loss; got {sorted(losses)}")
+    for name, task in tasks.items():
+        if task.input_kind != mcfg.input_kind:
+            raise ConfigError(f"task {name!r} has {task.input_kind} inputs but model.input_kind="
+                              f"{mcfg.input_kind!r}")
+        if task.seq_len > mcfg.max_seq_len:
+            raise ConfigError(f"task {name!r} needs sequences of {task.seq_len} positions but "
+                              f"model.max_seq_len={mcfg.max_seq_len}; raise max_seq_len to >= {task.seq_len}")
+        if task.input_kind == "tokens" and task.vocab.size > mcfg.vocab_size:
+            raise ConfigError(f"task {name!r} needs {task.vocab.size} tokens but model.vocab_size="
+                              f"{mcfg.vocab_size}; raise vocab_size to >= {task.vocab.size}")
+        if task.input_kind == "vectors" and (task.d_input, task.d_output) != (mcfg.d_input, mcfg.d_output):
+            raise ConfigError(f"task {name!r} has d_input={task.d_input}, d_output={task.d_output} but the "
+                              f"model has d_input={mcfg.d_input}, d_output={mcfg.d_output}")
+        if (task.loss == "xent") != (mcfg.output_kind == "logits"):
+            raise ConfigError(f"task {name!r} uses loss {task.loss!r}, which needs output_kind="
+                              f"{'logits' if task.loss == 'xent' else 'vectors'}")
+    if tcfg.warmup_steps > tcfg.steps:
+        raise ConfigError(f"warmup_steps={tcfg.warmup_steps} exceeds steps={tcfg.steps}")
+
+
+def _pad(b: Batch, T: int) -> Batch:
+    pad = T - b.inputs.shape[1]
+    if pad == 0:
+        return b
+    widths = lambda x: [(0, 0), (0, pad)] + [(0, 0)] * (x.ndim - 2)  # noqa: E731
+    return Batch(*(jnp.pad(x, widths(x)) for x in b))
+
+
+def sample_mixture(tasks: Sequence[Task], probs: Array, key: Array, batch_size: int, T: int) -> Batch:
+    """Each example comes from task i with probability probs[i]."""
+    k_choice, *k_tasks = jax.random.split(key, len(tasks) + 1)
+    batches = [_pad(t.sample(k, batch_size), T) for t, k in zip(tasks, k_tasks)]
+    if len(tasks) == 1:
+        return batches[0]
+    choice_B = jax.random.choice(k_choice, len(tasks), (batch_size,), p=probs)
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *batches)
+    return jax.tree.map(lambda x: x[choice_B, jnp.arange(batch_size)], stacked)
+
+
+def lr_factor(tcfg: TrainConfig, step: Array) -> Array:
+    step = step.astype(jnp.float32)
+    warm = jnp.minimum(1.0, (step + 1.0) / tcfg.warmup_steps) if tcfg.warmup_steps else 1.0
+    if tcfg.lr_schedule == "constant":
+        return warm
+    frac = jnp.clip((step - tcfg.warmup_steps) / max(tcfg.steps - tcfg.warmup_steps, 1), 0.0, 1.0)
+    cos = 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+    return warm * (tcfg.min_lr_frac + (1.0 - tcfg.min_lr_frac) * cos)
+
+
+@functools.lru_cache(maxsize=32)
+def _programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tuple[str, Task], ...],
+              mixture: Mixture, use_dropout: bool):
+    """The jitted init / chunk / eval functions; cached so equal configs share one compile.
+
+    ``tcfg`` arrives with its per-run fields (lr, weight decay, seed, beta) zeroed,
+    so runs that differ only in those share the cache entry.
+    """
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: init_model(mcfg, 0)))
+    task_map = dict(tasks)
+    train_tasks = [task_map[n] for n in mixture.tasks]
+    loss_kind = train_tasks[0].loss
+    T = max(t.seq_len for t in train_tasks)
+    adam = optax.scale_by_adam(tcfg.b1, tcfg.b2, tcfg.eps)
+
+    def init_one(seed):
+        key = jax.random.fold_in(jax.random.key(seed), _INIT)
+        params = nnx.state(init_model(mcfg, key), nnx.Param)
+        return params, adam.init(params)
+
+    def loss_fn(params, batch, key, run):
+        model = nnx.merge(graphdef, params)
+        out = model(batch.inputs, key=key, dropout_rate=run.dropout, myopic=tcfg.myopic,
+                    myopic_beta=run.myopic_beta)
+        return masked_mean(token_losses(out, batch.targets, loss_kind), batch.mask)
+
+    def step_one(step, carry, run):
+        params, opt, loss_sum = carry
+        key = jax.random.key(run.seed)
+        k_data = jax.random.fold_in(jax.random.fold_in(key, _DATA), step)
+        k_drop = jax.random.fold_in(jax.random.fold_in(key, _DROPOUT), step) if use_dropout else None
+        batch = sample_mixture(train_tasks, mixture.probs(step, run.mixture), k_data, tcfg.batch_size, T)
+        loss, grads = jax.value_and_grad(loss_fn)(params, batch, k_drop, run)
+        if tcfg.grad_clip > 0:
+            norm = optax.global_norm(grads)
+            grads = jax.tree.map(lambda g: g * jnp.minimum(1.0, tcfg.grad_clip / (norm + 1e-12)), grads)
+        updates, opt = adam.update(grads, opt)
+        lr = run.lr * lr_factor(tcfg, step)
+        params = jax.tree.map(lambda p, u: p - lr * (u + run.weight_decay * p), params, updates)
+        return params, opt, loss_sum + loss
+
+    def chunk_one(params, opt, run, start, n_steps):
+        body = lambda i, c: step_one(start + i, c, run)  # noqa: E731
+        params, opt, loss_sum = jax.lax.fori_loop(0, n_steps, body, (params, opt, jnp.float32(0)))
+        return params, opt, loss_sum / jnp.maximum(n_steps, 1)
+
+    def eval_one(params, eval_sets):
+        model = nnx.merge(graphdef, params)
+        return {name: metrics(model(b.inputs), b, task_map[name].loss) for name, b in eval_sets.items()}
+
+    init = jax.jit(jax.vmap(init_one))
+    chunk = jax.jit(jax.vmap(chunk_one, in_axes=(0, 0, 0, None, None)), donate_argnums=(0, 1))
+    evaluate = jax.jit(jax.vmap(eval_one, in_axes=(0, None)))
+    return graphdef, init, chunk, evaluate
+
+
+@dataclasses.dataclass
+class TrainResult:
+    state: TrainState
+    eval_steps: np.ndarray                 # (n_evals,)
+    history: dict[str, dict[str, np.ndarray]]  # task -> metric -> (E, n_evals)
+    train_loss: np.ndarray                 # (E, n_chunks) mean training loss per chunk
+    chunk_ends: np.ndarray                 # (n_chunks,) step at the end of each chunk
+    seconds: float
+
+
+class Trainer:
+    """Trains E runs of one architecture on a task mixture as one vmapped program."""
+
+    def __init__(self, model: TransformerConfig, train: TrainConfig, tasks: Mapping[str, Task],
+                 mixture: Mixture | None = None):
+        mixture = mixture or Mixture(tuple(tasks))
+        validate(model, train, tasks, mixture)
+        self.model_cfg, self.train_cfg, self.tasks, self.mixture = model, train, dict(tasks), mixture
+
+    # -- programs -----------------------------------------------------------------------
+    def _fns(self, runs: Runs):
+        static_t = dataclasses.replace(self.train_cfg, lr=1.0, weight_decay=0.0, seed=0, myopic_beta=0.0,
+                                       chunk_steps=1, n_evals=1, eval_spacing="linear", eval_batch=1,
+                                       eval_seed=0)
+        use_dropout = bool(np.any(np.asarray(runs.dropout) > 0))
+        return _programs(self.model_cfg, static_t, tuple(self.tasks.items()), self.mixture, use_dropout)
+
+    def runs(self, **kwargs) -> Runs:
+        return make_runs(self.train_cfg, self.model_cfg, self.mixture, **kwargs)
+
+    def init(self, runs: Runs) -> TrainState:
+        _, init, _, _ = self._fns(runs)
+        params, opt = init(runs.seed)
+        return TrainState(params, opt, 0)
+
+    def eval_sets(self) -> dict[str, Batch]:
+        """Fixed per-task eval batches, from a key no training step uses, ``split="eval"``."""
+        key = jax.random.key(self.train_cfg.eval_seed)
+        return {name: task.sample(jax.random.fold_in(key, i), self.train_cfg.eval_batch, split="eval")
+                for i, (name, task) in enumerate(sorted(self.tasks.items()))}
+
+    def model(self, state: TrainState, run: int = 0) -> Transformer:
+        """Run ``run``'s model as an ordinary nnx module (for analysis)."""
+        graphdef, *_ = self._fns(self.runs())
+        return nnx.merge(graphdef, jax.tree.map(lambda x: x[run], state.params))
+
+    # -- the loop -----------------------------------------------------------------------
+    def train(self, runs: Runs | None = None, state: TrainState | None = None, *,
+              progress: bool = True,
+              on_chunk: Callable[[TrainState, dict], None] | None = None) -> TrainResult:
+        """Train to ``train_cfg.steps``; ``state`` resumes from its step.
+
+        ``on_chunk(state, record)`` is called after every chunk with the state (for
+        checkpoints) and the host-side record of that chunk's metrics.
+        """
+        tcfg = self.train_cfg
+        runs = runs if runs is not None else self.runs()
+        _, _, chunk, evaluate = self._fns(runs)
+        state = state if state is not None else self.init(runs)
+        eval_sets = self.eval_sets()
+        eval_steps = tcfg.eval_steps()
+        bounds = _chunk_bounds(eval_steps, tcfg.chunk_steps, state.step)
+        tokens_per_step = runs.size * tcfg.batch_size * max(t.seq_len for t in self.tasks.values())
+        bar = _Progress(runs.size, tcfg.steps, tokens_per_step, state.step, enabled=progress)
+        hist: dict[int, Any] = {}
+        losses, ends = [], []
+        pending = None   # fetched one chunk late so the device never waits on the host
+        t0 = time.perf_counter()
+        if state.step in eval_steps:
+            hist[state.step] = evaluate(state.params, eval_sets)
+        for start, end in bounds:
+            params, opt, loss = chunk(state.params, state.opt, runs, start, end - start)
+            state = TrainState(params, opt, end)
+            ev = evaluate(params, eval_sets) if end in eval_steps else None
+            if pending is not None:
+                self._finish(pending, hist, losses, ends, bar, on_chunk)
+            pending = (start, end, loss, ev, state)
+        if pending is not None:
+            self._finish(pending, hist, losses, ends, bar, on_chunk)
+        bar.close()
+        steps_done = [s for s in eval_steps if s in hist]
+        history = {name: {m: np.stack([np.asarray(hist[s][name][m]) for s in steps_done], axis=1)
+                          for m in next(iter(hist.values()))[name]} for name in sorted(self.tasks)} if hist else {}
+        return TrainResult(state, np.asarray(steps_done), history,
+                           np.stack(losses, axis=1) if losses else np.zeros((runs.size, 0)),
+                           np.asarray(ends), time.perf_counter() - t0)
+
+    def _finish(self, pending, hist, losses, ends, bar, on_chunk):
+        start, end, loss, ev, state = pending
+        loss = np.asarray(loss)
+        bad = np.flatnonzero(~np.isfinite(loss))
+        if bad.size:
+            raise FloatingPointError(f"non-finite training loss in run(s) {bad.tolist()} during steps "
+                                     f"{start}..{end}: lower the learning rate or enable grad_clip")
+        losses.append(loss)
+        ends.append(end)
+        if ev is not None:
+            hist[end] = jax.device_get(ev)
+        bar.update(end, float(loss.mean()))
+        if on_chunk is not None:
+            on_chunk(state, {"start": start, "end": end, "train_loss": loss,
+                             "eval": hist.get(end)})
+
+
+def _chunk_bounds(eval_steps: np.ndarray, chunk_steps: int, start: int) -> list[tuple[int, int]]:
+    """(start, end) pairs that end on every eval step and are at most ``chunk_steps`` long."""
+    out, s = [], start
+    for e in [int(x) for x in eval_steps if x > start]:
+        while s < e:
+            n = min(chunk_steps, e - s)
+            out.append((s, s + n))
+            s += n
+    return out
+
+
+class _Progress:
+    """One stderr line per chunk at most once a second: runs, step, tokens/s, ETA, loss."""
+
+    def __init__(self, runs: int, total: int, tokens_per_step: int, start: int, enabled: bool):
+        self.runs, self.total, self.tps, self.start = runs, total, tokens_per_step, start
+        self.enabled = enabled and total > start
+        self.t0 = self.last = time.perf_counter()
+
+    def update(self, step: int, loss: float):
+        now = time.perf_counter()
+        if not self.enabled or (now - self.last < 1.0 and step < self.total):
+            return
+        self.last = now
+        rate = (step - self.start) / max(now - self.t0, 1e-9)
+        eta = (self.total - step) / max(rate, 1e-9)
+        sys.stderr.write(f"\r[{self.runs} run{'s' * (self.runs > 1)}] step {step}/{self.total} "
+                         f"| {rate * self.tps:,.0f} tok/s | ETA {eta:4.0f}s | loss {loss:.4f}   ")
+        sys.stderr.flush()
+
+    def close(self):
+        if self.enabled:
+            sys.stderr.write("\n")
