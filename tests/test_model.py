@@ -78,13 +78,17 @@ def test_myopic_gradient_cuts_earlier_positions(tiny_cfg):
         assert np.all(np.abs(g_van[:, :t]).sum(-1) > 0), name    # vanilla reaches back
 
 
-def _param_grads(model, x, **kw):
+def _param_grads_tree(model, x, **kw):
     graphdef, params = nnx.split(model, nnx.Param)
 
     def loss(p):
         out = nnx.merge(graphdef, p)(x, **kw)
         return optax.softmax_cross_entropy_with_integer_labels(out[:, :-1], x[:, 1:]).mean()
-    return np.concatenate([np.ravel(g) for g in jax.tree.leaves(jax.grad(loss)(params))])
+    return jax.grad(loss)(params)
+
+
+def _param_grads(model, x, **kw):
+    return np.concatenate([np.ravel(g) for g in jax.tree.leaves(_param_grads_tree(model, x, **kw))])
 
 
 def test_myopic_beta_blends_gradients(tiny_cfg):
@@ -163,3 +167,15 @@ def test_too_long_sequence_raises(tiny_cfg):
     model = init_model(tiny_cfg, 0)
     with pytest.raises(ConfigError, match="max_seq_len"):
         model(jnp.zeros((1, tiny_cfg.max_seq_len + 1), jnp.int32))
+
+
+def test_key_bias_neither_changes_outputs_nor_trains(tiny_cfg):
+    model = init_model(tiny_cfg, 7)
+    x = _tokens(tiny_cfg)
+    before = model(x)
+    model.blocks[0].attn.b_QKV[1] = 0.5   # softmax is shift-invariant per query
+    np.testing.assert_allclose(model(x), before, atol=1e-5)
+    g = _param_grads_tree(model, x)
+    assert np.all(np.asarray(g["blocks"][0]["attn"]["b_QKV"][...])[1] == 0.0)
+    assert np.abs(np.asarray(g["blocks"][0]["attn"]["b_QKV"][...])[0]).max() > 0
+

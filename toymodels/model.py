@@ -149,8 +149,14 @@ class Attention(nnx.Module):
         _, three, H, K = self.W_QKV.shape
         W = self.W_QKV[...].reshape(D, three * H * K)
         qkv = h_BTD.reshape(B * T, D) @ W
+        b_QKV = None
         if self.b_QKV is not None:
-            qkv = qkv + self.b_QKV[...].reshape(1, -1)
+            # The key bias adds q.b_K to every score of a query: softmax ignores it, so its
+            # exact gradient is 0. Its float gradient is rounding noise that Adam would
+            # blow up to lr-sized random steps, so it is held out of the gradient.
+            b = self.b_QKV[...]
+            b_QKV = jnp.concatenate([b[:1], jax.lax.stop_gradient(b[1:2]), b[2:]])
+            qkv = qkv + b_QKV.reshape(1, -1)
         qkv_BTCHK = qkv.reshape(B, T, 3, H, K)
         q, k, v = (qkv_BTCHK[:, :, i] for i in range(3))
         q = hooks(f"{name}.q", q)
@@ -160,8 +166,8 @@ class Attention(nnx.Module):
             kp, vp = k, v
         else:
             kv = hp_BTD.reshape(B * T, D) @ W[:, H * K:]
-            if self.b_QKV is not None:
-                kv = kv + self.b_QKV[...][1:].reshape(1, -1)
+            if b_QKV is not None:
+                kv = kv + b_QKV[1:].reshape(1, -1)
             kv_BTCHK = kv.reshape(B, T, 2, H, K)
             kp, vp = kv_BTCHK[:, :, 0], kv_BTCHK[:, :, 1]
         q = q * (1.0 / math.sqrt(K))

@@ -373,22 +373,32 @@ def _chunk_bounds(eval_steps: np.ndarray, chunk_steps: int, start: int) -> list[
 
 
 class _Progress:
-    """One stderr line per chunk at most once a second: runs, step, tokens/s, ETA, loss."""
+    """One stderr line at most once a second: runs, step, tokens/s, ETA, loss.
+
+    Rates are measured from the end of the first chunk, so compilation does not
+    drag the tokens/s figure down.
+    """
 
     def __init__(self, runs: int, total: int, tokens_per_step: int, start: int, enabled: bool):
-        self.runs, self.total, self.tps, self.start = runs, total, tokens_per_step, start
+        self.runs, self.total, self.tps = runs, total, tokens_per_step
         self.enabled = enabled and total > start
-        self.t0 = self.last = time.perf_counter()
+        self.first: tuple[int, float] | None = None
+        self.last = 0.0
 
     def update(self, step: int, loss: float):
         now = time.perf_counter()
-        if not self.enabled or (now - self.last < 1.0 and step < self.total):
+        if not self.enabled:
+            return
+        if self.first is None:
+            self.first = (step, now)
+        if now - self.last < 1.0 and step < self.total:
             return
         self.last = now
-        rate = (step - self.start) / max(now - self.t0, 1e-9)
-        eta = (self.total - step) / max(rate, 1e-9)
+        s0, t0 = self.first
+        rate = (step - s0) / (now - t0) if step > s0 else 0.0
+        speed = f"{rate * self.tps:,.0f} tok/s | ETA {(self.total - step) / rate:4.0f}s" if rate else "compiled"
         sys.stderr.write(f"\r[{self.runs} run{'s' * (self.runs > 1)}] step {step}/{self.total} "
-                         f"| {rate * self.tps:,.0f} tok/s | ETA {eta:4.0f}s | loss {loss:.4f}   ")
+                         f"| {speed} | loss {loss:.4f}   ")
         sys.stderr.flush()
 
     def close(self):

@@ -1,0 +1,144 @@
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from toymodels.config import ConfigError
+from toymodels.model import TransformerConfig
+from toymodels.schedule import Event, Mixture
+from toymodels.tasks import Batch, Task, make_task
+from toymodels.train import TrainConfig, Trainer, make_runs
+
+MODEL = TransformerConfig(n_layers=1, d_model=32, n_heads=2, vocab_size=16, max_seq_len=16)
+MARKOV = make_task("markov", vocab_size=16, length=16)
+
+
+def _max_param_diff(a, b):
+    return max(float(jnp.abs(x - y).max()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def _member(state, i):
+    return jax.tree.map(lambda x: x[i:i + 1], state.params)
+
+
+def test_loss_goes_down_towards_the_markov_floor():
+    tcfg = TrainConfig(steps=300, batch_size=32, lr=3e-3, n_evals=3)
+    res = Trainer(MODEL, tcfg, {"markov": MARKOV}).train(progress=False)
+    loss = res.history["markov"]["loss"][0]
+    assert loss[0] > np.log(16) - 0.2          # starts near uniform
+    assert loss[-1] < MARKOV.entropy_rate + 0.15   # ends near the entropy-rate floor
+    assert list(res.eval_steps) == [0, 100, 200, 300]
+
+
+def test_learns_an_algorithmic_task():
+    task = make_task("sort", length=4, n_symbols=5)
+    cfg = dataclasses.replace(MODEL, n_layers=2, vocab_size=6, max_seq_len=8)
+    tcfg = TrainConfig(steps=600, batch_size=64, lr=3e-3, n_evals=2, weight_decay=0.0)
+    res = Trainer(cfg, tcfg, {"sort": task}).train(progress=False)
+    acc = res.history["sort"]["acc"][0]
+    assert acc[0] < 0.5 and acc[-1] > 0.9
+
+
+def test_ensemble_member_equals_the_same_run_alone():
+    tcfg = TrainConfig(steps=50, batch_size=16, n_evals=1)
+    trainer = Trainer(MODEL, tcfg, {"markov": MARKOV})
+    runs = trainer.runs(seeds=[0, 1, 2], lr=[1e-3, 3e-3, 2e-3], weight_decay=[0.1, 0.0, 0.3])
+    ens = trainer.train(runs, progress=False)
+    for i in range(3):
+        solo = trainer.train(runs.take(i), progress=False)
+        assert _max_param_diff(_member(ens.state, i), solo.state.params) <= 1e-5
+        np.testing.assert_allclose(ens.history["markov"]["loss"][i], solo.history["markov"]["loss"][0],
+                                   atol=1e-5)
+
+
+def test_same_seed_twice_is_identical_and_seeds_differ():
+    tcfg = TrainConfig(steps=20, batch_size=8, n_evals=1)
+    trainer = Trainer(MODEL, tcfg, {"markov": MARKOV})
+    a = trainer.train(trainer.runs(seeds=[7, 8]), progress=False)
+    b = trainer.train(trainer.runs(seeds=[7, 8]), progress=False)
+    assert _max_param_diff(a.state.params, b.state.params) == 0.0
+    assert _max_param_diff(_member(a.state, 0), _member(a.state, 1)) > 1e-3
+
+
+def test_chunking_and_resuming_do_not_change_numbers():
+    base = TrainConfig(steps=40, batch_size=8, n_evals=4)
+    whole = Trainer(MODEL, base, {"markov": MARKOV}).train(progress=False)
+    chunked = Trainer(MODEL, dataclasses.replace(base, chunk_steps=3), {"markov": MARKOV}).train(progress=False)
+    assert _max_param_diff(whole.state.params, chunked.state.params) == 0.0
+    half = Trainer(MODEL, dataclasses.replace(base, steps=20, n_evals=2), {"markov": MARKOV}).train(progress=False)
+    resumed = Trainer(MODEL, base, {"markov": MARKOV}).train(state=half.state, progress=False)
+    assert _max_param_diff(whole.state.params, resumed.state.params) == 0.0
+    assert list(resumed.eval_steps) == [20, 30, 40]
+
+
+def test_dropout_rate_zero_member_equals_run_without_dropout():
+    tcfg = TrainConfig(steps=20, batch_size=8, n_evals=1)
+    trainer = Trainer(MODEL, tcfg, {"markov": MARKOV})
+    with_dropout = trainer.train(trainer.runs(seeds=[0, 0], dropout=[0.0, 0.3]), progress=False)
+    plain = trainer.train(trainer.runs(seeds=[0]), progress=False)
+    assert _max_param_diff(_member(with_dropout.state, 0), plain.state.params) <= 1e-6
+    assert _max_param_diff(_member(with_dropout.state, 1), plain.state.params) > 1e-4
+
+
+def test_dropped_task_stops_being_trained():
+    # Copy is dropped at step 0: its loss must not improve while markov's does.
+    copy = make_task("copy", length=4, n_symbols=8)
+    tasks = {"markov": make_task("markov", vocab_size=16, length=8), "copy": copy}
+    cfg = dataclasses.replace(MODEL, max_seq_len=8)
+    mix = Mixture(("markov", "copy"), events=(Event("drop", "copy", 0),))
+    res = Trainer(cfg, TrainConfig(steps=200, batch_size=32, lr=3e-3, n_evals=1), tasks, mix).train(progress=False)
+    assert res.history["markov"]["loss"][0, -1] < res.history["markov"]["loss"][0, 0] - 0.3
+    # never trained on copy: still around chance over the 9 copy tokens, far from learned
+    assert res.history["copy"]["acc"][0, -1] < 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class _NaNTask(Task):
+    name = "nan_regression"
+    loss = "mse"
+    input_kind = "vectors"
+    seq_len = 4
+    d_input = 2
+    d_output = 1
+
+    def sample(self, key, batch_size, split="train"):
+        x = jax.random.normal(key, (batch_size, 4, 2))
+        return Batch(x, jnp.full((batch_size, 4, 1), jnp.nan), jnp.ones((batch_size, 4)))
+
+
+def test_nan_loss_raises_naming_run_and_steps():
+    cfg = TransformerConfig(n_layers=1, d_model=8, n_heads=2, max_seq_len=4, input_kind="vectors", d_input=2,
+                            output_kind="vectors", d_output=1)
+    trainer = Trainer(cfg, TrainConfig(steps=4, batch_size=2, n_evals=1), {"nan": _NaNTask()})
+    with pytest.raises(FloatingPointError, match=r"run\(s\) \[0, 1\] during steps 0..4"):
+        trainer.train(trainer.runs(seeds=[0, 1]), progress=False)
+
+
+@pytest.mark.parametrize("build, match", [
+    (lambda: Trainer(dataclasses.replace(MODEL, vocab_size=8), TrainConfig(), {"m": MARKOV}), "vocab_size"),
+    (lambda: Trainer(dataclasses.replace(MODEL, max_seq_len=8), TrainConfig(), {"m": MARKOV}), "max_seq_len"),
+    (lambda: TrainConfig(steps=0), "steps=0"),
+    (lambda: TrainConfig(batch_size=-4), "batch_size"),
+    (lambda: TrainConfig(lr_schedule="linear"), "lr_schedule"),
+    (lambda: make_task("markvo"), "registered tasks: .*markov"),
+    (lambda: Mixture(("a", "b"), events=(Event("drop", "c", 10),)), "not in the mixture"),
+    (lambda: Event("pause", "a", 3), "event.kind"),
+    (lambda: Trainer(MODEL, TrainConfig(), {"m": MARKOV}, Mixture(("x",))), "not among the tasks"),
+    (lambda: make_runs(TrainConfig(), MODEL, Mixture(("m",)), seeds=[0, 1, 2], lr=[1, 2]), "lr has 2 values"),
+    (lambda: make_runs(TrainConfig(), MODEL, Mixture(("m",)), learning_rate=[1]), "unknown per-run field"),
+    (lambda: TrainConfig(steps=10, warmup_steps=20) and Trainer(MODEL, TrainConfig(steps=10, warmup_steps=20),
+                                                              {"m": MARKOV}), "warmup_steps"),
+])
+def test_bad_config_raises_before_compiling(build, match):
+    with pytest.raises(ConfigError, match=match):
+        build()
+
+
+def test_log_eval_grid_and_cosine_schedule():
+    tcfg = TrainConfig(steps=1000, n_evals=4, eval_spacing="log", lr_schedule="cosine", warmup_steps=10)
+    assert list(tcfg.eval_steps()) == [0, 1, 10, 100, 1000]
+    from toymodels.train import lr_factor
+    f = [float(lr_factor(tcfg, jnp.int32(s))) for s in (0, 9, 10, 505, 1000)]
+    np.testing.assert_allclose(f, [0.1, 1.0, 1.0, 0.5, 0.0], atol=1e-6)

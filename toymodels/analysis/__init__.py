@@ -1,0 +1,1 @@
+"""Analysis tools: statistics over seeds (more come with the studies)."""
