@@ -33,7 +33,7 @@ def main(argv=None) -> None:
     tasks = {"markov": make_task("markov", vocab_size=16, length=16),
              "sort": make_task("sort", length=6, n_symbols=8)}
     model = TransformerConfig(n_layers=2, d_model=64, n_heads=4, vocab_size=16, max_seq_len=16)
-    train = TrainConfig(steps=a.steps, batch_size=64, lr=3e-3, weight_decay=0.01, warmup_steps=50,
+    train = TrainConfig(steps=a.steps, batch_size=64, lr=3e-3, weight_decay=0.01, warmup_steps=min(50, a.steps // 10),
                         lr_schedule="cosine", n_evals=12)
     trainer = Trainer(model, train, tasks)
     runs = trainer.runs(seeds=[0, 1, 2])
