@@ -95,6 +95,27 @@ def train_rows(result, runs, run_ids: Sequence[str], tokens_per_step: int) -> li
     return rows
 
 
+def repro_record() -> dict:
+    """What is needed to rerun a results folder: command, code version, packages, device."""
+    import importlib.metadata as md
+    import platform
+    import sys
+
+    import jax
+
+    versions = {}
+    for pkg in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scipy", "matplotlib", "tyro"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    return {"command": [sys.executable.rsplit("/", 1)[-1], *sys.argv], "cwd": os.getcwd(),
+            "code_version": code_version(), "python": platform.python_version(),
+            "platform": platform.platform(), "packages": versions,
+            "backend": jax.default_backend(), "devices": [d.device_kind for d in jax.devices()],
+            "device_count": jax.device_count(), "process_count": jax.process_count()}
+
+
 def code_version() -> str:
     """The git commit the code runs from (with '+dirty' for uncommitted changes), if known."""
     here = Path(__file__).resolve().parent

@@ -267,6 +267,39 @@ class TrainResult:
     seconds: float
 
 
+@dataclasses.dataclass
+class TrainLog:
+    """Host-side record of a training so far; checkpoints carry it so a resumed run's
+    history equals an uninterrupted one."""
+    evals: dict[int, dict[str, dict[str, np.ndarray]]] = dataclasses.field(default_factory=dict)
+    train_loss: list[np.ndarray] = dataclasses.field(default_factory=list)  # per chunk, (E,)
+    chunk_ends: list[int] = dataclasses.field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"evals": {str(s): {t: {m: np.asarray(v).tolist() for m, v in ms.items()}
+                                   for t, ms in ev.items()} for s, ev in self.evals.items()},
+                "train_loss": [np.asarray(x).tolist() for x in self.train_loss],
+                "chunk_ends": list(self.chunk_ends)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "TrainLog":
+        f32 = lambda v: np.asarray(v, np.float32)  # noqa: E731  (floats round-trip exactly)
+        return cls({int(s): {t: {m: f32(v) for m, v in ms.items()} for t, ms in ev.items()}
+                    for s, ev in d["evals"].items()},
+                   [f32(x) for x in d["train_loss"]], [int(e) for e in d["chunk_ends"]])
+
+    def result(self, state: TrainState, n_runs: int, seconds: float) -> TrainResult:
+        steps = sorted(self.evals)
+        history = {}
+        if steps:
+            for task in sorted(self.evals[steps[0]]):
+                history[task] = {m: np.stack([np.asarray(self.evals[s][task][m]) for s in steps], axis=1)
+                                 for m in self.evals[steps[0]][task]}
+        loss = np.stack(self.train_loss, axis=1) if self.train_loss else np.zeros((n_runs, 0), np.float32)
+        return TrainResult(state, np.asarray(steps, np.int64), history, loss,
+                           np.asarray(self.chunk_ends, np.int64), seconds)
+
+
 class Trainer:
     """Trains E runs of one architecture on a task mixture as one vmapped program."""
 
@@ -292,6 +325,19 @@ class Trainer:
         params, opt = init(runs.seed)
         return TrainState(params, opt, 0)
 
+    def abstract_state(self, runs: Runs) -> TrainState:
+        """Shapes and dtypes of ``init(runs)`` without computing it (checkpoint restore target)."""
+        _, init, _, _ = self._fns(runs)
+        params, opt = jax.eval_shape(init, runs.seed)
+        return TrainState(params, opt, 0)
+
+    def describe(self, runs: Runs) -> dict:
+        """The resolved configuration as JSON-ready data (stored with results and checkpoints)."""
+        return {"model": dataclasses.asdict(self.model_cfg), "train": dataclasses.asdict(self.train_cfg),
+                "tasks": {k: {"name": t.name, **dataclasses.asdict(t)} for k, t in sorted(self.tasks.items())},
+                "mixture": dataclasses.asdict(self.mixture),
+                "runs": jax.tree.map(lambda x: np.asarray(x).tolist(), runs._asdict())}
+
     def eval_sets(self) -> dict[str, Batch]:
         """Fixed per-task eval batches, from a key no training step uses, ``split="eval"``."""
         key = jax.random.key(self.train_cfg.eval_seed)
@@ -305,60 +351,60 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------
     def train(self, runs: Runs | None = None, state: TrainState | None = None, *,
-              progress: bool = True,
-              on_chunk: Callable[[TrainState, dict], None] | None = None) -> TrainResult:
-        """Train to ``train_cfg.steps``; ``state`` resumes from its step.
+              log: TrainLog | None = None, progress: bool = True,
+              on_chunk: Callable[[TrainState, TrainLog], None] | None = None) -> TrainResult:
+        """Train to ``train_cfg.steps``; ``state`` (and its ``log``) resume from ``state.step``.
 
-        ``on_chunk(state, record)`` is called after every chunk with the state (for
-        checkpoints) and the host-side record of that chunk's metrics.
+        ``on_chunk(state, log)`` runs after every chunk (e.g. to checkpoint), with the
+        metrics of that chunk already on the host.
         """
         tcfg = self.train_cfg
         runs = runs if runs is not None else self.runs()
         _, _, chunk, evaluate = self._fns(runs)
         state = state if state is not None else self.init(runs)
+        log = log if log is not None else TrainLog()
         eval_sets = self.eval_sets()
-        eval_steps = tcfg.eval_steps()
-        bounds = _chunk_bounds(eval_steps, tcfg.chunk_steps, state.step)
+        eval_steps = set(int(s) for s in tcfg.eval_steps())
+        bounds = _chunk_bounds(tcfg.eval_steps(), tcfg.chunk_steps, state.step)
         tokens_per_step = runs.size * tcfg.batch_size * max(t.seq_len for t in self.tasks.values())
         bar = _Progress(runs.size, tcfg.steps, tokens_per_step, state.step, enabled=progress)
-        hist: dict[int, Any] = {}
-        losses, ends = [], []
-        pending = None   # fetched one chunk late so the device never waits on the host
         t0 = time.perf_counter()
-        if state.step in eval_steps:
-            hist[state.step] = evaluate(state.params, eval_sets)
+        if state.step in eval_steps and state.step not in log.evals:
+            log.evals[state.step] = jax.device_get(evaluate(state.params, eval_sets))
+        # Without a callback, a chunk's metrics are fetched after the next chunk is
+        # dispatched, so the device never waits on the host. A callback (checkpoint)
+        # needs the state before the next chunk consumes (donates) its buffers.
+        pending = None
         for start, end in bounds:
             params, opt, loss = chunk(state.params, state.opt, runs, start, end - start)
             state = TrainState(params, opt, end)
             ev = evaluate(params, eval_sets) if end in eval_steps else None
             if pending is not None:
-                self._finish(pending, hist, losses, ends, bar, on_chunk)
+                self._finish(pending, log, bar, on_chunk)
             pending = (start, end, loss, ev, state)
+            if on_chunk is not None:
+                self._finish(pending, log, bar, on_chunk)
+                pending = None
         if pending is not None:
-            self._finish(pending, hist, losses, ends, bar, on_chunk)
+            self._finish(pending, log, bar, on_chunk)
         bar.close()
-        steps_done = [s for s in eval_steps if s in hist]
-        history = {name: {m: np.stack([np.asarray(hist[s][name][m]) for s in steps_done], axis=1)
-                          for m in next(iter(hist.values()))[name]} for name in sorted(self.tasks)} if hist else {}
-        return TrainResult(state, np.asarray(steps_done), history,
-                           np.stack(losses, axis=1) if losses else np.zeros((runs.size, 0)),
-                           np.asarray(ends), time.perf_counter() - t0)
+        return log.result(state, runs.size, time.perf_counter() - t0)
 
-    def _finish(self, pending, hist, losses, ends, bar, on_chunk):
+    @staticmethod
+    def _finish(pending, log: TrainLog, bar, on_chunk):
         start, end, loss, ev, state = pending
         loss = np.asarray(loss)
         bad = np.flatnonzero(~np.isfinite(loss))
         if bad.size:
             raise FloatingPointError(f"non-finite training loss in run(s) {bad.tolist()} during steps "
                                      f"{start}..{end}: lower the learning rate or enable grad_clip")
-        losses.append(loss)
-        ends.append(end)
+        log.train_loss.append(loss)
+        log.chunk_ends.append(end)
         if ev is not None:
-            hist[end] = jax.device_get(ev)
+            log.evals[end] = jax.device_get(ev)
         bar.update(end, float(loss.mean()))
         if on_chunk is not None:
-            on_chunk(state, {"start": start, "end": end, "train_loss": loss,
-                             "eval": hist.get(end)})
+            on_chunk(state, log)
 
 
 def _chunk_bounds(eval_steps: np.ndarray, chunk_steps: int, start: int) -> list[tuple[int, int]]:
@@ -404,3 +450,8 @@ class _Progress:
     def close(self):
         if self.enabled:
             sys.stderr.write("\n")
+
+
+if __name__ == "__main__":
+    from toymodels.cli import train_main
+    train_main()

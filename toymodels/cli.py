@@ -1,0 +1,131 @@
+"""Command lines: ``python -m toymodels.train`` and the shared flags of every study.
+
+Config dataclasses become flags through tyro (``--model.d_model 64``,
+``--train.lr 3e-3``); unknown flags and wrong types are rejected with the list
+of valid ones. Rerunning the same command resumes from the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import typing
+from typing import Annotated
+
+import tyro
+
+from toymodels.config import ConfigError
+from toymodels.model import TransformerConfig
+from toymodels.train import TrainConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainArgs:
+    """Train registered task(s) with any model; results and checkpoints go to --out."""
+    model: TransformerConfig = TransformerConfig(n_layers=2, d_model=64, n_heads=4)
+    train: TrainConfig = TrainConfig(steps=1000)
+    tasks: tuple[str, ...] = ("markov",)
+    # task fields as TASK.FIELD=VALUE, e.g. --task_set sort.length=6 markov.vocab_size=16
+    task_set: tuple[str, ...] = ()
+    # mixture events as KIND:TASK:STEP[:FRACTION], e.g. --events drop:sort:500 replay:sort:800:0.05
+    events: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    # set model.vocab_size / max_seq_len to what the tasks need (overrides those two fields)
+    fit_model_to_tasks: bool = True
+    out: str = "results/train"
+    progress: bool = True
+
+
+def _coerce(cls, field: str, raw: str):
+    hints = typing.get_type_hints(cls)
+    if field not in hints:
+        valid = ", ".join(sorted(f.name for f in dataclasses.fields(cls)))
+        raise ConfigError(f"task {cls.name!r} has no field {field!r}; valid fields: {valid}")
+    typ = hints[field]
+    if typ is bool:
+        if raw.lower() not in ("true", "false", "1", "0"):
+            raise ConfigError(f"{cls.name}.{field}={raw!r} is not a bool (true/false)")
+        return raw.lower() in ("true", "1")
+    try:
+        return typ(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{cls.name}.{field}={raw!r} is not a valid {getattr(typ, '__name__', typ)}") from None
+
+
+def build_tasks(names, task_set) -> dict:
+    from toymodels.tasks import TASKS, make_task
+    fields: dict[str, dict] = {n: {} for n in names}
+    for item in task_set:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ConfigError(f"--task_set {item!r} is not TASK.FIELD=VALUE")
+        lhs, raw = item.split("=", 1)
+        name, field = lhs.split(".", 1)
+        if name not in fields:
+            raise ConfigError(f"--task_set {item!r} names task {name!r}, which is not in --tasks {names}")
+        if name not in TASKS:
+            raise ConfigError(f"unknown task {name!r}; registered tasks: {', '.join(sorted(TASKS))}")
+        fields[name][field] = _coerce(TASKS[name], field, raw)
+    return {n: make_task(n, **fields[n]) for n in names}
+
+
+def build_mixture(names, events):
+    from toymodels.schedule import Event, Mixture
+    evs = []
+    for item in events:
+        parts = item.split(":")
+        if len(parts) not in (3, 4):
+            raise ConfigError(f"--events {item!r} is not KIND:TASK:STEP[:FRACTION]")
+        try:
+            evs.append(Event(parts[0], parts[1], int(parts[2]), float(parts[3]) if len(parts) == 4 else 0.0))
+        except ValueError:
+            raise ConfigError(f"--events {item!r}: STEP must be an integer and FRACTION a number") from None
+    return Mixture(tuple(names), events=tuple(evs))
+
+
+def parse_train_args(argv=None) -> TrainArgs:
+    return tyro.cli(TrainArgs, args=argv, use_underscores=True)
+
+
+def train_specs(args: TrainArgs) -> list:
+    """The RunSpecs (one per seed) a TrainArgs command line trains."""
+    from toymodels.sweep import RunSpec
+    tasks = build_tasks(args.tasks, args.task_set)
+    mixture = build_mixture(args.tasks, args.events)
+    model = args.model
+    if args.fit_model_to_tasks:
+        model = dataclasses.replace(model, vocab_size=max(t.vocab.size for t in tasks.values()),
+                                    max_seq_len=max(t.seq_len for t in tasks.values()))
+    return [RunSpec(f"seed{s}", model, dataclasses.replace(args.train, seed=s), tuple(tasks.items()), mixture)
+            for s in args.seeds]
+
+
+def train_main(argv=None) -> None:
+    args = parse_train_args(argv)
+    from toymodels import enable_compilation_cache
+    enable_compilation_cache()
+    from toymodels.sweep import load_rows, run_sweep
+    try:
+        specs = train_specs(args)
+        run_sweep(specs, args.out, progress=args.progress)
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
+    rows = load_rows(args.out, [s.run_id for s in specs])
+    final = max(r["step"] for r in rows)
+    for r in rows:
+        if r["step"] == final and r["task"] != "train":
+            print(f"{r['run']:>8s}  {r['task']:>12s}  {r['metric']:>6s} {r['value']:.4f}")
+    print(f"results in {args.out}/runs/*/metrics.csv", file=sys.stderr)
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyArgs:
+    """Uniform flags of every study module (python -m studies.<name>)."""
+    preset: Annotated[str, tyro.conf.arg(help="smoke (CPU, minutes) or paper")] = "smoke"
+    out: str = ""          # default: results/<study>/<preset>
+    resume: bool = True    # reuse complete runs and checkpoints in --out
+    figures_only: bool = False
+    progress: bool = True
+
+
+def study_args(argv=None) -> StudyArgs:
+    return tyro.cli(StudyArgs, args=argv, use_underscores=True)

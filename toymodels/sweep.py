@@ -1,0 +1,197 @@
+"""Sweeps: a list of runs -> groups that share array shapes -> one vmapped program per group.
+
+A ``RunSpec`` is fully specified by ordinary configs. Its per-run values (seed,
+lr, weight decay and myopic beta from ``train``; dropout from ``model``; event
+steps, replay fractions and weights from ``mixture``) become rows of the runs
+axis; everything else must match for two runs to share a group. Runs whose
+results are complete are skipped, so rerunning a sweep resumes it.
+
+Output layout under ``out``:
+  runs/<run_id>/metrics.csv   tidy rows, written last (its presence = complete)
+  runs/<run_id>/config.json   resolved configs, group folder and index in it
+  groups/<hash>/              orbax checkpoints of a group (final state kept)
+  repro.json                  command, code version, packages, devices
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from toymodels.checkpoint import Checkpointer, fit
+from toymodels.config import ConfigError
+from toymodels.model import Transformer, TransformerConfig
+from toymodels.results import read_rows, repro_record, train_rows, write_json, write_rows
+from toymodels.schedule import Event, Mixture
+from toymodels.tasks.base import Task
+from toymodels.train import Runs, TrainConfig, Trainer, make_runs
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9_.=,+-]+$")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    run_id: str
+    model: TransformerConfig
+    train: TrainConfig
+    tasks: tuple[tuple[str, Task], ...]
+    mixture: Mixture | None = None
+    tags: tuple[tuple[str, Any], ...] = ()   # study labels copied into every result row
+
+    def __post_init__(self):
+        if not _RUN_ID.match(self.run_id):
+            raise ConfigError(f"run_id={self.run_id!r} is not allowed: use letters, digits and _.=,+-")
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        object.__setattr__(self, "tags", tuple(self.tags))
+        if self.mixture is None:
+            object.__setattr__(self, "mixture", Mixture(tuple(n for n, _ in self.tasks)))
+
+    def group_key(self) -> tuple:
+        """Everything that fixes the compiled program; per-run values are zeroed out."""
+        m = dataclasses.replace(self.model, dropout=0.0)
+        t = dataclasses.replace(self.train, seed=0, lr=1.0, weight_decay=0.0, myopic_beta=0.0)
+        mix = Mixture(self.mixture.tasks, (), tuple(Event(e.kind, e.task, 0) for e in self.mixture.events))
+        return (m, t, self.tasks, mix)
+
+
+def grid(**axes: Sequence[Any]) -> list[dict[str, Any]]:
+    """Cartesian product of named axes, as a list of dicts (last axis varies fastest)."""
+    out: list[dict[str, Any]] = [{}]
+    for name, values in axes.items():
+        out = [{**d, name: v} for d in out for v in values]
+    return out
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _spec_config(spec: RunSpec) -> dict:
+    return json.loads(json.dumps({
+        "run_id": spec.run_id, "model": dataclasses.asdict(spec.model), "train": dataclasses.asdict(spec.train),
+        "tasks": {k: {"name": t.name, **dataclasses.asdict(t)} for k, t in spec.tasks},
+        "mixture": dataclasses.asdict(spec.mixture), "tags": dict(spec.tags)}, default=str))
+
+
+def _group_runs(specs: Sequence[RunSpec], trainer: Trainer) -> Runs:
+    mix = trainer.mixture
+    return make_runs(
+        trainer.train_cfg, trainer.model_cfg, mix, seeds=[s.train.seed for s in specs],
+        lr=[s.train.lr for s in specs], weight_decay=[s.train.weight_decay for s in specs],
+        dropout=[s.model.dropout for s in specs], myopic_beta=[s.train.myopic_beta for s in specs],
+        event_steps=[[e.step for e in s.mixture.events] for s in specs],
+        fractions=[[e.fraction for e in s.mixture.events] for s in specs],
+        weights=[list(s.mixture.weights or (1.0,) * len(mix.tasks)) for s in specs])
+
+
+def runs_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh over all devices (every host's, under jax.distributed) named 'runs'."""
+    return Mesh(np.asarray(devices if devices is not None else jax.devices()), ("runs",))
+
+
+def shard_runs(runs: Runs, mesh: Mesh) -> tuple[Runs, int]:
+    """Pad the runs axis to a multiple of the mesh size and shard it; returns (runs, n_real).
+
+    Padding repeats the last run; its results are dropped, never written.
+    """
+    n, d = runs.size, mesh.devices.size
+    pad = (-n) % d
+    if pad:
+        runs = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), runs)
+    sharding = NamedSharding(mesh, PartitionSpec("runs"))
+    return jax.tree.map(lambda x: jax.device_put(x, sharding), runs), n
+
+
+def complete(out: str | os.PathLike, spec: RunSpec) -> bool:
+    """True if the run's results exist; a run id reused for another config is an error."""
+    run_dir = Path(out) / "runs" / spec.run_id
+    if not (run_dir / "metrics.csv").exists():
+        return False
+    saved = json.loads((run_dir / "config.json").read_text())
+    if {k: saved[k] for k in _spec_config(spec)} != _spec_config(spec):
+        raise ConfigError(f"run {spec.run_id!r} in {out} has results from a different config; "
+                          "use a new run_id or another output folder")
+    return True
+
+
+def run_sweep(specs: Iterable[RunSpec], out: str | os.PathLike, *, progress: bool = True,
+              mesh: Mesh | None = None) -> None:
+    """Train every incomplete run of ``specs``, one vmapped program per shape group."""
+    specs = list(specs)
+    ids = [s.run_id for s in specs]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise ConfigError(f"run ids must be unique; repeated: {', '.join(dupes)}")
+    groups: dict[tuple, list[RunSpec]] = {}
+    for spec in specs:
+        Trainer(spec.model, spec.train, dict(spec.tasks), spec.mixture)   # validate before any compile
+        if not complete(out, spec):
+            groups.setdefault(spec.group_key(), []).append(spec)
+    out = Path(out)
+    if jax.process_index() == 0:
+        write_json(out / "repro.json", repro_record())
+    mesh = mesh or runs_mesh()
+    todo = sum(len(g) for g in groups.values())
+    if progress:
+        print(f"sweep: {len(specs)} runs, {len(specs) - todo} complete, {todo} to train in "
+              f"{len(groups)} group(s) on {mesh.devices.size} device(s)", flush=True)
+    for gi, (key, members) in enumerate(groups.items()):
+        model, train, tasks, mixture = key
+        trainer = Trainer(model, train, dict(tasks), mixture)
+        runs, n_real = shard_runs(_group_runs(members, trainer), mesh)
+        padded = runs.size
+        group_id = _hash([_spec_config(s) for s in members])
+        if progress:
+            print(f"group {gi + 1}/{len(groups)}: {len(members)} runs of {model.n_layers}L d{model.d_model} "
+                  f"({', '.join(s.run_id for s in members[:4])}{', ...' if len(members) > 4 else ''})", flush=True)
+        res = fit(trainer, runs, out / "groups" / group_id, progress=progress,
+                  extra_config={"members": [s.run_id for s in members]})
+        if jax.process_index() != 0:
+            continue
+        T = max(t.seq_len for _, t in tasks)
+        rows = train_rows(res, jax.tree.map(lambda x: np.asarray(x)[:n_real], runs), [s.run_id for s in members],
+                          train.batch_size * T)
+        for i, spec in enumerate(members):
+            run_dir = out / "runs" / spec.run_id
+            write_json(run_dir / "config.json", {**_spec_config(spec), "group": group_id, "index": i,
+                                                 "group_size": padded})
+            tags = dict(spec.tags)
+            write_rows(run_dir / "metrics.csv", [{**r, **tags} for r in rows if r["run"] == spec.run_id])
+
+
+def load_rows(out: str | os.PathLike, run_ids: Iterable[str] | None = None) -> list[dict]:
+    """All result rows of a sweep folder (optionally only some runs) as one list."""
+    root = Path(out) / "runs"
+    names = sorted(p.name for p in root.iterdir() if (p / "metrics.csv").exists()) if run_ids is None else run_ids
+    rows = []
+    for name in names:
+        rows += read_rows(root / name / "metrics.csv")
+    return rows
+
+
+def load_model(out: str | os.PathLike, spec: RunSpec) -> Transformer:
+    """The trained model of a completed run, from its group's final checkpoint."""
+    run_dir = Path(out) / "runs" / spec.run_id
+    info = json.loads((run_dir / "config.json").read_text())
+    trainer = Trainer(spec.model, spec.train, dict(spec.tasks), spec.mixture)
+    members = [spec] * info["group_size"]   # only shapes matter for the restore target
+    runs = _group_runs(members, trainer)
+    ckpt = Checkpointer(Path(out) / "groups" / info["group"], {})
+    try:
+        restored = ckpt.restore(trainer.abstract_state(runs), check_config=False)
+    finally:
+        ckpt.close()
+    if restored is None:
+        raise FileNotFoundError(f"no checkpoint for run {spec.run_id!r} in {out}/groups/{info['group']}")
+    return trainer.model(restored[0], run=info["index"])
+
