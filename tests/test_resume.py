@@ -18,7 +18,7 @@ from toymodels.sweep import load_model
 ARGS = ["--tasks", "markov", "--task_set", "markov.vocab_size=8", "markov.length=8",
         "--model.n_layers", "1", "--model.d_model", "16", "--model.n_heads", "2",
         "--train.steps", "400", "--train.chunk_steps", "10", "--train.n_evals", "8",
-        "--train.batch_size", "8", "--seeds", "0", "1", "--no-progress"]
+        "--train.batch_size", "8", "--seeds", "0", "1", "--no-progress", "--checkpoint_every_s", "0"]
 
 
 def _cmd(out):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +83,21 @@ class Checkpointer:
 
 
 def fit(trainer: Trainer, runs: Runs, directory: str | os.PathLike, *, progress: bool = True,
-        extra_config: dict | None = None) -> TrainResult:
-    """Train ``runs``, checkpointing every chunk in ``directory``; resumes if one is there."""
+        extra_config: dict | None = None, every_s: float = 60.0) -> TrainResult:
+    """Train ``runs`` with checkpoints in ``directory``; resumes from the newest one there.
+
+    A checkpoint is written at the first chunk boundary ``every_s`` seconds after the
+    last one, and at the end. Where a run resumes never changes its numbers.
+    """
     config = {**trainer.describe(runs), **(extra_config or {})}
     ckpt = Checkpointer(directory, config)
+    last = [time.monotonic()]
+
+    def on_chunk(state: TrainState, log: TrainLog) -> None:
+        if state.step >= trainer.train_cfg.steps or time.monotonic() - last[0] >= every_s:
+            ckpt.save(state, log)
+            last[0] = time.monotonic()
+
     try:
         restored = ckpt.restore(trainer.abstract_state(runs))
         state, log = restored if restored is not None else (None, None)
@@ -94,7 +106,7 @@ def fit(trainer: Trainer, runs: Runs, directory: str | os.PathLike, *, progress:
             sharding = runs.seed.sharding
             state = state._replace(params=_like(state.params, sharding), opt=_like(state.opt, sharding))
             print(f"resuming from step {state.step} ({directory})", flush=True)
-        return trainer.train(runs, state, log=log, progress=progress, on_chunk=ckpt.save)
+        return trainer.train(runs, state, log=log, progress=progress, on_chunk=on_chunk)
     finally:
         ckpt.close()
 

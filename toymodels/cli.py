@@ -33,6 +33,7 @@ class TrainArgs:
     # set model.vocab_size / max_seq_len to what the tasks need (overrides those two fields)
     fit_model_to_tasks: bool = True
     out: str = "results/train"
+    checkpoint_every_s: float = 60.0   # 0 = at every chunk boundary
     progress: bool = True
 
 
@@ -106,7 +107,7 @@ def train_main(argv=None) -> None:
     from toymodels.sweep import load_rows, run_sweep
     try:
         specs = train_specs(args)
-        run_sweep(specs, args.out, progress=args.progress)
+        run_sweep(specs, args.out, progress=args.progress, checkpoint_every_s=args.checkpoint_every_s)
     except ConfigError as e:
         sys.exit(f"error: {e}")
     rows = load_rows(args.out, [s.run_id for s in specs])

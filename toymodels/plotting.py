@@ -46,6 +46,14 @@ def line_ci(ax, x, y_SX, label: str | None = None, color=None, level: float = 0.
     return line
 
 
+def band(ax, x, mean, lo, hi, n: int, label: str | None = None, color=None, **kw):
+    """A precomputed mean with its interval (from a summary table); the label gets n."""
+    (line,) = ax.plot(x, mean, label=None if label is None else f"{label} (n={n})", color=color, **kw)
+    if n > 1:
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+    return line
+
+
 def save(fig, path: str | os.PathLike, pdf: bool = True) -> list[Path]:
     """Save as PNG (and PDF) atomically; returns the written paths."""
     path = Path(path).with_suffix("")

@@ -34,7 +34,7 @@ from toymodels.model import Transformer, TransformerConfig
 from toymodels.results import read_rows, repro_record, train_rows, write_json, write_rows
 from toymodels.schedule import Event, Mixture
 from toymodels.tasks.base import Task
-from toymodels.train import Runs, TrainConfig, Trainer, make_runs
+from toymodels.train import Runs, TrainConfig, Trainer, make_runs, to_host
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.=,+-]+$")
 
@@ -125,8 +125,11 @@ def complete(out: str | os.PathLike, spec: RunSpec) -> bool:
 
 
 def run_sweep(specs: Iterable[RunSpec], out: str | os.PathLike, *, progress: bool = True,
-              mesh: Mesh | None = None) -> None:
-    """Train every incomplete run of ``specs``, one vmapped program per shape group."""
+              mesh: Mesh | None = None, checkpoint_every_s: float = 60.0) -> None:
+    """Train every incomplete run of ``specs``, one vmapped program per shape group.
+
+    Checkpoints are written at most every ``checkpoint_every_s`` seconds (0: every chunk).
+    """
     specs = list(specs)
     ids = [s.run_id for s in specs]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
@@ -155,11 +158,11 @@ def run_sweep(specs: Iterable[RunSpec], out: str | os.PathLike, *, progress: boo
             print(f"group {gi + 1}/{len(groups)}: {len(members)} runs of {model.n_layers}L d{model.d_model} "
                   f"({', '.join(s.run_id for s in members[:4])}{', ...' if len(members) > 4 else ''})", flush=True)
         res = fit(trainer, runs, out / "groups" / group_id, progress=progress,
-                  extra_config={"members": [s.run_id for s in members]})
+                  extra_config={"members": [s.run_id for s in members]}, every_s=checkpoint_every_s)
         if jax.process_index() != 0:
             continue
         T = max(t.seq_len for _, t in tasks)
-        rows = train_rows(res, jax.tree.map(lambda x: np.asarray(x)[:n_real], runs), [s.run_id for s in members],
+        rows = train_rows(res, jax.tree.map(lambda x: x[:n_real], to_host(runs)), [s.run_id for s in members],
                           train.batch_size * T)
         for i, spec in enumerate(members):
             run_dir = out / "runs" / spec.run_id

@@ -314,7 +314,7 @@ class Trainer:
         static_t = dataclasses.replace(self.train_cfg, lr=1.0, weight_decay=0.0, seed=0, myopic_beta=0.0,
                                        chunk_steps=1, n_evals=1, eval_spacing="linear", eval_batch=1,
                                        eval_seed=0)
-        use_dropout = bool(np.any(np.asarray(runs.dropout) > 0))
+        use_dropout = bool(np.any(to_host(runs.dropout) > 0))
         return _programs(self.model_cfg, static_t, tuple(self.tasks.items()), self.mixture, use_dropout)
 
     def runs(self, **kwargs) -> Runs:
@@ -336,7 +336,7 @@ class Trainer:
         return {"model": dataclasses.asdict(self.model_cfg), "train": dataclasses.asdict(self.train_cfg),
                 "tasks": {k: {"name": t.name, **dataclasses.asdict(t)} for k, t in sorted(self.tasks.items())},
                 "mixture": dataclasses.asdict(self.mixture),
-                "runs": jax.tree.map(lambda x: np.asarray(x).tolist(), runs._asdict())}
+                "runs": jax.tree.map(lambda x: x.tolist(), to_host(runs._asdict()))}
 
     def eval_sets(self) -> dict[str, Batch]:
         """Fixed per-task eval batches, from a key no training step uses, ``split="eval"``."""
@@ -370,7 +370,7 @@ class Trainer:
         bar = _Progress(runs.size, tcfg.steps, tokens_per_step, state.step, enabled=progress)
         t0 = time.perf_counter()
         if state.step in eval_steps and state.step not in log.evals:
-            log.evals[state.step] = jax.device_get(evaluate(state.params, eval_sets))
+            log.evals[state.step] = to_host(evaluate(state.params, eval_sets))
         # Without a callback, a chunk's metrics are fetched after the next chunk is
         # dispatched, so the device never waits on the host. A callback (checkpoint)
         # needs the state before the next chunk consumes (donates) its buffers.
@@ -393,7 +393,7 @@ class Trainer:
     @staticmethod
     def _finish(pending, log: TrainLog, bar, on_chunk):
         start, end, loss, ev, state = pending
-        loss = np.asarray(loss)
+        loss = to_host(loss)
         bad = np.flatnonzero(~np.isfinite(loss))
         if bad.size:
             raise FloatingPointError(f"non-finite training loss in run(s) {bad.tolist()} during steps "
@@ -401,10 +401,18 @@ class Trainer:
         log.train_loss.append(loss)
         log.chunk_ends.append(end)
         if ev is not None:
-            log.evals[end] = jax.device_get(ev)
+            log.evals[end] = to_host(ev)
         bar.update(end, float(loss.mean()))
         if on_chunk is not None:
             on_chunk(state, log)
+
+
+def to_host(tree):
+    """Numpy copies of (possibly sharded, possibly multi-host) arrays, on every process."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+    return jax.tree.map(np.asarray, jax.device_get(tree))
 
 
 def _chunk_bounds(eval_steps: np.ndarray, chunk_steps: int, start: int) -> list[tuple[int, int]]:

@@ -29,3 +29,16 @@ def bootstrap_ci(x, stat=np.mean, level: float = 0.95, n_boot: int = 2000, seed:
     boots = np.array([stat(x[i]) for i in idx])
     lo, hi = np.quantile(boots, [0.5 - level / 2, 0.5 + level / 2])
     return stat(x), lo, hi
+
+
+def aggregate(rows, keys, value: str = "value", level: float = 0.95) -> list[dict]:
+    """Group tidy rows by ``keys`` and give mean, t-interval (lo, hi) and n (seeds) per group."""
+    groups: dict[tuple, list[float]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(float(r[value]))
+    out = []
+    for key in sorted(groups, key=lambda k: tuple((str(type(x)), x) for x in k)):
+        vals = np.asarray(groups[key])
+        m, lo, hi = mean_ci(vals, axis=0, level=level)
+        out.append({**dict(zip(keys, key)), "mean": float(m), "lo": float(lo), "hi": float(hi), "n": len(vals)})
+    return out

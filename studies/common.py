@@ -1,0 +1,47 @@
+"""The uniform entry point of every study: ``python -m studies.<name> --preset smoke|paper``."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from toymodels.config import ConfigError
+
+
+def default_out(study: ModuleType, preset: str) -> Path:
+    return Path("results") / study.NAME / preset
+
+
+def table_dir(study: ModuleType, preset: str, out: Path) -> Path:
+    """Paper figures and their tables are committed under figures/; others stay with the results."""
+    return Path("figures") / study.NAME if preset == "paper" else out / "figures"
+
+
+def run_study(study: ModuleType, preset: str, out: Path | None = None, *, resume: bool = True,
+              progress: bool = True, figures_only: bool = False) -> list[Path]:
+    if preset not in study.PRESETS:
+        raise ConfigError(f"preset={preset!r} is not allowed for study {study.NAME!r}: "
+                          f"choose one of {', '.join(study.PRESETS)}")
+    out = Path(out) if out else default_out(study, preset)
+    tables = table_dir(study, preset, out)
+    if not figures_only:
+        if not resume and out.exists():
+            shutil.rmtree(out)
+        study.run(preset, out, progress=progress)
+        study.summarize(out, tables)
+    return study.figures(tables)
+
+
+def study_main(study: ModuleType, argv=None) -> None:
+    from toymodels import enable_compilation_cache
+    from toymodels.cli import study_args
+    args = study_args(argv)
+    enable_compilation_cache()
+    try:
+        paths = run_study(study, args.preset, Path(args.out) if args.out else None, resume=args.resume,
+                          progress=args.progress, figures_only=args.figures_only)
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
+    print("figures: " + ", ".join(str(p) for p in paths))

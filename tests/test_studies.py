@@ -1,0 +1,41 @@
+"""Every study's smoke path end to end (with its preset shrunk), and the figures entry point."""
+
+import importlib
+
+import pytest
+
+from studies import STUDIES
+from studies.common import run_study
+from toymodels.config import ConfigError
+from toymodels.results import read_rows
+
+SHRINK = {"quickstart": dict(steps=20, seeds=2)}
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_study_runs_summarises_and_draws(name, tmp_path, monkeypatch):
+    study = importlib.import_module(f"studies.{name}")
+    monkeypatch.setitem(study.PRESETS, "smoke", {**study.PRESETS["smoke"], **SHRINK[name]})
+    paths = run_study(study, "smoke", tmp_path / "out", progress=False)
+    assert paths and all(p.stat().st_size > 5000 for p in paths)
+    tables = list((tmp_path / "out" / "figures").glob("*.csv"))
+    assert tables and all(read_rows(t) for t in tables)
+    # figures are drawn from the tables alone: delete the raw results and redraw
+    import shutil
+    shutil.rmtree(tmp_path / "out" / "runs")
+    assert run_study(study, "smoke", tmp_path / "out", figures_only=True) == paths
+
+
+def test_unknown_preset_is_refused(tmp_path):
+    study = importlib.import_module("studies.quickstart")
+    with pytest.raises(ConfigError, match="choose one of smoke, paper"):
+        run_study(study, "huge", tmp_path)
+
+
+def test_quickstart_summary_has_seed_counts_and_intervals(tmp_path, monkeypatch):
+    study = importlib.import_module("studies.quickstart")
+    monkeypatch.setitem(study.PRESETS, "smoke", dict(steps=10, seeds=3))
+    run_study(study, "smoke", tmp_path, progress=False)
+    rows = read_rows(tmp_path / "figures" / "curves.csv")
+    assert {r["n"] for r in rows} == {3}
+    assert all(r["lo"] <= r["mean"] <= r["hi"] for r in rows)
