@@ -36,8 +36,9 @@ def run_study(study: ModuleType, preset: str, out: Path | None = None, *, resume
 
 def study_main(study: ModuleType, argv=None) -> None:
     from toymodels import enable_compilation_cache
-    from toymodels.cli import study_args
+    from toymodels.cli import init_distributed, study_args
     args = study_args(argv)
+    init_distributed(args.distributed)
     enable_compilation_cache()
     try:
         paths = run_study(study, args.preset, Path(args.out) if args.out else None, resume=args.resume,

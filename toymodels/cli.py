@@ -35,6 +35,7 @@ class TrainArgs:
     out: str = "results/train"
     checkpoint_every_s: float = 60.0   # 0 = at every chunk boundary
     progress: bool = True
+    distributed: bool = False   # call jax.distributed.initialize() first (one process per host)
 
 
 def _coerce(cls, field: str, raw: str):
@@ -100,8 +101,16 @@ def train_specs(args: TrainArgs) -> list:
             for s in args.seeds]
 
 
+def init_distributed(enabled: bool) -> None:
+    """Join a multi-host job; JAX finds the coordinator on SLURM, Open MPI and TPU pods."""
+    if enabled:
+        import jax
+        jax.distributed.initialize()
+
+
 def train_main(argv=None) -> None:
     args = parse_train_args(argv)
+    init_distributed(args.distributed)
     from toymodels import enable_compilation_cache
     enable_compilation_cache()
     from toymodels.sweep import load_rows, run_sweep
@@ -126,6 +135,7 @@ class StudyArgs:
     resume: bool = True    # reuse complete runs and checkpoints in --out
     figures_only: bool = False
     progress: bool = True
+    distributed: bool = False   # call jax.distributed.initialize() first (one process per host)
 
 
 def study_args(argv=None) -> StudyArgs:
