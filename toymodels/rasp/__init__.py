@@ -1,0 +1,70 @@
+"""RASP: a Tracr-compatible language, its interpreter, a program library and a program fountain.
+
+    from toymodels.rasp import rasp, library, evaluate
+    prog = library.make_frac_prevs(rasp.tokens == "x")
+    evaluate(prog, list("xyx"))  # [1.0, 0.5, 0.666...]
+
+Compile programs with ``toymodels.compiler.compile_program``.
+"""
+
+from toymodels.rasp import fountain, library, rasp
+from toymodels.rasp.interpreter import evaluate
+from toymodels.rasp.rasp import (
+    Aggregate,
+    Comparison,
+    Encoding,
+    Full,
+    LinearSequenceMap,
+    Map,
+    RASPError,
+    RASPExpr,
+    Select,
+    Selector,
+    SelectorAnd,
+    SelectorNot,
+    SelectorOr,
+    SelectorWidth,
+    SequenceMap,
+    SOp,
+    annotate,
+    categorical,
+    get_encoding,
+    indices,
+    is_categorical,
+    is_numerical,
+    length,
+    numerical,
+    tokens,
+)
+
+__all__ = [
+    "Aggregate",
+    "Comparison",
+    "Encoding",
+    "Full",
+    "LinearSequenceMap",
+    "Map",
+    "RASPError",
+    "RASPExpr",
+    "SOp",
+    "Select",
+    "Selector",
+    "SelectorAnd",
+    "SelectorNot",
+    "SelectorOr",
+    "SelectorWidth",
+    "SequenceMap",
+    "annotate",
+    "categorical",
+    "evaluate",
+    "fountain",
+    "get_encoding",
+    "indices",
+    "is_categorical",
+    "is_numerical",
+    "length",
+    "library",
+    "numerical",
+    "rasp",
+    "tokens",
+]

@@ -1,0 +1,142 @@
+"""Function-preserving scrambles of a Transformer's weights.
+
+Each function returns a new model computing the same function (up to float
+rounding) with visibly different weights -- a test for interpretability
+methods that should not depend on the basis a network happens to use
+(e.g. a compiled RASP network's clean one-hot basis).
+
+  rotate_residual    random orthogonal change of residual basis (no layer norm only)
+  permute_residual   random permutation of the residual basis (also with layer norm)
+  permute_mlp_units  random permutation of each layer's MLP hidden units
+  permute_heads      random permutation of each layer's attention heads
+  rescale_mlp_units  ReLU unit u: W_in[:, u] *= c_u, W_out[u] /= c_u, c_u > 0 (ReLU only)
+
+With LayerNorm, permutations (of units, heads, and of the residual basis with
+the norm's scale and bias permuted alike) and the ReLU rescaling stay exact.
+A general rotation does not: LayerNorm centres and scales each coordinate,
+which commutes only with rotations fixing the all-ones vector, and only after
+its elementwise scale and bias are folded into the next weights.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from toymodels.config import ConfigError
+from toymodels.model import Transformer
+
+
+def _params(model: Transformer) -> dict[str, np.ndarray]:
+    from toymodels.compiler.assemble import model_params
+    return model_params(model)
+
+
+def _build(model: Transformer, params: dict[str, np.ndarray]) -> Transformer:
+    from toymodels.compiler.assemble import build_model
+    return build_model(model.cfg, params)
+
+
+def _rng(key) -> np.random.Generator:
+    """A numpy generator from an int seed or a JAX PRNG key (typed or raw uint32)."""
+    if isinstance(key, int):
+        return np.random.default_rng(key)
+    try:
+        key = jax.random.key_data(key)
+    except (TypeError, ValueError):
+        pass
+    return np.random.default_rng(np.asarray(key).ravel().tolist())
+
+
+def random_orthogonal(d: int, rng: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(rng.standard_normal((d, d)))
+    return q * np.sign(np.diag(r))
+
+
+def _change_basis(model: Transformer, Q: np.ndarray, norm_ok: bool) -> Transformer:
+    """The model for residual x' = x @ Q (Q orthogonal)."""
+    if model.cfg.norm != "none" and not norm_ok:
+        raise ConfigError("rotate_residual needs norm='none': LayerNorm does not commute with "
+                          "rotations; use permute_residual")
+    out = {}
+    for path, w in _params(model).items():
+        name = path.split(".")[-1]
+        if name in ("W_E", "W_pos", "b_O", "b_out") or (name in ("W_in", "b_in") and "mlp" not in path):
+            w = w @ Q                                     # writes into the residual
+        elif name in ("W_O", "W_out"):
+            w = w @ Q
+        elif name == "W_QKV":
+            w = np.einsum("ed,d...->e...", Q.T, w)        # reads from the residual
+        elif name == "W_in" or name == "W_U":
+            w = Q.T @ w
+        elif name in ("scale", "bias"):
+            w = w @ np.abs(Q)                             # permutations only (checked by caller)
+        out[path] = w
+    return _build(model, out)
+
+
+def rotate_residual(model: Transformer, key=0) -> Transformer:
+    return _change_basis(model, random_orthogonal(model.cfg.d_model, _rng(key)), norm_ok=False)
+
+
+def permute_residual(model: Transformer, key=0) -> Transformer:
+    perm = _rng(key).permutation(model.cfg.d_model)
+    return _change_basis(model, np.eye(model.cfg.d_model)[:, perm], norm_ok=True)
+
+
+def permute_mlp_units(model: Transformer, key=0) -> Transformer:
+    rng, p = _rng(key), _params(model)
+    for i in range(model.cfg.n_layers):
+        pre = f"blocks.{i}.mlp"
+        if f"{pre}.W_in" not in p:
+            continue
+        perm = rng.permutation(p[f"{pre}.W_in"].shape[1])
+        p[f"{pre}.W_in"] = p[f"{pre}.W_in"][:, perm]
+        p[f"{pre}.W_out"] = p[f"{pre}.W_out"][perm]
+        if f"{pre}.b_in" in p:
+            p[f"{pre}.b_in"] = p[f"{pre}.b_in"][perm]
+    return _build(model, p)
+
+
+def permute_heads(model: Transformer, key=0) -> Transformer:
+    rng, p = _rng(key), _params(model)
+    for i in range(model.cfg.n_layers):
+        pre = f"blocks.{i}.attn"
+        perm = rng.permutation(model.cfg.n_heads)
+        p[f"{pre}.W_QKV"] = p[f"{pre}.W_QKV"][:, :, perm]
+        p[f"{pre}.W_O"] = p[f"{pre}.W_O"][perm]
+        if f"{pre}.b_QKV" in p:
+            p[f"{pre}.b_QKV"] = p[f"{pre}.b_QKV"][:, perm]
+    return _build(model, p)
+
+
+def rescale_mlp_units(model: Transformer, key=0, low: float = 0.25, high: float = 4.0) -> Transformer:
+    if model.cfg.act != "relu":
+        raise ConfigError("rescale_mlp_units needs act='relu' (GELU is not positively homogeneous)")
+    rng, p = _rng(key), _params(model)
+    for i in range(model.cfg.n_layers):
+        pre = f"blocks.{i}.mlp"
+        if f"{pre}.W_in" not in p:
+            continue
+        c = np.exp(rng.uniform(np.log(low), np.log(high), p[f"{pre}.W_in"].shape[1]))
+        p[f"{pre}.W_in"] = p[f"{pre}.W_in"] * c
+        p[f"{pre}.W_out"] = p[f"{pre}.W_out"] / c[:, None]
+        if f"{pre}.b_in" in p:
+            p[f"{pre}.b_in"] = p[f"{pre}.b_in"] * c
+    return _build(model, p)
+
+
+def scramble(model: Transformer, key=0, *, rotate: bool = True, permute_mlp: bool = True,
+             permute_attention: bool = True, rescale: bool = True) -> Transformer:
+    """All of the above (rotation only without LayerNorm, rescaling only with ReLU)."""
+    rng = _rng(key)
+    seeds = rng.integers(0, 2**31, 4).tolist()
+    if rotate:
+        model = (rotate_residual if model.cfg.norm == "none" else permute_residual)(model, seeds[0])
+    if permute_mlp:
+        model = permute_mlp_units(model, seeds[1])
+    if permute_attention:
+        model = permute_heads(model, seeds[2])
+    if rescale and model.cfg.act == "relu":
+        model = rescale_mlp_units(model, seeds[3])
+    return model
