@@ -142,3 +142,15 @@ def test_log_eval_grid_and_cosine_schedule():
     from toymodels.train import lr_factor
     f = [float(lr_factor(tcfg, jnp.int32(s))) for s in (0, 9, 10, 505, 1000)]
     np.testing.assert_allclose(f, [0.1, 1.0, 1.0, 0.5, 0.0], atol=1e-6)
+
+
+def test_map_and_vmap_over_runs_agree(monkeypatch):
+    import toymodels.train as train_mod
+    tcfg = TrainConfig(steps=30, batch_size=8, n_evals=1)
+    trainer = Trainer(MODEL, tcfg, {"markov": MARKOV})
+    runs = trainer.runs(seeds=[0, 1, 2], lr=[1e-3, 3e-3, 2e-3])
+    results = {}
+    for mode in ("map", "vmap"):
+        monkeypatch.setattr(train_mod, "runs_exec", lambda runs, mode=mode: mode)
+        results[mode] = trainer.train(runs, progress=False)
+    assert _max_param_diff(results["map"].state.params, results["vmap"].state.params) <= 1e-5

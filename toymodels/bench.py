@@ -130,6 +130,67 @@ def run_case(name: str, peak_gflops: float | None, steps: int | None = None) -> 
     return out
 
 
+# The peer's command line for each case (../shared/peers/torch_toygpt.py), same model and data.
+PEER_ARGS = {
+    "tiny": "--layers 2 --d-model 128 --heads 4 --seq-len 64 --batch 64 --vocab 64 --steps 100 --warmup-steps 5",
+    "small": "--layers 4 --d-model 256 --heads 8 --seq-len 128 --batch 32 --vocab 128 --steps 40 --warmup-steps 3",
+    "tiny_x8": "--layers 2 --d-model 128 --heads 4 --seq-len 64 --batch 64 --vocab 64 --steps 20 --warmup-steps 3 "
+               "--ensemble 8",
+    "micro_x32": "--layers 2 --d-model 64 --heads 4 --seq-len 32 --batch 32 --vocab 32 --steps 20 --warmup-steps 3 "
+                 "--ensemble 32",
+}
+
+
+def side_by_side(cases, peer_py: str, peer_python: str, repeats: int, peak: float, threads: int) -> list[dict]:
+    """Round-robin our cases and the peer's (eager, torch.compile; loop and vmap for ensembles).
+
+    Each measurement runs in its own process; the 1-minute load average before it is
+    recorded so runs taken on a busy machine can be discarded.
+    """
+    import subprocess
+    rows = []
+    for rep in range(repeats):
+        for case in cases:
+            variants = [("toymodels", [sys.executable, "-m", "toymodels.bench", "--case", case, "--json",
+                                       "--peak-gflops", str(peak)])]
+            if case in PEER_ARGS:
+                modes = ["loop", "vmap"] if "--ensemble" in PEER_ARGS[case] else [None]
+                for mode in modes:
+                    for comp in ("--no-compile", "--compile"):
+                        extra = ([f"--ensemble-mode={mode}"] if mode else []) + [comp]
+                        variants.append((f"torch {'compile' if comp == '--compile' else 'eager'}"
+                                         + (f" {mode}" if mode else ""),
+                                         [peer_python, peer_py, *PEER_ARGS[case].split(), "--threads", str(threads),
+                                          "--peak-gflops", str(peak), *extra]))
+            for impl, cmd in variants:
+                load = os.getloadavg()[0]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+                if proc.returncode or not line:
+                    print(f"{case} {impl}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+                    continue
+                r = json.loads(line[-1])
+                rows.append({"case": case, "impl": impl, "repeat": rep, "load_before": round(load, 2),
+                             "tokens_per_s": r["tokens_per_s"], "step_ms": r["step_ms_median"],
+                             "compile_s": r.get("compile_s"), "mfu_6N": r.get("mfu_6N")})
+                print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def summarise(rows: list[dict]) -> str:
+    """Median tokens/s (min-max) per case and implementation, as a Markdown table."""
+    lines = ["| case | implementation | tokens/s median (min-max) | step ms | compile s | MFU 6N | n |",
+             "|---|---|---|---|---|---|---|"]
+    keys = sorted({(r["case"], r["impl"]) for r in rows}, key=lambda k: (list(CASES).index(k[0]), k[1]))
+    for case, impl in keys:
+        rs = [r for r in rows if (r["case"], r["impl"]) == (case, impl)]
+        tps = [r["tokens_per_s"] for r in rs]
+        med = lambda k: statistics.median([r[k] for r in rs if r[k] is not None] or [float("nan")])  # noqa: E731
+        lines.append(f"| {case} | {impl} | {statistics.median(tps):,.0f} ({min(tps):,.0f}-{max(tps):,.0f}) | "
+                     f"{med('step_ms'):.1f} | {med('compile_s'):.1f} | {100 * med('mfu_6N'):.1f} % | {len(rs)} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--case", action="append", choices=sorted(CASES),
@@ -140,7 +201,17 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=None, help="timed steps (default per case)")
     p.add_argument("--cold", action="store_true",
                    help="use an empty compilation cache, so compile_s is a cold compile")
+    p.add_argument("--peer", metavar="TORCH_TOYGPT_PY",
+                   help="also run the PyTorch peer script, round-robin with ours, and print a median table")
+    p.add_argument("--peer-python", default="python3", help="interpreter with torch for --peer")
+    p.add_argument("--repeats", type=int, default=3, help="round-robin repeats with --peer")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads with --peer")
     a = p.parse_args(argv)
+    if a.peer:
+        peak = a.peak_gflops or 206.8
+        rows = side_by_side(a.case or list(CASES), a.peer, a.peer_python, a.repeats, peak, a.threads)
+        print(summarise(rows))
+        return
 
     from toymodels import enable_compilation_cache
     enable_compilation_cache(tempfile.mkdtemp(prefix="toymodels-jaxcache-") if a.cold else None)

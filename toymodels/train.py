@@ -203,11 +203,13 @@ def lr_factor(tcfg: TrainConfig, step: Array) -> Array:
 
 @functools.lru_cache(maxsize=32)
 def _programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tuple[str, Task], ...],
-              mixture: Mixture, use_dropout: bool):
+              mixture: Mixture, use_dropout: bool, runs_exec: str):
     """The jitted init / chunk / eval functions; cached so equal configs share one compile.
 
     ``tcfg`` arrives with its per-run fields (lr, weight decay, seed, beta) zeroed,
-    so runs that differ only in those share the cache entry.
+    so runs that differ only in those share the cache entry. ``runs_exec`` says how
+    the training chunk walks the runs axis: "vmap" (batched into every op) or "map"
+    (``lax.map``: each run runs the solo program in turn, inside one compiled program).
     """
     graphdef, _ = nnx.split(nnx.eval_shape(lambda: init_model(mcfg, 0)))
     task_map = dict(tasks)
@@ -251,8 +253,13 @@ def _programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tuple[str
         model = nnx.merge(graphdef, params)
         return {name: metrics(model(b.inputs), b, task_map[name].loss) for name, b in eval_sets.items()}
 
+    def chunk_runs(params, opt, run, start, n_steps):
+        if runs_exec == "vmap" or run.seed.shape[0] == 1:
+            return jax.vmap(chunk_one, in_axes=(0, 0, 0, None, None))(params, opt, run, start, n_steps)
+        return jax.lax.map(lambda prr: chunk_one(*prr, start, n_steps), (params, opt, run))
+
     init = jax.jit(jax.vmap(init_one))
-    chunk = jax.jit(jax.vmap(chunk_one, in_axes=(0, 0, 0, None, None)), donate_argnums=(0, 1))
+    chunk = jax.jit(chunk_runs, donate_argnums=(0, 1))
     evaluate = jax.jit(jax.vmap(eval_one, in_axes=(0, None)))
     return graphdef, init, chunk, evaluate
 
@@ -315,7 +322,8 @@ class Trainer:
                                        chunk_steps=1, n_evals=1, eval_spacing="linear", eval_batch=1,
                                        eval_seed=0)
         use_dropout = bool(np.any(to_host(runs.dropout) > 0))
-        return _programs(self.model_cfg, static_t, tuple(self.tasks.items()), self.mixture, use_dropout)
+        return _programs(self.model_cfg, static_t, tuple(self.tasks.items()), self.mixture, use_dropout,
+                         runs_exec(runs))
 
     def runs(self, **kwargs) -> Runs:
         return make_runs(self.train_cfg, self.model_cfg, self.mixture, **kwargs)
@@ -405,6 +413,18 @@ class Trainer:
         bar.update(end, float(loss.mean()))
         if on_chunk is not None:
             on_chunk(state, log)
+
+
+def runs_exec(runs: Runs) -> str:
+    """How the training chunk walks the runs axis, chosen per backend by measurement.
+
+    On one CPU device, ``lax.map`` beats ``vmap``: vmap turns each weight-gradient dot
+    into a batched Eigen dot and the attention einsums into many tiny ones (measured
+    +19 % tokens/s on 32 micro models, +18 % on 8 tiny ones, 2 cores). Sharded over
+    several devices, or on accelerators, vmap lets every device batch its runs.
+    """
+    one_device = len(runs.seed.sharding.device_set) == 1 if hasattr(runs.seed, "sharding") else True
+    return "map" if jax.default_backend() == "cpu" and one_device else "vmap"
 
 
 def to_host(tree):
