@@ -128,8 +128,7 @@ def test_nan_loss_raises_naming_run_and_steps():
     (lambda: Trainer(MODEL, TrainConfig(), {"m": MARKOV}, Mixture(("x",))), "not among the tasks"),
     (lambda: make_runs(TrainConfig(), MODEL, Mixture(("m",)), seeds=[0, 1, 2], lr=[1, 2]), "lr has 2 values"),
     (lambda: make_runs(TrainConfig(), MODEL, Mixture(("m",)), learning_rate=[1]), "unknown per-run field"),
-    (lambda: TrainConfig(steps=10, warmup_steps=20) and Trainer(MODEL, TrainConfig(steps=10, warmup_steps=20),
-                                                              {"m": MARKOV}), "warmup_steps"),
+    (lambda: Trainer(MODEL, TrainConfig(steps=10, warmup_steps=20), {"m": MARKOV}), "warmup_steps"),
 ])
 def test_bad_config_raises_before_compiling(build, match):
     with pytest.raises(ConfigError, match=match):
