@@ -153,3 +153,26 @@ def test_map_and_vmap_over_runs_agree(monkeypatch):
         monkeypatch.setattr(train_mod, "runs_exec", lambda runs, mode=mode: mode)
         results[mode] = trainer.train(runs, progress=False)
     assert _max_param_diff(results["map"].state.params, results["vmap"].state.params) <= 1e-5
+
+
+def test_trainable_filter_freezes_everything_else_and_state_from_params_continues():
+    base = TrainConfig(steps=20, batch_size=8, n_evals=1)
+    trainer = Trainer(MODEL, base, {"markov": MARKOV})
+    first = trainer.train(trainer.runs(seeds=[0, 1]), progress=False)
+    head_only = Trainer(MODEL, dataclasses.replace(base, trainable="W_U|ln_final\\..*"), {"markov": MARKOV})
+    runs = head_only.runs(seeds=[0, 1])
+    start = head_only.state_from_params(first.state.params, runs)
+    assert start.step == 0
+    res = head_only.train(runs, start, progress=False)
+    from toymodels.train import param_paths
+    for path, a, b in zip(param_paths(first.state.params), jax.tree.leaves(first.state.params),
+                          jax.tree.leaves(res.state.params)):
+        changed = bool(jnp.any(a != b))
+        assert changed == (path == "W_U" or path.startswith("ln_final.")), path
+
+
+def test_trainable_must_match_a_parameter():
+    with pytest.raises(ConfigError, match="matches no parameter; parameters: W_E"):
+        Trainer(MODEL, TrainConfig(trainable="unembed"), {"markov": MARKOV})
+    with pytest.raises(ConfigError, match="not a valid regular expression"):
+        TrainConfig(trainable="(")

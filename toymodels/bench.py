@@ -71,7 +71,7 @@ def run_case(name: str, peak_gflops: float | None, steps: int | None = None) -> 
     task = make_task("markov", vocab_size=V, length=T, data_seed=1234, temperature=2.0)
     trainer = Trainer(mcfg, tcfg, {"markov": task})
     runs = trainer.runs(seeds=list(range(E)))
-    _, _, chunk, _ = trainer._fns(runs)
+    chunk = trainer._fns(runs).chunk
     state = trainer.init(runs)
     jax.block_until_ready(state.params)
 

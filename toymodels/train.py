@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
 import sys
 import time
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
@@ -56,6 +57,7 @@ class TrainConfig:
     seed: int = 0
     myopic: bool = False
     myopic_beta: float = 0.0
+    trainable: str = ""             # regex over parameter paths (e.g. "W_U"); "" = train all
 
     def __post_init__(self):
         for f in ("steps", "batch_size", "chunk_steps", "n_evals", "eval_batch"):
@@ -70,6 +72,10 @@ class TrainConfig:
         check_range("grad_clip", self.grad_clip, 0.0, math.inf)
         check_choice("eval_spacing", self.eval_spacing, ("linear", "log"))
         check_range("myopic_beta", self.myopic_beta, 0.0, 1.0)
+        try:
+            re.compile(self.trainable)
+        except re.error as e:
+            raise ConfigError(f"trainable={self.trainable!r} is not a valid regular expression: {e}") from None
 
     def eval_steps(self) -> np.ndarray:
         """Steps at which every task is evaluated (always includes 0 and ``steps``)."""
@@ -168,8 +174,21 @@ def validate(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: Mapping[str, Tas
         if (task.loss == "xent") != (mcfg.output_kind == "logits"):
             raise ConfigError(f"task {name!r} uses loss {task.loss!r}, which needs output_kind="
                               f"{'logits' if task.loss == 'xent' else 'vectors'}")
+    if tcfg.trainable:
+        paths = param_paths(nnx.state(nnx.eval_shape(lambda: init_model(mcfg, 0)), nnx.Param))
+        if not any(re.fullmatch(tcfg.trainable, p) for p in paths):
+            raise ConfigError(f"trainable={tcfg.trainable!r} matches no parameter; parameters: {', '.join(paths)}")
     if tcfg.warmup_steps > tcfg.steps:
         raise ConfigError(f"warmup_steps={tcfg.warmup_steps} exceeds steps={tcfg.steps}")
+
+
+def param_paths(params) -> list[str]:
+    """Dotted paths of the leaves of a parameter tree (``blocks.0.attn.W_QKV``), in leaf order."""
+    out = []
+    for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]:
+        parts = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
+        out.append(".".join(p for p in parts if p != "value"))
+    return out
 
 
 def _pad(b: Batch, T: int) -> Batch:
@@ -201,6 +220,14 @@ def lr_factor(tcfg: TrainConfig, step: Array) -> Array:
     return warm * (tcfg.min_lr_frac + (1.0 - tcfg.min_lr_frac) * cos)
 
 
+class Programs(NamedTuple):
+    graphdef: Any
+    init: Callable        # seeds (E,) -> (params, opt)
+    chunk: Callable       # (params, opt, runs, start, n_steps) -> (params, opt, mean loss (E,))
+    evaluate: Callable    # (params, eval sets) -> task -> metric -> (E,)
+    opt_init: Callable    # params (E, ...) -> fresh optimizer state
+
+
 @functools.lru_cache(maxsize=32)
 def _programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tuple[str, Task], ...],
               mixture: Mixture, use_dropout: bool, runs_exec: str):
@@ -217,6 +244,10 @@ def _programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tuple[str
     loss_kind = train_tasks[0].loss
     T = max(t.seq_len for t in train_tasks)
     adam = optax.scale_by_adam(tcfg.b1, tcfg.b2, tcfg.eps)
+    abstract = nnx.state(nnx.eval_shape(lambda: init_model(mcfg, 0)), nnx.Param)
+    # Frozen parameters (not matching tcfg.trainable) get neither updates nor decay.
+    trainable = jax.tree.unflatten(jax.tree.structure(abstract), [
+        not tcfg.trainable or re.fullmatch(tcfg.trainable, p) is not None for p in param_paths(abstract)])
 
     def init_one(seed):
         key = jax.random.fold_in(jax.random.key(seed), _INIT)
@@ -241,7 +272,8 @@ def _programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tuple[str
             grads = jax.tree.map(lambda g: g * jnp.minimum(1.0, tcfg.grad_clip / (norm + 1e-12)), grads)
         updates, opt = adam.update(grads, opt)
         lr = run.lr * lr_factor(tcfg, step)
-        params = jax.tree.map(lambda p, u: p - lr * (u + run.weight_decay * p), params, updates)
+        params = jax.tree.map(lambda p, u, train: p - lr * (u + run.weight_decay * p) if train else p,
+                              params, updates, trainable)
         return params, opt, loss_sum + loss
 
     def chunk_one(params, opt, run, start, n_steps):
@@ -261,7 +293,7 @@ def _programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tuple[str
     init = jax.jit(jax.vmap(init_one))
     chunk = jax.jit(chunk_runs, donate_argnums=(0, 1))
     evaluate = jax.jit(jax.vmap(eval_one, in_axes=(0, None)))
-    return graphdef, init, chunk, evaluate
+    return Programs(graphdef, init, chunk, evaluate, jax.jit(jax.vmap(adam.init)))
 
 
 @dataclasses.dataclass
@@ -329,14 +361,22 @@ class Trainer:
         return make_runs(self.train_cfg, self.model_cfg, self.mixture, **kwargs)
 
     def init(self, runs: Runs) -> TrainState:
-        _, init, _, _ = self._fns(runs)
-        params, opt = init(runs.seed)
+        params, opt = self._fns(runs).init(runs.seed)
         return TrainState(params, opt, 0)
+
+    def state_from_params(self, params, runs: Runs) -> TrainState:
+        """Start ``runs`` from given parameters (leading runs axis) with a fresh optimizer, at step 0.
+
+        E.g. continue a trained model on another mixture, or retrain only ``trainable`` parts.
+        The parameters are copied: training donates its state's buffers, and the caller's
+        arrays must survive that.
+        """
+        params = jax.tree.map(jnp.copy, params)
+        return TrainState(params, self._fns(runs).opt_init(params), 0)
 
     def abstract_state(self, runs: Runs) -> TrainState:
         """Shapes and dtypes of ``init(runs)`` without computing it (checkpoint restore target)."""
-        _, init, _, _ = self._fns(runs)
-        params, opt = jax.eval_shape(init, runs.seed)
+        params, opt = jax.eval_shape(self._fns(runs).init, runs.seed)
         return TrainState(params, opt, 0)
 
     def describe(self, runs: Runs) -> dict:
@@ -354,7 +394,7 @@ class Trainer:
 
     def model(self, state: TrainState, run: int = 0) -> Transformer:
         """Run ``run``'s model as an ordinary nnx module (for analysis)."""
-        graphdef, *_ = self._fns(self.runs())
+        graphdef = self._fns(self.runs()).graphdef
         return nnx.merge(graphdef, jax.tree.map(lambda x: x[run], state.params))
 
     # -- the loop -----------------------------------------------------------------------
@@ -368,7 +408,7 @@ class Trainer:
         """
         tcfg = self.train_cfg
         runs = runs if runs is not None else self.runs()
-        _, _, chunk, evaluate = self._fns(runs)
+        chunk, evaluate = self._fns(runs).chunk, self._fns(runs).evaluate
         state = state if state is not None else self.init(runs)
         log = log if log is not None else TrainLog()
         eval_sets = self.eval_sets()
