@@ -20,7 +20,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from toymodels.config import ConfigError
-from toymodels.train import Runs, Trainer, TrainLog, TrainResult, TrainState
+from toymodels.train import Runs, Trainer
+from toymodels.trainlog import TrainLog, TrainResult, TrainState
 
 
 def _canonical(obj: Any) -> Any:

@@ -17,7 +17,6 @@ import dataclasses
 import functools
 import math
 import re
-import sys
 import time
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
@@ -31,6 +30,7 @@ from toymodels.config import ConfigError, check_choice, check_int, check_range
 from toymodels.model import Transformer, TransformerConfig, init_model
 from toymodels.schedule import Mixture, MixtureParams
 from toymodels.tasks.base import Batch, Task, masked_mean, metrics, token_losses
+from toymodels.trainlog import Progress, TrainLog, TrainResult, TrainState
 
 Array = jax.Array
 _INIT, _DATA, _DROPOUT = 0, 1, 2
@@ -140,12 +140,6 @@ def make_runs(tcfg: TrainConfig, mcfg: TransformerConfig, mixture: Mixture, *,
         dropout=jnp.asarray(col(per_run.get("dropout"), mcfg.dropout), jnp.float32),
         myopic_beta=jnp.asarray(col(per_run.get("myopic_beta"), tcfg.myopic_beta), jnp.float32),
         mixture=mix)
-
-
-class TrainState(NamedTuple):
-    params: Any   # nnx.State of Params, leaves (E, ...)
-    opt: Any      # optax adam state, leaves (E, ...)
-    step: int     # steps done (the same for every run)
 
 
 def validate(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: Mapping[str, Task], mixture: Mixture) -> None:
@@ -296,49 +290,6 @@ def _programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tuple[str
     return Programs(graphdef, init, chunk, evaluate, jax.jit(jax.vmap(adam.init)))
 
 
-@dataclasses.dataclass
-class TrainResult:
-    state: TrainState
-    eval_steps: np.ndarray                 # (n_evals,)
-    history: dict[str, dict[str, np.ndarray]]  # task -> metric -> (E, n_evals)
-    train_loss: np.ndarray                 # (E, n_chunks) mean training loss per chunk
-    chunk_ends: np.ndarray                 # (n_chunks,) step at the end of each chunk
-    seconds: float
-
-
-@dataclasses.dataclass
-class TrainLog:
-    """Host-side record of a training so far; checkpoints carry it so a resumed run's
-    history equals an uninterrupted one."""
-    evals: dict[int, dict[str, dict[str, np.ndarray]]] = dataclasses.field(default_factory=dict)
-    train_loss: list[np.ndarray] = dataclasses.field(default_factory=list)  # per chunk, (E,)
-    chunk_ends: list[int] = dataclasses.field(default_factory=list)
-
-    def to_json(self) -> dict:
-        return {"evals": {str(s): {t: {m: np.asarray(v).tolist() for m, v in ms.items()}
-                                   for t, ms in ev.items()} for s, ev in self.evals.items()},
-                "train_loss": [np.asarray(x).tolist() for x in self.train_loss],
-                "chunk_ends": list(self.chunk_ends)}
-
-    @classmethod
-    def from_json(cls, d: dict) -> "TrainLog":
-        f32 = lambda v: np.asarray(v, np.float32)  # noqa: E731  (floats round-trip exactly)
-        return cls({int(s): {t: {m: f32(v) for m, v in ms.items()} for t, ms in ev.items()}
-                    for s, ev in d["evals"].items()},
-                   [f32(x) for x in d["train_loss"]], [int(e) for e in d["chunk_ends"]])
-
-    def result(self, state: TrainState, n_runs: int, seconds: float) -> TrainResult:
-        steps = sorted(self.evals)
-        history = {}
-        if steps:
-            for task in sorted(self.evals[steps[0]]):
-                history[task] = {m: np.stack([np.asarray(self.evals[s][task][m]) for s in steps], axis=1)
-                                 for m in self.evals[steps[0]][task]}
-        loss = np.stack(self.train_loss, axis=1) if self.train_loss else np.zeros((n_runs, 0), np.float32)
-        return TrainResult(state, np.asarray(steps, np.int64), history, loss,
-                           np.asarray(self.chunk_ends, np.int64), seconds)
-
-
 class Trainer:
     """Trains E runs of one architecture on a task mixture as one vmapped program."""
 
@@ -415,7 +366,7 @@ class Trainer:
         eval_steps = set(int(s) for s in tcfg.eval_steps())
         bounds = _chunk_bounds(tcfg.eval_steps(), tcfg.chunk_steps, state.step)
         tokens_per_step = runs.size * tcfg.batch_size * max(t.seq_len for t in self.tasks.values())
-        bar = _Progress(runs.size, tcfg.steps, tokens_per_step, state.step, enabled=progress)
+        bar = Progress(runs.size, tcfg.steps, tokens_per_step, state.step, enabled=progress)
         t0 = time.perf_counter()
         if state.step in eval_steps and state.step not in log.evals:
             log.evals[state.step] = to_host(evaluate(state.params, eval_sets))
@@ -484,40 +435,6 @@ def _chunk_bounds(eval_steps: np.ndarray, chunk_steps: int, start: int) -> list[
             out.append((s, s + n))
             s += n
     return out
-
-
-class _Progress:
-    """One stderr line at most once a second: runs, step, tokens/s, ETA, loss.
-
-    Rates are measured from the end of the first chunk, so compilation does not
-    drag the tokens/s figure down.
-    """
-
-    def __init__(self, runs: int, total: int, tokens_per_step: int, start: int, enabled: bool):
-        self.runs, self.total, self.tps = runs, total, tokens_per_step
-        self.enabled = enabled and total > start
-        self.first: tuple[int, float] | None = None
-        self.last = 0.0
-
-    def update(self, step: int, loss: float):
-        now = time.perf_counter()
-        if not self.enabled:
-            return
-        if self.first is None:
-            self.first = (step, now)
-        if now - self.last < 1.0 and step < self.total:
-            return
-        self.last = now
-        s0, t0 = self.first
-        rate = (step - s0) / (now - t0) if step > s0 else 0.0
-        speed = f"{rate * self.tps:,.0f} tok/s | ETA {(self.total - step) / rate:4.0f}s" if rate else "compiled"
-        sys.stderr.write(f"\r[{self.runs} run{'s' * (self.runs > 1)}] step {step}/{self.total} "
-                         f"| {speed} | loss {loss:.4f}   ")
-        sys.stderr.flush()
-
-    def close(self):
-        if self.enabled:
-            sys.stderr.write("\n")
 
 
 if __name__ == "__main__":
