@@ -359,7 +359,8 @@ class Trainer:
         """
         tcfg = self.train_cfg
         runs = runs if runs is not None else self.runs()
-        chunk, evaluate = self._fns(runs).chunk, self._fns(runs).evaluate
+        programs = self._fns(runs)
+        chunk, evaluate = programs.chunk, programs.evaluate
         state = state if state is not None else self.init(runs)
         log = log if log is not None else TrainLog()
         eval_sets = self.eval_sets()
