@@ -34,7 +34,7 @@ from toymodels.model import Transformer, TransformerConfig
 from toymodels.results import read_rows, repro_record, train_rows, write_json, write_rows
 from toymodels.schedule import Event, Mixture
 from toymodels.tasks.base import Task
-from toymodels.train import Runs, TrainConfig, Trainer, make_runs, to_host
+from toymodels.train import Runs, TrainConfig, Trainer, make_runs, task_configs, to_host
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.=,+-]+$")
 
@@ -79,7 +79,7 @@ def _hash(obj: Any) -> str:
 def _spec_config(spec: RunSpec) -> dict:
     return json.loads(json.dumps({
         "run_id": spec.run_id, "model": dataclasses.asdict(spec.model), "train": dataclasses.asdict(spec.train),
-        "tasks": {k: {"name": t.name, **dataclasses.asdict(t)} for k, t in spec.tasks},
+        "tasks": task_configs(dict(spec.tasks)),
         "mixture": dataclasses.asdict(spec.mixture), "tags": dict(spec.tags)}, default=str))
 
 

@@ -169,7 +169,7 @@ def validate(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: Mapping[str, Tas
             raise ConfigError(f"task {name!r} uses loss {task.loss!r}, which needs output_kind="
                               f"{'logits' if task.loss == 'xent' else 'vectors'}")
     if tcfg.trainable:
-        paths = param_paths(nnx.state(nnx.eval_shape(lambda: init_model(mcfg, 0)), nnx.Param))
+        paths = param_paths(abstract_model(mcfg)[1])
         if not any(re.fullmatch(tcfg.trainable, p) for p in paths):
             raise ConfigError(f"trainable={tcfg.trainable!r} matches no parameter; parameters: {', '.join(paths)}")
     if tcfg.warmup_steps > tcfg.steps:
@@ -214,6 +214,17 @@ def lr_factor(tcfg: TrainConfig, step: Array) -> Array:
     return warm * (tcfg.min_lr_frac + (1.0 - tcfg.min_lr_frac) * cos)
 
 
+@functools.lru_cache(maxsize=64)
+def abstract_model(mcfg: TransformerConfig):
+    """(graphdef, parameter shapes) of a config's model, without drawing any weights."""
+    return nnx.split(nnx.eval_shape(lambda: init_model(mcfg, 0)), nnx.Param)
+
+
+def task_configs(tasks: Mapping[str, Task]) -> dict:
+    """JSON-ready ``{label: {"name": registered name, **fields}}`` of a task mapping."""
+    return {k: {"name": t.name, **dataclasses.asdict(t)} for k, t in sorted(dict(tasks).items())}
+
+
 class Programs(NamedTuple):
     graphdef: Any
     init: Callable        # seeds (E,) -> (params, opt)
@@ -232,13 +243,12 @@ def _programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tuple[str
     the training chunk walks the runs axis: "vmap" (batched into every op) or "map"
     (``lax.map``: each run runs the solo program in turn, inside one compiled program).
     """
-    graphdef, _ = nnx.split(nnx.eval_shape(lambda: init_model(mcfg, 0)))
+    graphdef, abstract = abstract_model(mcfg)
     task_map = dict(tasks)
     train_tasks = [task_map[n] for n in mixture.tasks]
     loss_kind = train_tasks[0].loss
     T = max(t.seq_len for t in train_tasks)
     adam = optax.scale_by_adam(tcfg.b1, tcfg.b2, tcfg.eps)
-    abstract = nnx.state(nnx.eval_shape(lambda: init_model(mcfg, 0)), nnx.Param)
     # Frozen parameters (not matching tcfg.trainable) get neither updates nor decay.
     trainable = jax.tree.unflatten(jax.tree.structure(abstract), [
         not tcfg.trainable or re.fullmatch(tcfg.trainable, p) is not None for p in param_paths(abstract)])
@@ -333,7 +343,7 @@ class Trainer:
     def describe(self, runs: Runs) -> dict:
         """The resolved configuration as JSON-ready data (stored with results and checkpoints)."""
         return {"model": dataclasses.asdict(self.model_cfg), "train": dataclasses.asdict(self.train_cfg),
-                "tasks": {k: {"name": t.name, **dataclasses.asdict(t)} for k, t in sorted(self.tasks.items())},
+                "tasks": task_configs(self.tasks),
                 "mixture": dataclasses.asdict(self.mixture),
                 "runs": jax.tree.map(lambda x: x.tolist(), to_host(runs._asdict()))}
 
@@ -345,7 +355,7 @@ class Trainer:
 
     def model(self, state: TrainState, run: int = 0) -> Transformer:
         """Run ``run``'s model as an ordinary nnx module (for analysis)."""
-        graphdef = self._fns(self.runs()).graphdef
+        graphdef = abstract_model(self.model_cfg)[0]
         return nnx.merge(graphdef, jax.tree.map(lambda x: x[run], state.params))
 
     # -- the loop -----------------------------------------------------------------------
