@@ -31,7 +31,7 @@ def test_optax_pieces():
     adam = optax.scale_by_adam(0.9, 0.95, 1e-8)
     upd, _ = adam.update({"a": jnp.full((3,), 2.0)}, adam.init(params))
     np.testing.assert_allclose(upd["a"], 1.0, rtol=1e-6)   # first Adam step is sign-like
-    assert float(optax.global_norm({"a": jnp.full((4,), 2.0)})) == 4.0
+    assert float(optax.tree.norm({"a": jnp.full((4,), 2.0)})) == 4.0
     xent = optax.softmax_cross_entropy_with_integer_labels(jnp.zeros((2, 4)), jnp.array([0, 3]))
     np.testing.assert_allclose(xent, np.log(4.0), rtol=1e-6)
     np.testing.assert_allclose(optax.huber_loss(jnp.array([3.0]), jnp.array([0.0]), delta=1.0), [2.5])

@@ -77,21 +77,21 @@ def run_case(name: str, peak_gflops: float | None, steps: int | None = None) -> 
 
     params, opt, step = state.params, state.opt, 0
     t0 = time.perf_counter()
-    params, opt, loss = chunk(params, opt, runs, step, k)
+    params, opt, loss = chunk(params, opt, runs, None, step, k)
     loss.block_until_ready()
     first_call = time.perf_counter() - t0
     step += k
     warm = [first_call]
     for _ in range(2):
         t0 = time.perf_counter()
-        params, opt, loss = chunk(params, opt, runs, step, k)
+        params, opt, loss = chunk(params, opt, runs, None, step, k)
         loss.block_until_ready()
         warm.append(time.perf_counter() - t0)
         step += k
     times, losses = [], []
     for _ in range(n_calls):
         t0 = time.perf_counter()
-        params, opt, loss = chunk(params, opt, runs, step, k)
+        params, opt, loss = chunk(params, opt, runs, None, step, k)
         loss.block_until_ready()
         times.append(time.perf_counter() - t0)
         losses.append(float(np.mean(loss)))

@@ -84,11 +84,14 @@ class Checkpointer:
 
 
 def fit(trainer: Trainer, runs: Runs, directory: str | os.PathLike, *, progress: bool = True,
-        extra_config: dict | None = None, every_s: float = 60.0) -> TrainResult:
+        extra_config: dict | None = None, every_s: float = 60.0, teacher=None,
+        start: TrainState | None = None) -> TrainResult:
     """Train ``runs`` with checkpoints in ``directory``; resumes from the newest one there.
 
     A checkpoint is written at the first chunk boundary ``every_s`` seconds after the
     last one, and at the end. Where a run resumes never changes its numbers.
+    ``start``: the state to begin from when there is no checkpoint (default: fresh init).
+    ``teacher``: passed on to ``Trainer.train``.
     """
     config = {**trainer.describe(runs), **(extra_config or {})}
     ckpt = Checkpointer(directory, config)
@@ -101,13 +104,13 @@ def fit(trainer: Trainer, runs: Runs, directory: str | os.PathLike, *, progress:
 
     try:
         restored = ckpt.restore(trainer.abstract_state(runs))
-        state, log = restored if restored is not None else (None, None)
-        if state is not None:
+        state, log = restored if restored is not None else (start, None)
+        if restored is not None:
             # Put the restored state where the runs live (sharded over the runs axis).
             sharding = runs.seed.sharding
             state = state._replace(params=_like(state.params, sharding), opt=_like(state.opt, sharding))
             print(f"resuming from step {state.step} ({directory})", flush=True)
-        return trainer.train(runs, state, log=log, progress=progress, on_chunk=on_chunk)
+        return trainer.train(runs, state, log=log, progress=progress, on_chunk=on_chunk, teacher=teacher)
     finally:
         ckpt.close()
 

@@ -323,6 +323,18 @@ class Transformer(nnx.Module):
         return out.reshape(B, T, -1)
 
 
+def residual_inputs(model: Transformer, inputs: Array) -> Array:
+    """(n_layers, B, T, D): the residual stream entering each block, i.e. what that block's
+    attention reads keys and values from. Passed back as ``past_resid`` it reproduces the
+    forward pass; a frozen model's streams make a local-myopic student (Wu et al. 2024)."""
+    from toymodels.hooks import Hooks
+
+    names = [f"blocks.{i}.resid_pre" for i in range(model.cfg.n_layers)]
+    hooks = Hooks(names)
+    model(inputs, hooks=hooks)
+    return jnp.stack([hooks.cache[n] for n in names])
+
+
 def init_model(cfg: TransformerConfig, seed: int | Array = 0) -> Transformer:
     """A freshly initialised model; ``seed`` may be an int or a PRNG key."""
     key = jax.random.key(seed) if isinstance(seed, int) else seed

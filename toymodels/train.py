@@ -27,13 +27,14 @@ import optax
 from flax import nnx
 
 from toymodels.config import ConfigError, check_choice, check_int, check_range
-from toymodels.model import Transformer, TransformerConfig, init_model
+from toymodels.model import Transformer, TransformerConfig, init_model, residual_inputs
 from toymodels.schedule import Mixture, MixtureParams
 from toymodels.tasks.base import Batch, Task, masked_mean, metrics, token_losses
 from toymodels.trainlog import Progress, TrainLog, TrainResult, TrainState
 
 Array = jax.Array
 _INIT, _DATA, _DROPOUT = 0, 1, 2
+CONTEXTS = ("live", "teacher", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +59,15 @@ class TrainConfig:
     myopic: bool = False
     myopic_beta: float = 0.0
     trainable: str = ""             # regex over parameter paths (e.g. "W_U"); "" = train all
+    # Where attention reads its off-diagonal keys/values from: "live" (the model's own
+    # states), "teacher" (a frozen teacher's residual streams: local-myopic training,
+    # Wu et al. 2024) or "none" (zeros: the no-context "transformer bigram" baseline).
+    # Training and evaluation both use it.
+    context: str = "live"
+    # At every eval, the gradient of each task's eval loss split into its myopic part and
+    # the off-diagonal rest (vanilla - myopic): metrics offdiag_ratio (norm ratio) and
+    # offdiag_cos (cosine between the two).
+    grad_diagnostics: bool = False
 
     def __post_init__(self):
         for f in ("steps", "batch_size", "chunk_steps", "n_evals", "eval_batch"):
@@ -72,6 +82,10 @@ class TrainConfig:
         check_range("grad_clip", self.grad_clip, 0.0, math.inf)
         check_choice("eval_spacing", self.eval_spacing, ("linear", "log"))
         check_range("myopic_beta", self.myopic_beta, 0.0, 1.0)
+        check_choice("context", self.context, CONTEXTS)
+        if self.grad_diagnostics and self.context != "live":
+            raise ConfigError(f"grad_diagnostics needs context='live' (got {self.context!r}): the "
+                              "off-diagonal gradient only exists when the past is the model's own")
         try:
             re.compile(self.trainable)
         except re.error as e:
@@ -228,8 +242,8 @@ def task_configs(tasks: Mapping[str, Task]) -> dict:
 class Programs(NamedTuple):
     graphdef: Any
     init: Callable        # seeds (E,) -> (params, opt)
-    chunk: Callable       # (params, opt, runs, start, n_steps) -> (params, opt, mean loss (E,))
-    evaluate: Callable    # (params, eval sets) -> task -> metric -> (E,)
+    chunk: Callable       # (params, opt, runs, teacher, start, n_steps) -> (params, opt, mean loss (E,))
+    evaluate: Callable    # (params, eval sets, teacher) -> task -> metric -> (E,)
     opt_init: Callable    # params (E, ...) -> fresh optimizer state
 
 
@@ -258,21 +272,29 @@ def _programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tuple[str
         params = nnx.state(init_model(mcfg, key), nnx.Param)
         return params, adam.init(params)
 
-    def loss_fn(params, batch, key, run):
+    def past_of(teacher, inputs):
+        """The residual streams attention reads its past keys/values from (None = its own)."""
+        if tcfg.context == "live":
+            return None
+        if tcfg.context == "none":
+            return jnp.zeros((mcfg.n_layers, *inputs.shape[:2], mcfg.d_model), jnp.float32)
+        return jax.lax.stop_gradient(residual_inputs(nnx.merge(graphdef, teacher), inputs))
+
+    def loss_fn(params, batch, key, run, teacher):
         model = nnx.merge(graphdef, params)
         out = model(batch.inputs, key=key, dropout_rate=run.dropout, myopic=tcfg.myopic,
-                    myopic_beta=run.myopic_beta)
+                    myopic_beta=run.myopic_beta, past_resid=past_of(teacher, batch.inputs))
         return masked_mean(token_losses(out, batch.targets, loss_kind), batch.mask)
 
-    def step_one(step, carry, run):
+    def step_one(step, carry, run, teacher):
         params, opt, loss_sum = carry
         key = jax.random.key(run.seed)
         k_data = jax.random.fold_in(jax.random.fold_in(key, _DATA), step)
         k_drop = jax.random.fold_in(jax.random.fold_in(key, _DROPOUT), step) if use_dropout else None
         batch = sample_mixture(train_tasks, mixture.probs(step, run.mixture), k_data, tcfg.batch_size, T)
-        loss, grads = jax.value_and_grad(loss_fn)(params, batch, k_drop, run)
+        loss, grads = jax.value_and_grad(loss_fn)(params, batch, k_drop, run, teacher)
         if tcfg.grad_clip > 0:
-            norm = optax.global_norm(grads)
+            norm = optax.tree.norm(grads)
             grads = jax.tree.map(lambda g: g * jnp.minimum(1.0, tcfg.grad_clip / (norm + 1e-12)), grads)
         updates, opt = adam.update(grads, opt)
         lr = run.lr * lr_factor(tcfg, step)
@@ -280,23 +302,41 @@ def _programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tuple[str
                               params, updates, trainable)
         return params, opt, loss_sum + loss
 
-    def chunk_one(params, opt, run, start, n_steps):
-        body = lambda i, c: step_one(start + i, c, run)  # noqa: E731
+    def chunk_one(params, opt, run, teacher, start, n_steps):
+        body = lambda i, c: step_one(start + i, c, run, teacher)  # noqa: E731
         params, opt, loss_sum = jax.lax.fori_loop(0, n_steps, body, (params, opt, jnp.float32(0)))
         return params, opt, loss_sum / jnp.maximum(n_steps, 1)
 
-    def eval_one(params, eval_sets):
-        model = nnx.merge(graphdef, params)
-        return {name: metrics(model(b.inputs), b, task_map[name].loss) for name, b in eval_sets.items()}
+    def offdiag_diagnostics(params, batch, loss):
+        """Split the loss gradient into its myopic part and the off-diagonal rest."""
+        def f(p, myopic):
+            out = nnx.merge(graphdef, p)(batch.inputs, myopic=myopic, myopic_beta=0.0)
+            return masked_mean(token_losses(out, batch.targets, loss), batch.mask)
+        g_myo = jax.grad(f)(params, True)
+        g_off = jax.tree.map(jnp.subtract, jax.grad(f)(params, False), g_myo)
+        dot = lambda a, b: sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))  # noqa: E731
+        n_off, n_myo = jnp.sqrt(dot(g_off, g_off)), jnp.sqrt(dot(g_myo, g_myo))
+        return {"offdiag_ratio": n_off / jnp.maximum(n_myo, 1e-30),
+                "offdiag_cos": dot(g_off, g_myo) / jnp.maximum(n_off * n_myo, 1e-30)}
 
-    def chunk_runs(params, opt, run, start, n_steps):
+    def eval_one(params, eval_sets, teacher):
+        model = nnx.merge(graphdef, params)
+        out = {}
+        for name, b in eval_sets.items():
+            loss = task_map[name].loss
+            out[name] = metrics(model(b.inputs, past_resid=past_of(teacher, b.inputs)), b, loss)
+            if tcfg.grad_diagnostics:
+                out[name].update(offdiag_diagnostics(params, b, loss))
+        return out
+
+    def chunk_runs(params, opt, run, teacher, start, n_steps):
         if runs_exec == "vmap" or run.seed.shape[0] == 1:
-            return jax.vmap(chunk_one, in_axes=(0, 0, 0, None, None))(params, opt, run, start, n_steps)
-        return jax.lax.map(lambda prr: chunk_one(*prr, start, n_steps), (params, opt, run))
+            return jax.vmap(chunk_one, in_axes=(0, 0, 0, 0, None, None))(params, opt, run, teacher, start, n_steps)
+        return jax.lax.map(lambda prrt: chunk_one(*prrt, start, n_steps), (params, opt, run, teacher))
 
     init = jax.jit(jax.vmap(init_one))
     chunk = jax.jit(chunk_runs, donate_argnums=(0, 1))
-    evaluate = jax.jit(jax.vmap(eval_one, in_axes=(0, None)))
+    evaluate = jax.jit(jax.vmap(eval_one, in_axes=(0, None, 0)))
     return Programs(graphdef, init, chunk, evaluate, jax.jit(jax.vmap(adam.init)))
 
 
@@ -359,16 +399,38 @@ class Trainer:
         return nnx.merge(graphdef, jax.tree.map(lambda x: x[run], state.params))
 
     # -- the loop -----------------------------------------------------------------------
+    def check_teacher(self, runs: Runs, teacher) -> None:
+        """A teacher (params with a runs axis) is given exactly when ``context='teacher'``."""
+        ctx = self.train_cfg.context
+        if (teacher is None) != (ctx != "teacher"):
+            raise ConfigError(f"context={ctx!r} " + ("needs teacher parameters (one per run)" if teacher is None
+                                                     else "takes no teacher; set context='teacher'"))
+        if teacher is None:
+            return
+        want = jax.tree.map(lambda x: (runs.size, *x.shape), abstract_model(self.model_cfg)[1])
+        got = jax.tree.map(lambda x: tuple(x.shape), teacher)
+        if jax.tree.structure(want) != jax.tree.structure(got) or jax.tree.leaves(want) != jax.tree.leaves(got):
+            raise ConfigError("teacher parameters must have the student's architecture with a leading runs "
+                              f"axis of {runs.size}")
+
+    def evaluate(self, state: TrainState, runs: Runs, teacher=None) -> dict:
+        """Every task's metrics on its fixed eval set: task -> metric -> (E,) numpy."""
+        self.check_teacher(runs, teacher)
+        return to_host(self._fns(runs).evaluate(state.params, self.eval_sets(), teacher))
+
     def train(self, runs: Runs | None = None, state: TrainState | None = None, *,
               log: TrainLog | None = None, progress: bool = True,
-              on_chunk: Callable[[TrainState, TrainLog], None] | None = None) -> TrainResult:
+              on_chunk: Callable[[TrainState, TrainLog], None] | None = None,
+              teacher=None) -> TrainResult:
         """Train to ``train_cfg.steps``; ``state`` (and its ``log``) resume from ``state.step``.
 
         ``on_chunk(state, log)`` runs after every chunk (e.g. to checkpoint), with the
-        metrics of that chunk already on the host.
+        metrics of that chunk already on the host. ``teacher``: frozen parameters (leading
+        runs axis) whose residual streams each run reads its past from (``context='teacher'``).
         """
         tcfg = self.train_cfg
         runs = runs if runs is not None else self.runs()
+        self.check_teacher(runs, teacher)
         programs = self._fns(runs)
         chunk, evaluate = programs.chunk, programs.evaluate
         state = state if state is not None else self.init(runs)
@@ -380,15 +442,15 @@ class Trainer:
         bar = Progress(runs.size, tcfg.steps, tokens_per_step, state.step, enabled=progress)
         t0 = time.perf_counter()
         if state.step in eval_steps and state.step not in log.evals:
-            log.evals[state.step] = to_host(evaluate(state.params, eval_sets))
+            log.evals[state.step] = to_host(evaluate(state.params, eval_sets, teacher))
         # Without a callback, a chunk's metrics are fetched after the next chunk is
         # dispatched, so the device never waits on the host. A callback (checkpoint)
         # needs the state before the next chunk consumes (donates) its buffers.
         pending = None
         for start, end in bounds:
-            params, opt, loss = chunk(state.params, state.opt, runs, start, end - start)
+            params, opt, loss = chunk(state.params, state.opt, runs, teacher, start, end - start)
             state = TrainState(params, opt, end)
-            ev = evaluate(params, eval_sets) if end in eval_steps else None
+            ev = evaluate(params, eval_sets, teacher) if end in eval_steps else None
             if pending is not None:
                 self._finish(pending, log, bar, on_chunk)
             pending = (start, end, loss, ev, state)
