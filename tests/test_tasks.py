@@ -9,6 +9,7 @@ import pytest
 
 from toymodels.config import ConfigError
 from toymodels.tasks import TASKS, Batch, make_task, metrics
+from toymodels.tasks.myopia import wu_targets_numpy
 
 # Small configs keep compiles and numpy decoding fast; a task not listed runs with its defaults.
 SMALL = {
@@ -18,8 +19,21 @@ SMALL = {
     "modular_addition": dict(p=13),
     "parity": dict(length=6),
     "markov": dict(vocab_size=8, length=12),
+    "wu_regression": dict(length=12, n_terms=3, p=0.5),
+    "multiplication": dict(digits=2, fillers=2),
+    "pair_count": dict(length=6, n_symbols=3),
+    "text": dict(length=16, max_chars=50_000),
+    "language": dict(case="C", index=0, target=2, n_languages=5),  # digits -> reversed digits
 }
 B = 64
+
+
+@pytest.fixture(scope="module", autouse=True)
+def text_cache(tmp_path_factory):
+    """The text corpus is built into a temporary cache, not the user's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TOYMODELS_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 def full_seq(batch: Batch) -> np.ndarray:
@@ -64,7 +78,47 @@ def check_markov(task, x_BU):
     assert probs.min() > 1e-9
 
 
-# name -> (number of scored answer positions at the end, validity check on decoded sequences)
+def check_language(task, x_BU):
+    # "<B0> a1 a2 + b1 b2 = c1 c2 <toB2> a2 a1 + b2 b1 = c2 c1": one true sum, both sides.
+    w, E = as_words(task, x_BU), task.expr_len
+    assert (w[:, 0] == "<B0>").all() and (w[:, E + 1] == "<toB2>").all()
+    src = as_ints(w[:, [1, 2, 4, 5, 7, 8]])
+    np.testing.assert_array_equal(src, as_ints(w[:, [E + 3, E + 2, E + 6, E + 5, E + 9, E + 8]]))
+    a, b, c = (10 * src[:, k] + src[:, k + 1] for k in (0, 2, 4))
+    np.testing.assert_array_equal(a + b, c)
+
+
+def check_wu_regression(task, batch):
+    x, z = np.asarray(batch.inputs[..., 0]), np.asarray(batch.inputs[..., 1])
+    assert set(np.unique(z)) <= {0.0, 1.0}
+    np.testing.assert_allclose(batch.targets[..., 0], wu_targets_numpy(x, z, task.n_terms, task.freq),
+                               atol=1e-5)
+
+
+def check_multiplication(task, x_BU):
+    w, k, F = as_words(task, x_BU), task.digits, task.fillers
+    assert (w[:, k] == "*").all() and (w[:, 2 * k + 1] == "=").all()
+    assert (w[:, 2 * k + 2:2 * k + 2 + F] == ".").all()
+    number = lambda cols: (as_ints(cols) * 10 ** np.arange(cols.shape[1])).sum(1)
+    a, b, c = number(w[:, :k]), number(w[:, k + 1:2 * k + 1]), number(w[:, -2 * k:])
+    np.testing.assert_array_equal(a * b, c)
+
+
+def check_pair_count(task, x_BU):
+    w, L = as_words(task, x_BU), task.length
+    assert (w[:, L] == "=").all()
+    sym = as_ints(w[:, :L])
+    want = (sym[:, 1:] == sym[:, :-1]).sum(1)
+    np.testing.assert_array_equal(w[:, -1], np.char.add("c", want.astype(str)))
+
+
+def check_text(task, x_BU):
+    train = task.corpus("train").tobytes()
+    assert all(train.find(row.astype(np.uint8).tobytes()) >= 0 for row in x_BU)
+
+
+# name -> (scored positions: a count at the end, or the (T,) mask; validity check on
+# decoded full sequences, or on the Batch for vector tasks)
 SPECS = {
     "copy": (lambda t: t.length, check_digits(lambda d: d)),
     "reverse": (lambda t: t.length, check_digits(lambda d: d[:, ::-1])),
@@ -72,6 +126,11 @@ SPECS = {
     "modular_addition": (lambda t: 1, check_modular_addition),
     "parity": (lambda t: 1, check_parity),
     "markov": (lambda t: t.length, check_markov),
+    "wu_regression": (lambda t: np.ones(t.length), check_wu_regression),
+    "multiplication": (lambda t: 2 * t.digits, check_multiplication),
+    "pair_count": (lambda t: 1, check_pair_count),
+    "text": (lambda t: t.length, check_text),
+    "language": (lambda t: 3 * t.width + 2, check_language),  # the whole target sentence
 }
 NAMES = sorted(TASKS)
 
@@ -91,17 +150,22 @@ def test_every_task_has_a_spec():
 def test_shapes_dtypes_and_shift(sampled):
     task, _, batch = sampled
     T = task.seq_len
-    assert batch.inputs.shape == batch.targets.shape == batch.mask.shape == (B, T)
+    assert batch.mask.shape == (B, T) and batch.mask.dtype == jnp.float32
+    if task.input_kind == "vectors":  # no next-token shift: targets are separate outputs
+        assert batch.inputs.shape == (B, T, task.d_input)
+        assert batch.targets.shape == (B, T, task.d_output)
+        assert batch.inputs.dtype == batch.targets.dtype == jnp.float32
+        return
+    assert batch.inputs.shape == batch.targets.shape == (B, T)
     assert batch.inputs.dtype == batch.targets.dtype == jnp.int32
-    assert batch.mask.dtype == jnp.float32
     np.testing.assert_array_equal(batch.targets[:, :-1], batch.inputs[:, 1:])
 
 
 def test_vmap_over_keys_matches_single_samples(sampled):
-    task, sample, _ = sampled
+    task, sample, batch = sampled
     keys = jax.random.split(jax.random.key(1), 3)
     stacked = jax.jit(jax.vmap(lambda k: task.sample(k, B)))(keys)
-    assert stacked.inputs.shape == (3, B, task.seq_len)
+    assert stacked.inputs.shape == (3, B, task.seq_len) + batch.inputs.shape[2:]
     for i in range(3):
         for got, want in zip(stacked, sample(keys[i])):
             np.testing.assert_array_equal(got[i], want)
@@ -118,6 +182,8 @@ def test_deterministic_in_key(sampled):
 
 def test_tokens_in_vocab(sampled):
     task, _, batch = sampled
+    if task.input_kind == "vectors":
+        pytest.skip("vector task: no vocabulary")
     x = full_seq(batch)
     assert x.min() >= 0 and x.max() < task.vocab.size
     assert len(set(task.vocab.tokens)) == task.vocab.size
@@ -125,14 +191,15 @@ def test_tokens_in_vocab(sampled):
 
 def test_mask_marks_exactly_the_answer(sampled):
     task, _, batch = sampled
-    n_answer = SPECS[task.name][0](task)
-    want_T = np.r_[np.zeros(task.seq_len - n_answer), np.ones(n_answer)]
+    want_T = SPECS[task.name][0](task)
+    if np.ndim(want_T) == 0:  # a count of answer positions at the end
+        want_T = np.r_[np.zeros(task.seq_len - want_T), np.ones(want_T)]
     np.testing.assert_array_equal(batch.mask, np.broadcast_to(want_T, (B, task.seq_len)))
 
 
 def test_answers_are_valid(sampled):
     task, _, batch = sampled
-    SPECS[task.name][1](task, full_seq(batch))
+    SPECS[task.name][1](task, full_seq(batch) if task.input_kind == "tokens" else batch)
 
 
 def test_sort_answer_is_a_sorted_permutation():
@@ -255,6 +322,19 @@ def test_make_task_unknown_field_lists_fields():
     ("markov", dict(temperature=-1.0)),
     ("markov", dict(temperature=float("nan"))),
     ("markov", dict(data_seed=-1)),
+    ("wu_regression", dict(p=1.5)),
+    ("wu_regression", dict(p=float("nan"))),
+    ("wu_regression", dict(length=0)),
+    ("wu_regression", dict(n_terms=0)),
+    ("wu_regression", dict(freq=0.0)),
+    ("multiplication", dict(digits=5)),     # products would overflow int32
+    ("multiplication", dict(digits=0)),
+    ("multiplication", dict(fillers=-1)),
+    ("pair_count", dict(length=1)),
+    ("pair_count", dict(n_symbols=1)),
+    ("text", dict(length=0)),
+    ("text", dict(max_chars=1000)),          # eval split shorter than one window
+    ("text", dict(max_chars=2.5)),
 ])
 def test_invalid_fields_raise(name, fields):
     field = next(iter(fields))

@@ -1,0 +1,177 @@
+"""The myopia-study tasks: Wu et al.'s regression data, multiplication, pair counting, stdlib text."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from toymodels.config import ConfigError
+from toymodels.tasks import make_task, text
+from toymodels.tasks.myopia import wu_targets_numpy
+
+
+def sample(task, n, split="train", seed=0):
+    return jax.jit(lambda k: task.sample(k, n, split))(jax.random.key(seed))
+
+
+def full_seq(batch) -> np.ndarray:
+    return np.concatenate([np.asarray(batch.inputs), np.asarray(batch.targets)[:, -1:]], axis=1)
+
+
+# ---------------------------------------------------------------- wu_regression
+@pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+def test_wu_targets_match_direct_loop(p):
+    task = make_task("wu_regression", p=p, length=40)
+    batch = sample(task, 64)
+    x, z, y = (np.asarray(a) for a in (batch.inputs[..., 0], batch.inputs[..., 1], batch.targets[..., 0]))
+    np.testing.assert_allclose(y, wu_targets_numpy(x, z, task.n_terms, task.freq), atol=1e-5)
+    np.testing.assert_array_equal(batch.mask, np.ones((64, 40)))
+    # z is Bernoulli(p): 2560 draws put the rate within 0.05 of p.
+    assert set(np.unique(z)) <= {0.0, 1.0} and abs(z.mean() - p) < 0.05
+    if p == 0.0:
+        np.testing.assert_array_equal(y, x)
+    if p == 1.0:
+        np.testing.assert_array_equal(y[:, 0], 0.0)  # nothing before the start
+        np.testing.assert_allclose(y[:, 1], np.sin(task.freq * x[:, 0]), atol=1e-6)
+
+
+def test_wu_feature_is_sin_of_x():
+    task = make_task("wu_regression", freq=3.0, length=8)
+    batch = sample(task, 4)
+    np.testing.assert_allclose(task.feature(batch.inputs), np.sin(3.0 * np.asarray(batch.inputs[..., 0])),
+                               atol=1e-6)
+
+
+def test_wu_numpy_reference_by_hand():
+    x, z = np.array([0.5, -1.0, 2.0]), np.array([1.0, 0.0, 1.0])
+    want = [0.0, -1.0, np.sin(5.0) + np.sin(-10.0)]
+    np.testing.assert_allclose(wu_targets_numpy(x, z, n_terms=2, freq=10.0), want)
+
+
+# ---------------------------------------------------------------- multiplication
+def digits_value(cols: np.ndarray) -> np.ndarray:
+    return (cols * 10 ** np.arange(cols.shape[1])).sum(1)
+
+
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_multiplication_products_and_fillers(split):
+    task = make_task("multiplication", digits=3, fillers=4)
+    x = full_seq(sample(task, 256, split))
+    assert x.shape == (256, 4 * 3 + 2 + 4)
+    words = np.asarray(task.vocab.tokens)[x]
+    assert ((words == ".").sum(1) == 4).all() and (words[:, 8:12] == ".").all()
+    a, b, c = digits_value(x[:, :3]), digits_value(x[:, 4:7]), digits_value(x[:, -6:])
+    np.testing.assert_array_equal(a * b, c)
+    assert (np.asarray(task.is_eval(a, b)) == (split == "eval")).all()
+
+
+def test_multiplication_splits_disjoint_and_uniform():
+    task = make_task("multiplication", digits=2)
+    n = 100
+    every = np.asarray(task.is_eval(*np.divmod(np.arange(n * n), n)))
+    assert 0.08 < every.mean() < 0.12
+    seen = {}
+    for split in ("train", "eval"):
+        x = full_seq(sample(task, 4000, split, seed=1))
+        seen[split] = set(zip(digits_value(x[:, :2]).tolist(), digits_value(x[:, 3:5]).tolist()))
+    assert seen["train"] and seen["eval"] and not seen["train"] & seen["eval"]
+    # 4000 uniform draws over ~1000 eval pairs miss each with probability e^-4: coverage shows uniformity.
+    assert len(seen["eval"]) > 0.95 * every.sum()
+
+
+@pytest.mark.parametrize("field, value, words", [("digits", 5, "int32"), ("digits", 0, ">= 1"),
+                                                 ("fillers", -1, ">= 0")])
+def test_multiplication_bad_fields(field, value, words):
+    with pytest.raises(ConfigError, match=field) as err:
+        make_task("multiplication", **{field: value})
+    assert words in str(err.value)
+
+
+# ---------------------------------------------------------------- pair_count
+def test_pair_count_answers_and_distribution():
+    task = make_task("pair_count")  # L = 16, 4 symbols
+    x = full_seq(sample(task, 4000))
+    L, n = task.length, task.n_symbols
+    count = (x[:, 1:L] == x[:, :L - 1]).sum(1)
+    assert (x[:, :L] < n).all() and (x[:, L] == n).all()
+    np.testing.assert_array_equal(x[:, -1], n + 1 + count)
+    # Consecutive matches of i.i.d. uniform symbols are independent: Binomial(L - 1, 1 / n).
+    pmf = np.array([math.comb(L - 1, c) * (1 / n) ** c * (1 - 1 / n) ** (L - 1 - c) for c in range(L)])
+    freq = np.bincount(count, minlength=L) / count.size
+    assert 0.5 * np.abs(freq - pmf).sum() < 0.05
+
+
+# ---------------------------------------------------------------- text
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOYMODELS_CACHE", str(tmp_path))
+    return tmp_path / "text"
+
+
+SMALL = 50_000
+
+
+def test_text_builds_once_then_reads_the_cache(cache, monkeypatch):
+    train, held, info = text.load_corpus(SMALL)
+    files = sorted(cache.iterdir())
+    assert [f.suffix for f in files] == [".json", ".npz"]
+    assert json.loads(files[0].read_text()) == info == text.corpus_info(SMALL)
+    assert info["characters"] == {"train": SMALL, "eval": SMALL // 10} == {"train": train.size, "eval": held.size}
+    mtimes = [f.stat().st_mtime_ns for f in files]
+
+    def no_rebuild(max_chars):
+        raise AssertionError("the cached corpus was rebuilt")
+
+    text._load.cache_clear()
+    monkeypatch.setattr(text, "build_corpus", no_rebuild)
+    train2, held2, info2 = text.load_corpus(SMALL)
+    np.testing.assert_array_equal(train, train2)
+    np.testing.assert_array_equal(held, held2)
+    assert info2 == info and [f.stat().st_mtime_ns for f in files] == mtimes
+    h = text.unigram_entropy(SMALL)
+    assert 2.0 < h < math.log(len(text.TOKENS))
+
+
+def test_text_deterministic_across_cache_dirs(tmp_path, monkeypatch):
+    built = []
+    for sub in ("a", "b"):
+        monkeypatch.setenv("TOYMODELS_CACHE", str(tmp_path / sub))
+        built.append(text.load_corpus(SMALL))
+    (t1, e1, i1), (t2, e2, i2) = built
+    assert t1 is not t2  # really two builds, not the in-process cache
+    np.testing.assert_array_equal(t1, t2)
+    np.testing.assert_array_equal(e1, e2)
+    assert i1["sha256"] == i2["sha256"] and i1["documents"] == i2["documents"]
+
+
+def test_text_splits_hold_disjoint_documents(cache):
+    train, held, info = text.load_corpus(SMALL)
+    assert train.size and held.size and max(train.max(), held.max()) < len(text.TOKENS)
+    docs = {"train": [], "eval": []}
+    for i, (rel, file_docs) in enumerate(text.stdlib_docstrings()):
+        if i == info["files"]:
+            break
+        for qualname, doc in file_docs:
+            docs["eval" if text.is_eval_doc(rel, qualname) else "train"].append(doc)
+    for split, arr in (("train", train), ("eval", held)):
+        np.testing.assert_array_equal(arr, text.encode("\n\n".join(docs[split]))[:arr.size])
+    # Long eval documents that are not also (verbatim) train documents never occur in train.
+    train_bytes, train_docs = train.tobytes(), set(docs["train"])
+    checked = [d for d in docs["eval"] if len(d) >= 80 and d not in train_docs
+               and held.tobytes().find(text.encode(d).tobytes()) >= 0]
+    assert len(checked) >= 5
+    assert all(train_bytes.find(text.encode(d).tobytes()) < 0 for d in checked)
+
+
+def test_text_vocab_and_windows(cache):
+    assert text.decode(text.encode("a\tb\n~é")) == "a\ufffdb\n~\ufffd"
+    task = make_task("text", length=32, max_chars=SMALL)
+    assert task.vocab.size == 97 and task.seq_len == 32
+    for split in ("train", "eval"):
+        corpus = task.corpus(split).tobytes()
+        x = full_seq(sample(task, 32, split))
+        assert all(corpus.find(row.astype(np.uint8).tobytes()) >= 0 for row in x)

@@ -1,0 +1,210 @@
+"""Synthetic tasks for studying myopic training (Wu, Morris & Levine 2024, arXiv 2404.00859).
+
+A myopic model computes, at each position, only what that position's own loss
+rewards; "pre-caching" is computing there something that only a later loss needs.
+  * ``wu_regression``: Wu et al.'s data D_p, where the pre-cached feature is sin(freq * x_n);
+  * ``pair_count``: a token task where the useful feature at s depends on two tokens;
+  * ``multiplication``: reversed-digit k x k products with optional filler tokens.
+Shape letters as in ``toymodels.model``; U = T + 1 tokens of a full sequence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from toymodels.config import check_choice, check_int, check_range, fail
+from toymodels.tasks import register
+from toymodels.tasks.base import SPLITS, Batch, Task, Vocab, next_token_batch
+
+
+def wu_targets_numpy(x, z, n_terms: int, freq: float) -> np.ndarray:
+    """Reference targets y (..., T) for inputs x, z (..., T), as a direct loop over positions."""
+    x, z = np.asarray(x, np.float64), np.asarray(z, np.float64)
+    y = np.zeros_like(x)
+    for n in range(x.shape[-1]):
+        past = np.zeros_like(x[..., n])
+        for i in range(1, n_terms + 1):
+            if n - i >= 0:
+                past += np.sin(freq * x[..., n - i])
+        y[..., n] = z[..., n] * past + (1 - z[..., n]) * x[..., n]
+    return y
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class WuRegressionTask(Task):
+    """Inputs (x_n, z_n), target y_n = z_n * sum_{i=1..n_terms} sin(freq x_{n-i}) + (1 - z_n) x_n.
+
+    x_n ~ N(0, 1), z_n ~ Bernoulli(p); terms before the sequence start are 0 and every
+    position is scored. sin(freq x_n) is useless for y_n itself but needed by the next
+    n_terms targets, so a model that computes it at n is pre-caching. ``split`` is
+    validated but changes nothing: with continuous inputs train and eval sequences
+    coincide with probability 0.
+    """
+
+    name = "wu_regression"
+    loss = "huber"
+    input_kind = "vectors"
+
+    p: float = 1.0        # probability that a position's target is the sum of past features
+    length: int = 64      # T
+    n_terms: int = 10     # past positions summed
+    freq: float = 10.0    # high frequency makes the feature hard to compute on the fly
+
+    def __post_init__(self):
+        check_range("p", self.p, 0.0, 1.0)
+        check_int("length", self.length, 1)
+        check_int("n_terms", self.n_terms, 1)
+        check_range("freq", self.freq, 0.0, math.inf, lo_open=True, hi_open=True)
+
+    @property
+    def seq_len(self) -> int:
+        return self.length
+
+    @property
+    def d_input(self) -> int:
+        return 2
+
+    @property
+    def d_output(self) -> int:
+        return 1
+
+    def feature(self, inputs_BTI: jax.Array) -> jax.Array:
+        """The pre-cacheable feature sin(freq * x_n), (B, T), for probes."""
+        return jnp.sin(self.freq * inputs_BTI[..., 0])
+
+    def sample(self, key: jax.Array, batch_size: int, split: str = "train") -> Batch:
+        check_choice("split", split, SPLITS)
+        kx, kz = jax.random.split(key)
+        shape = (batch_size, self.length)
+        x_BT = jax.random.normal(kx, shape, jnp.float32)
+        z_BT = jax.random.bernoulli(kz, self.p, shape).astype(jnp.float32)
+        feat_BT = jnp.sin(self.freq * x_BT)
+        # Zeros in front stand for the terms before the start; reduce_window adds exactly,
+        # where a banded matmul could run at reduced (TF32) precision on GPUs.
+        padded_BP = jnp.concatenate([jnp.zeros((batch_size, self.n_terms), jnp.float32), feat_BT], axis=1)
+        past_BT = lax.reduce_window(padded_BP, 0.0, lax.add, (1, self.n_terms), (1, 1), "VALID")[:, :-1]
+        y_BT = z_BT * past_BT + (1.0 - z_BT) * x_BT
+        return Batch(jnp.stack([x_BT, z_BT], axis=-1), y_BT[..., None],
+                     jnp.ones(shape, jnp.float32))
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class MultiplicationTask(Task):
+    """``a_0..a_{k-1} * b_0..b_{k-1} = . . . c_0..c_{2k-1}``: digits least-significant first.
+
+    a, b are uniform in [0, 10^k) (leading zeros keep the length fixed); F filler tokens
+    "." give the model extra positions to compute in before the product; only the 2k
+    product digits are scored. About 10% of the (a, b) pairs, picked by a fixed integer
+    hash, form the eval split, so exact match on eval measures unseen pairs.
+    """
+
+    name = "multiplication"
+
+    digits: int = 3   # k
+    fillers: int = 0  # F
+
+    def __post_init__(self):
+        check_int("digits", self.digits, 1)
+        if self.digits > 4:
+            fail("digits", self.digits, "must be an integer in 1..4: pair ids (10^(2k)) and "
+                 "products must fit JAX's default int32")
+        check_int("fillers", self.fillers, 0)
+
+    @property
+    def seq_len(self) -> int:
+        return 4 * self.digits + 1 + self.fillers
+
+    @property
+    def vocab(self) -> Vocab:
+        return Vocab(tuple(str(i) for i in range(10)) + ("*", "=", "."))
+
+    def is_eval(self, a, b) -> jax.Array:
+        """Whether the pair (a, b) is held out; a murmur3 finaliser so the split mixes all digits.
+
+        A linear hash mod 10 would depend on a + b mod 10 alone, i.e. on the last digits only.
+        """
+        h = jnp.asarray(a, jnp.uint32) * jnp.uint32(10 ** self.digits) + jnp.asarray(b, jnp.uint32)
+        h = (h ^ (h >> 16)) * jnp.uint32(0x85EBCA6B)
+        h = (h ^ (h >> 13)) * jnp.uint32(0xC2B2AE35)
+        return (h ^ (h >> 16)) % 10 == 0
+
+    def sample(self, key: jax.Array, batch_size: int, split: str = "train") -> Batch:
+        check_choice("split", split, SPLITS)
+        want_eval = split == "eval"
+        n = 10 ** self.digits
+
+        def draw(i):
+            ka, kb = jax.random.split(jax.random.fold_in(key, i))
+            return (jax.random.randint(ka, (batch_size,), 0, n, jnp.int32),
+                    jax.random.randint(kb, (batch_size,), 0, n, jnp.int32))
+
+        # Rejection sampling, redrawing only rejected rows: each row is uniform over its split,
+        # and a row's result depends on the key alone (extra rounds under vmap leave it alone).
+        def redraw(state):
+            i, a_B, b_B = state
+            new_a_B, new_b_B = draw(i)
+            bad_B = self.is_eval(a_B, b_B) != want_eval
+            return i + 1, jnp.where(bad_B, new_a_B, a_B), jnp.where(bad_B, new_b_B, b_B)
+
+        a_B, b_B = draw(0)
+        _, a_B, b_B = lax.while_loop(lambda s: jnp.any(self.is_eval(s[1], s[2]) != want_eval),
+                                     redraw, (1, a_B, b_B))
+        k = self.digits
+        place_K = 10 ** jnp.arange(k, dtype=jnp.int32)
+        place_P = 10 ** jnp.arange(2 * k, dtype=jnp.int32)
+        a_BK = (a_B[:, None] // place_K[None, :]) % 10
+        b_BK = (b_B[:, None] // place_K[None, :]) % 10
+        c_BP = ((a_B * b_B)[:, None] // place_P[None, :]) % 10
+        col = lambda tok, width: jnp.full((batch_size, width), tok, jnp.int32)
+        x_BU = jnp.concatenate([a_BK, col(10, 1), b_BK, col(11, 1), col(12, self.fillers), c_BP], axis=1)
+        return next_token_batch(x_BU, n_answer=2 * k)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class PairCountTask(Task):
+    """``x_1 .. x_L = c``: c counts the s in 2..L with x_s == x_{s-1}; only c is scored.
+
+    Pre-caching is necessary here. The feature that makes the answer easy, "does x_s
+    equal x_{s-1}", depends on two tokens, and its only use is the final answer: the
+    loss at s never rewards it, so only a model whose computation at s is shaped by the
+    later loss (not a myopic one) learns to compute it there. A feature of one token
+    would not do: attention over one-hot tokens reads any function of a single token
+    linearly at the last position, so that needs no computation at earlier positions.
+    Compare with the ``markov`` task, where next-token losses reward every position.
+    """
+
+    name = "pair_count"
+
+    length: int = 16     # L
+    n_symbols: int = 4   # symbols 0 .. n_symbols - 1; a pair matches with probability 1/n_symbols
+
+    def __post_init__(self):
+        check_int("length", self.length, 2)
+        check_int("n_symbols", self.n_symbols, 2)
+
+    @property
+    def seq_len(self) -> int:
+        return self.length + 1
+
+    @property
+    def vocab(self) -> Vocab:
+        return Vocab(tuple(str(i) for i in range(self.n_symbols)) + ("=",)
+                     + tuple(f"c{i}" for i in range(self.length)))
+
+    def sample(self, key: jax.Array, batch_size: int, split: str = "train") -> Batch:
+        # No held-out inputs: n_symbols ** length sequences make train/eval overlap negligible.
+        check_choice("split", split, SPLITS)
+        x_BL = jax.random.randint(key, (batch_size, self.length), 0, self.n_symbols, jnp.int32)
+        count_B = jnp.sum(x_BL[:, 1:] == x_BL[:, :-1], axis=1, dtype=jnp.int32)
+        eq_B1 = jnp.full((batch_size, 1), self.n_symbols, jnp.int32)
+        x_BU = jnp.concatenate([x_BL, eq_B1, (self.n_symbols + 1 + count_B)[:, None]], axis=1)
+        return next_token_batch(x_BU, n_answer=1)
