@@ -1,1 +1,1 @@
-"""Analysis tools: statistics over seeds (more come with the studies)."""
+"""Analysis tools: statistics over seeds; representation similarity, probes and weight stats (similarity.py)."""
