@@ -176,3 +176,12 @@ def test_trainable_must_match_a_parameter():
         Trainer(MODEL, TrainConfig(trainable="unembed"), {"markov": MARKOV})
     with pytest.raises(ConfigError, match="not a valid regular expression"):
         TrainConfig(trainable="(")
+
+
+def test_extra_eval_steps_join_the_grid():
+    tcfg = TrainConfig(steps=100, n_evals=2, eval_at=(7, 8, 50))
+    assert list(tcfg.eval_steps()) == [0, 7, 8, 50, 100]
+    res = Trainer(MODEL, dataclasses.replace(tcfg, batch_size=4), {"markov": MARKOV}).train(progress=False)
+    assert list(res.eval_steps) == [0, 7, 8, 50, 100]
+    with pytest.raises(ConfigError, match="eval_at step 101 is beyond steps=100"):
+        TrainConfig(steps=100, eval_at=(101,))

@@ -53,6 +53,7 @@ class TrainConfig:
     chunk_steps: int = 500          # most steps between two host syncs
     n_evals: int = 20
     eval_spacing: str = "linear"    # "linear" | "log"
+    eval_at: tuple[int, ...] = ()   # extra eval steps (e.g. a dense grid after a mixture event)
     eval_batch: int = 256
     eval_seed: int = 12345
     seed: int = 0
@@ -81,6 +82,11 @@ class TrainConfig:
         check_range("b2", self.b2, 0.0, 1.0, hi_open=True)
         check_range("grad_clip", self.grad_clip, 0.0, math.inf)
         check_choice("eval_spacing", self.eval_spacing, ("linear", "log"))
+        object.__setattr__(self, "eval_at", tuple(self.eval_at))
+        for s in self.eval_at:
+            check_int("eval_at step", s, 0)
+            if s > self.steps:
+                raise ConfigError(f"eval_at step {s} is beyond steps={self.steps}")
         check_range("myopic_beta", self.myopic_beta, 0.0, 1.0)
         check_choice("context", self.context, CONTEXTS)
         if self.grad_diagnostics and self.context != "live":
@@ -97,7 +103,7 @@ class TrainConfig:
             pts = np.linspace(0, self.steps, self.n_evals + 1)
         else:
             pts = np.concatenate([[0], np.geomspace(1, self.steps, self.n_evals)])
-        return np.unique(np.round(pts).astype(np.int64))
+        return np.unique(np.concatenate([np.round(pts), self.eval_at]).astype(np.int64))
 
 
 class Runs(NamedTuple):
@@ -352,8 +358,8 @@ class Trainer:
     # -- programs -----------------------------------------------------------------------
     def _fns(self, runs: Runs):
         static_t = dataclasses.replace(self.train_cfg, lr=1.0, weight_decay=0.0, seed=0, myopic_beta=0.0,
-                                       chunk_steps=1, n_evals=1, eval_spacing="linear", eval_batch=1,
-                                       eval_seed=0)
+                                       chunk_steps=1, n_evals=1, eval_spacing="linear", eval_at=(),
+                                       eval_batch=1, eval_seed=0)
         use_dropout = bool(np.any(to_host(runs.dropout) > 0))
         return _programs(self.model_cfg, static_t, tuple(self.tasks.items()), self.mixture, use_dropout,
                          runs_exec(runs))
