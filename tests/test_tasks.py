@@ -24,6 +24,7 @@ SMALL = {
     "pair_count": dict(length=6, n_symbols=3),
     "text": dict(length=16, max_chars=50_000),
     "language": dict(case="C", index=0, target=2, n_languages=5),  # digits -> reversed digits
+    "rasp_io": dict(program="sort", length=4, n_eval=16),
 }
 B = 64
 
@@ -117,6 +118,17 @@ def check_text(task, x_BU):
     assert all(train.find(row.astype(np.uint8).tobytes()) >= 0 for row in x_BU)
 
 
+def check_rasp_io(task, batch):
+    # Not next-token: the Batch itself, with targets = the program's output at each position.
+    from toymodels.rasp import evaluate
+    from toymodels.tasks.rasp_io import resolve_program
+    program = resolve_program(task.program)[0]
+    for x_T, y_T in zip(np.asarray(batch.inputs), np.asarray(batch.targets)):
+        assert x_T[0] == 0  # BOS
+        want = evaluate(program, [task.input_values[i - 1] for i in x_T[1:]])
+        assert [task.output_vocab[j] for j in y_T[1:]] == want
+
+
 # name -> (scored positions: a count at the end, or the (T,) mask; validity check on
 # decoded full sequences, or on the Batch for vector tasks)
 SPECS = {
@@ -131,6 +143,7 @@ SPECS = {
     "pair_count": (lambda t: 1, check_pair_count),
     "text": (lambda t: t.length, check_text),
     "language": (lambda t: 3 * t.width + 2, check_language),  # the whole target sentence
+    "rasp_io": (lambda t: t.length, check_rasp_io),  # every position after BOS
 }
 NAMES = sorted(TASKS)
 
@@ -158,7 +171,8 @@ def test_shapes_dtypes_and_shift(sampled):
         return
     assert batch.inputs.shape == batch.targets.shape == (B, T)
     assert batch.inputs.dtype == batch.targets.dtype == jnp.int32
-    np.testing.assert_array_equal(batch.targets[:, :-1], batch.inputs[:, 1:])
+    if getattr(task, "next_token", True):  # rasp_io targets are per-position outputs
+        np.testing.assert_array_equal(batch.targets[:, :-1], batch.inputs[:, 1:])
 
 
 def test_vmap_over_keys_matches_single_samples(sampled):
@@ -199,7 +213,8 @@ def test_mask_marks_exactly_the_answer(sampled):
 
 def test_answers_are_valid(sampled):
     task, _, batch = sampled
-    SPECS[task.name][1](task, full_seq(batch) if task.input_kind == "tokens" else batch)
+    next_token = task.input_kind == "tokens" and getattr(task, "next_token", True)
+    SPECS[task.name][1](task, full_seq(batch) if next_token else batch)
 
 
 def test_sort_answer_is_a_sorted_permutation():
