@@ -175,3 +175,14 @@ def test_text_vocab_and_windows(cache):
         corpus = task.corpus(split).tobytes()
         x = full_seq(sample(task, 32, split))
         assert all(corpus.find(row.astype(np.uint8).tobytes()) >= 0 for row in x)
+
+
+# ---------------------------------------------------------------- adjacent_pair
+def test_adjacent_pair_answer_is_uniform_and_position_spread():
+    task = make_task("adjacent_pair", length=10, n_symbols=8)
+    x = np.asarray(task.sample(jax.random.key(0), 2000).inputs)
+    answer = np.asarray(task.sample(jax.random.key(0), 2000).targets)[:, -1]
+    counts = np.bincount(answer, minlength=8)
+    assert counts.min() > 150                         # uniform over 8 symbols: 250 each
+    where = np.argmax(x[:, 1:10] == x[:, :9], axis=1)
+    assert len(np.unique(where)) == 9                 # the pair can sit anywhere

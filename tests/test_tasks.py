@@ -25,6 +25,8 @@ SMALL = {
     "text": dict(length=16, max_chars=50_000),
     "language": dict(case="C", index=0, target=2, n_languages=5),  # digits -> reversed digits
     "rasp_io": dict(program="sort", length=4, n_eval=16),
+    "decompile": dict(n_programs=40, n_eval=8, max_weight_tokens=64, max_program_tokens=48),
+    "adjacent_pair": dict(length=8, n_symbols=6),
 }
 B = 64
 
@@ -118,6 +120,15 @@ def check_text(task, x_BU):
     assert all(train.find(row.astype(np.uint8).tobytes()) >= 0 for row in x_BU)
 
 
+def check_adjacent_pair(task, x_BU):
+    x_BL, answer = x_BU[:, :task.length], x_BU[:, -1]
+    assert (x_BU[:, task.length] == task.n_symbols).all()
+    for row, a in zip(x_BL, answer):
+        assert sorted(np.bincount(row, minlength=task.n_symbols)[np.unique(row)]) == [2] * (task.n_pairs + 1)
+        same = np.flatnonzero(row[1:] == row[:-1])
+        assert len(same) == 1 and row[same[0]] == a
+
+
 def check_rasp_io(task, batch):
     # Not next-token: the Batch itself, with targets = the program's output at each position.
     from toymodels.rasp import evaluate
@@ -127,6 +138,22 @@ def check_rasp_io(task, batch):
         assert x_T[0] == 0  # BOS
         want = evaluate(program, [task.input_values[i - 1] for i in x_T[1:]])
         assert [task.output_vocab[j] for j in y_T[1:]] == want
+
+
+def check_decompile(task, batch):
+    # Every row's targets parse to a program of the split whose compiled weights are the row's.
+    from toymodels.compiler import compile_program
+    from toymodels.decompile import parse_program, weight_tokens
+    from toymodels.decompile.evaluate import strip
+    W = task.max_weight_tokens
+    train = {tuple(e["tokens"]) for e in task.programs("train")}
+    for x_TI, y_T in zip(np.asarray(batch.inputs), np.asarray(batch.targets)):
+        toks = strip(task.vocab.decode(y_T[W:]))
+        assert tuple(toks) in train
+        x_NI = weight_tokens(compile_program(parse_program(toks), ("a", "b", "c"), 5), task.layout)
+        np.testing.assert_array_equal(x_TI[:len(x_NI)], x_NI)
+        assert not x_TI[len(x_NI):W].any()
+        assert task.vocab.decode(x_TI[W + 1:, :task.vocab.size].argmax(-1))[:len(toks)] == toks
 
 
 # name -> (scored positions: a count at the end, or the (T,) mask; validity check on
@@ -144,6 +171,8 @@ SPECS = {
     "text": (lambda t: t.length, check_text),
     "language": (lambda t: 3 * t.width + 2, check_language),  # the whole target sentence
     "rasp_io": (lambda t: t.length, check_rasp_io),  # every position after BOS
+    "decompile": (lambda t: t.max_program_tokens + 1, check_decompile),  # <sep> to the end
+    "adjacent_pair": (lambda t: 1, check_adjacent_pair),
 }
 NAMES = sorted(TASKS)
 
@@ -164,6 +193,10 @@ def test_shapes_dtypes_and_shift(sampled):
     task, _, batch = sampled
     T = task.seq_len
     assert batch.mask.shape == (B, T) and batch.mask.dtype == jnp.float32
+    if task.input_kind == "vectors" and task.loss == "xent":  # vectors in, class ids out
+        assert batch.inputs.shape == (B, T, task.d_input) and batch.inputs.dtype == jnp.float32
+        assert batch.targets.shape == (B, T) and batch.targets.dtype == jnp.int32
+        return
     if task.input_kind == "vectors":  # no next-token shift: targets are separate outputs
         assert batch.inputs.shape == (B, T, task.d_input)
         assert batch.targets.shape == (B, T, task.d_output)
@@ -347,6 +380,9 @@ def test_make_task_unknown_field_lists_fields():
     ("multiplication", dict(fillers=-1)),
     ("pair_count", dict(length=1)),
     ("pair_count", dict(n_symbols=1)),
+    ("adjacent_pair", dict(length=7)),
+    ("adjacent_pair", dict(length=4)),
+    ("adjacent_pair", dict(n_symbols=3, length=8)),
     ("text", dict(length=0)),
     ("text", dict(max_chars=1000)),          # eval split shorter than one window
     ("text", dict(max_chars=2.5)),

@@ -208,3 +208,68 @@ class PairCountTask(Task):
         eq_B1 = jnp.full((batch_size, 1), self.n_symbols, jnp.int32)
         x_BU = jnp.concatenate([x_BL, eq_B1, (self.n_symbols + 1 + count_B)[:, None]], axis=1)
         return next_token_batch(x_BU, n_answer=1)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class AdjacentPairTask(Task):
+    """``x_1 .. x_L = a``: the L tokens hold k + 1 distinct symbols twice each (L = 2k + 2);
+    exactly one symbol, a, has its two copies side by side, and a is the answer (scored alone).
+
+    Like ``pair_count`` the useful feature, "x_s equals x_{s-1}", depends on two tokens
+    and only the last position needs it, so only pre-caching computes it where it can be
+    read. Unlike counting, reading it out is one attention lookup, so vanilla models learn
+    it quickly. Every symbol present appears exactly twice, so token counts, which any
+    model can read at the last position, narrow the answer to k + 1 candidates and no
+    further: a model without the pairwise feature cannot beat ln(k + 1) nats, and a model
+    without any context sits at ln(n_symbols).
+    """
+
+    name = "adjacent_pair"
+
+    length: int = 8       # L = 2k + 2, k >= 2 separated pairs
+    n_symbols: int = 16   # symbols 0 .. n_symbols - 1; needs >= k + 1
+    _CANDIDATES = 32      # random arrangements tried per sequence before the fixed fallback
+
+    def __post_init__(self):
+        check_int("length", self.length, 6)
+        if self.length % 2:
+            fail("length", self.length, "must be even (L = 2k + 2 tokens)")
+        check_int("n_symbols", self.n_symbols, self.length // 2)
+
+    @property
+    def n_pairs(self) -> int:   # k, the separated pairs
+        return self.length // 2 - 1
+
+    @property
+    def seq_len(self) -> int:
+        return self.length + 1
+
+    @property
+    def vocab(self) -> Vocab:
+        return Vocab(tuple(str(i) for i in range(self.n_symbols)) + ("=",))
+
+    def sample(self, key: jax.Array, batch_size: int, split: str = "train") -> Batch:
+        # No held-out inputs: the sequences are many and train/eval overlap is negligible.
+        check_choice("split", split, SPLITS)
+        k, B, C = self.n_pairs, batch_size, self._CANDIDATES
+        U = 2 * k + 1   # units: 0 is the adjacent block "a a", u = 1..2k is one copy of b_{(u-1) % k}
+        k_sym, k_perm = jax.random.split(key)
+        sym_BS = jnp.argsort(jax.random.uniform(k_sym, (B, self.n_symbols)), axis=1)[:, :k + 1].astype(jnp.int32)
+        order_BCU = jnp.argsort(jax.random.uniform(k_perm, (B, C, U)), axis=2)
+        pos_BCU = jnp.argsort(order_BCU, axis=2)     # where each unit sits
+        apart_BC = jnp.all(jnp.abs(pos_BCU[..., 1:k + 1] - pos_BCU[..., k + 1:]) > 1, axis=2)
+        # The first arrangement whose separated pairs are all apart; else a b1..bk b1..bk
+        # (apart for k >= 2), which a row needs with probability ~(1 - P(apart))^32.
+        first_B = jnp.argmax(apart_BC, axis=1)
+        fallback_U = jnp.arange(U, dtype=order_BCU.dtype)
+        order_BU = jnp.where(jnp.any(apart_BC, axis=1)[:, None],
+                             jnp.take_along_axis(order_BCU, first_B[:, None, None], axis=1)[:, 0], fallback_U)
+        unit_sym_BU = jnp.concatenate([sym_BS[:, :1], sym_BS[:, 1:], sym_BS[:, 1:]], axis=1)
+        block_B = jnp.argmax(order_BU == 0, axis=1)  # unit position of "a a"
+        i_L = jnp.arange(self.length)
+        src_BL = i_L[None, :] - (i_L[None, :] > block_B[:, None])   # the block's unit spans two tokens
+        x_BL = jnp.take_along_axis(unit_sym_BU, jnp.take_along_axis(order_BU, src_BL, axis=1), axis=1)
+        eq_B1 = jnp.full((B, 1), self.n_symbols, jnp.int32)
+        x_BU = jnp.concatenate([x_BL, eq_B1, sym_BS[:, :1]], axis=1)
+        return next_token_batch(x_BU, n_answer=1)
