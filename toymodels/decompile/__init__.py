@@ -1,0 +1,25 @@
+"""A decompiler's data: compiled RASP nets' weights in, their programs out.
+
+  tokens.py    program_tokens / parse_program: fountain programs as token sequences
+  weights.py   weight_tokens: a net's weights as fixed-width vectors (Layout)
+  task.py      the ``decompile`` task (registered with toymodels.tasks)
+  evaluate.py  greedy_decode, exact_match, functionally_equivalent, decoder_report
+"""
+
+from toymodels.decompile.evaluate import (
+    decoder_report,
+    exact_match,
+    functionally_equivalent,
+    greedy_decode,
+)
+from toymodels.decompile.tokens import (
+    VOCAB,
+    format_program,
+    parse_program,
+    program_tokens,
+)
+from toymodels.decompile.weights import Layout, weight_tokens
+
+__all__ = ["VOCAB", "Layout", "decoder_report", "exact_match", "format_program",
+           "functionally_equivalent", "greedy_decode", "parse_program", "program_tokens",
+           "weight_tokens"]

@@ -1,0 +1,124 @@
+"""Scoring a decompiler: greedy decoding, exact match, functional equivalence.
+
+    toks = greedy_decode(model, task.weights("eval")[0], task.layout)
+    exact_match(toks, entry["tokens"]); functionally_equivalent(toks, entry["program"], 5)
+    decoder_report(model, task, "eval")   # token accuracy, exact, equivalent, parsable
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from toymodels.decompile.tokens import EOS, PAD, SEP, SPECIALS, VOCAB, parse_program
+from toymodels.decompile.weights import Layout, program_vectors
+
+FOUNTAIN_VOCAB = ("a", "b", "c")
+
+
+def strip(tokens) -> list[str]:
+    """Program tokens only: up to the first <eos>, without <sep> / <pad>."""
+    toks = list(tokens)
+    if "<eos>" in toks:
+        toks = toks[:toks.index("<eos>")]
+    return [t for t in toks if t not in SPECIALS]
+
+
+@functools.lru_cache(maxsize=8)
+def _decoder(graphdef, layout: Layout, n_steps: int):
+    @jax.jit
+    def run(state, x_BNI):
+        model = nnx.merge(graphdef, state)
+        B, N, _ = x_BNI.shape
+        stream_BS = jnp.full((B, n_steps + 1), PAD, jnp.int32).at[:, 0].set(SEP)
+
+        def step(j, stream_BS):
+            inputs = jnp.concatenate([x_BNI, program_vectors(stream_BS[:, :n_steps], layout)], 1)
+            # Causal model: the pads after position N + j do not change its logits.
+            logits_BV = model(inputs)[:, N + j, :len(VOCAB)]
+            done_B = jnp.any((stream_BS == EOS) & (jnp.arange(n_steps + 1) <= j)[None], axis=1)
+            nxt_B = jnp.where(done_B, PAD, jnp.argmax(logits_BV, -1).astype(jnp.int32))
+            return stream_BS.at[:, j + 1].set(nxt_B)
+
+        return jax.lax.fori_loop(0, n_steps, step, stream_BS)[:, 1:]
+    return run
+
+
+def greedy_decode(model, weight_tokens, layout: Layout | None = None, max_len: int | None = None):
+    """Argmax decoding after <sep> for padded weight tokens (N, I) or (B, N, I): a token
+    list (or one per row) without specials. One jitted loop of ``max_len`` full forward
+    passes (default: as many as fit the model's max_seq_len)."""
+    layout = layout or Layout()
+    x = jnp.asarray(weight_tokens, jnp.float32)
+    single = x.ndim == 2
+    x_BNI = x[None] if single else x
+    n_steps = max_len or model.cfg.max_seq_len - x_BNI.shape[1]
+    graphdef, state = nnx.split(model)
+    ids_BS = np.asarray(_decoder(graphdef, layout, n_steps)(state, x_BNI))
+    out = [strip(VOCAB[i] for i in row) for row in ids_BS]
+    return out[0] if single else out
+
+
+def exact_match(pred, true) -> bool:
+    return strip(pred) == strip(true)
+
+
+def _outputs(program, max_len: int, vocab) -> list:
+    from toymodels.rasp import evaluate
+    out = []
+    for n in range(1, max_len + 1):
+        for xs in itertools.product(vocab, repeat=n):
+            try:
+                out.append(evaluate(program, list(xs)))
+            except Exception as e:  # noqa: BLE001 -- a garbage program may fail any way
+                out.append(f"<error {type(e).__name__}>")
+    return out
+
+
+def functionally_equivalent(pred_tokens, program, max_len: int = 5, vocab=FOUNTAIN_VOCAB) -> bool:
+    """``pred_tokens`` parse and give ``program``'s outputs (a program or its tokens) on every
+    input of length 1..max_len over ``vocab`` (an error where it errs). Unparsable: False."""
+    try:
+        pred = parse_program(strip(pred_tokens))
+    except ValueError:
+        return False
+    true = parse_program(strip(program)) if isinstance(program, (list, tuple)) else program
+    return _outputs(pred, max_len, vocab) == _outputs(true, max_len, vocab)
+
+
+def decoder_report(model, task, split: str = "eval", limit: int | None = None,
+                   max_len: int = 5) -> dict[str, float]:
+    """Teacher-forced accuracy on real program tokens (to <eos>), and greedy decoding's
+    exact match / functional equivalence / parse rate, over ``split``'s programs."""
+    entries = task.programs(split)[:limit]
+    batch = task.full_batch(split)
+    n = len(entries)
+    graphdef, state = nnx.split(model)
+    logits = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))(state, batch.inputs[:n])
+    W = task.max_weight_tokens
+    pred_BS, true_BS = np.asarray(logits[:, W:].argmax(-1)), np.asarray(batch.targets[:n, W:])
+    real_BS = np.arange(true_BS.shape[1])[None] <= np.array([len(e["tokens"]) for e in entries])[:, None]
+    decoded = greedy_decode(model, task.weights(split)[:n], task.layout,
+                            max_len=task.max_program_tokens + 1)
+    parsable = [_parses(d) for d in decoded]
+    return {
+        "token_acc": float((pred_BS == true_BS)[real_BS].mean()),
+        "exact": float(np.mean([exact_match(d, e["tokens"]) for d, e in zip(decoded, entries)])),
+        "equivalent": float(np.mean([functionally_equivalent(d, e["program"], max_len)
+                                     for d, e in zip(decoded, entries)])),
+        "parsable": float(np.mean(parsable)),
+        "n": n,
+    }
+
+
+def _parses(tokens) -> bool:
+    try:
+        parse_program(tokens)
+    except ValueError:
+        return False
+    return True
