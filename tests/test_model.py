@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 from toymodels.config import ConfigError, replace
-from toymodels.hooks import run_with_cache, steer
+from toymodels.hooks import patch, run_with_cache, steer
 from toymodels.model import TransformerConfig, init_model, param_count
 
 
@@ -76,6 +76,28 @@ def test_myopic_gradient_cuts_earlier_positions(tiny_cfg):
         assert np.all(g_my[:, :t] == 0.0), name                 # earlier positions: exactly zero
         assert np.abs(g_my[:, t]).sum() > 0, name                # own position still shaped
         assert np.all(np.abs(g_van[:, :t]).sum(-1) > 0), name    # vanilla reaches back
+
+
+def test_myopic_gradient_is_the_present_positions_parameter_gradient(tiny_cfg):
+    """For the loss at one position t, myopic descent's gradient is dL_t/dtheta_t: the
+    vanilla gradient with every layer's keys and values at earlier positions (the
+    computation done there, weights included) held constant."""
+    model = init_model(tiny_cfg, 7)
+    x = _tokens(tiny_cfg)
+    t, T = 6, x.shape[1]
+    kv = [f"blocks.{i}.attn.{n}" for i in range(tiny_cfg.n_layers) for n in ("k", "v")]
+    _, cache = run_with_cache(model, x, kv)
+    frozen = {n: patch(cache[n], positions=jnp.arange(T) < t) for n in kv}
+    graphdef, params = nnx.split(model, nnx.Param)
+
+    def grads(**kw):
+        def loss(p):
+            out, _ = run_with_cache(nnx.merge(graphdef, p), x, (), **kw)
+            return optax.softmax_cross_entropy_with_integer_labels(out[:, t], x[:, (t + 1) % T]).sum()
+        return np.concatenate([np.ravel(g) for g in jax.tree.leaves(jax.grad(loss)(params))])
+    g_my, g_frozen, g_van = grads(myopic=True), grads(interventions=frozen), grads()
+    np.testing.assert_allclose(g_my, g_frozen, atol=1e-6)
+    assert np.abs(g_my - g_van).max() > 1e-4
 
 
 def _param_grads_tree(model, x, **kw):

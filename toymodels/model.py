@@ -138,12 +138,14 @@ class Attention(nnx.Module):
         self.b_O = _zeros((D,)) if cfg.use_bias else None
         self.causal = cfg.causal
 
-    def __call__(self, h_BTD: Array, hp_BTD: Array | None, hooks: Hooks, name: str) -> Array:
-        """``hp_BTD`` is the normed input that off-diagonal keys/values are read from.
-
-        None means the live input (vanilla). Myopic training and externally
-        supplied past states pass something else; the diagonal term (a position
-        attending to itself) always uses the live keys and values.
+    def __call__(self, h_BTD: Array, hp_BTD: Array | None, hooks: Hooks, name: str,
+                 myopic_beta=None) -> Array:
+        """``hp_BTD``: normed external past states that off-diagonal keys/values are
+        computed from (None = the live input). ``myopic_beta`` (not None = myopic):
+        off-diagonal keys/values are the live ones with their gradient scaled by beta,
+        so at beta 0 no later loss shapes an earlier position's key or value, nor
+        anything computed before it (Wu et al. 2024's myopic descent). The diagonal
+        (a position attending to itself) always uses the live keys and values.
         """
         B, T, D = h_BTD.shape
         _, three, H, K = self.W_QKV.shape
@@ -162,8 +164,10 @@ class Attention(nnx.Module):
         q = hooks(f"{name}.q", q)
         k = hooks(f"{name}.k", k)
         v = hooks(f"{name}.v", v)
-        if hp_BTD is None:
+        if hp_BTD is None and myopic_beta is None:
             kp, vp = k, v
+        elif hp_BTD is None:
+            kp, vp = (jax.lax.stop_gradient(a) + myopic_beta * (a - jax.lax.stop_gradient(a)) for a in (k, v))
         else:
             kv = hp_BTD.reshape(B * T, D) @ W[:, H * K:]
             if b_QKV is not None:
@@ -176,12 +180,17 @@ class Attention(nnx.Module):
             # The diagonal (a position attending to itself) reads the live key.
             s_live = jnp.einsum("bthk,bshk->bhts", q, k)
             s_BHTS = jnp.where(jnp.eye(T, dtype=bool)[None, None], s_live, s_BHTS)
+        elif myopic_beta is not None:
+            # Same, cheaper: k - kp is 0 in the forward pass, so adding q.(k - kp) on the
+            # diagonal changes no value and only routes the diagonal's gradient to k.
+            d_BHT = jnp.einsum("bthk,bthk->bht", q, k - kp)
+            s_BHTS = s_BHTS + jnp.eye(T, dtype=s_BHTS.dtype)[None, None] * d_BHT[..., None]
         if self.causal:
             s_BHTS = jnp.where(jnp.tril(jnp.ones((T, T), bool))[None, None], s_BHTS, -jnp.inf)
         s_BHTS = hooks(f"{name}.scores", s_BHTS)
         p_BHTS = hooks(f"{name}.pattern", jax.nn.softmax(s_BHTS, axis=-1))
         z_BTHK = jnp.einsum("bhts,bshk->bthk", p_BHTS, vp)
-        if hp_BTD is not None:
+        if hp_BTD is not None or myopic_beta is not None:
             # Forward: v - vp == 0, so outputs equal vanilla; backward: the live
             # value gets the diagonal's gradient.
             p_diag_BTH = jnp.swapaxes(jnp.diagonal(p_BHTS, axis1=-2, axis2=-1), 1, 2)
@@ -224,11 +233,11 @@ class Block(nnx.Module):
         self.ln2 = _norm(cfg) if cfg.mlp_dim else None
         self.mlp = MLP(cfg, rngs) if cfg.mlp_dim else None
 
-    def __call__(self, x_BTD, *, past_BTD, hooks, name, rate, key):
+    def __call__(self, x_BTD, *, past_BTD, hooks, name, rate, key, myopic_beta=None):
         x_BTD = hooks(f"{name}.resid_pre", x_BTD)
         h = self.ln1(x_BTD)
         hp = None if past_BTD is None else self.ln1(past_BTD)
-        a = hooks(f"{name}.attn.out", self.attn(h, hp, hooks, f"{name}.attn"))
+        a = hooks(f"{name}.attn.out", self.attn(h, hp, hooks, f"{name}.attn", myopic_beta))
         k1, k2 = (None, None) if key is None else jax.random.split(key)
         x_BTD = x_BTD + dropout(a, rate, k1)
         if self.mlp is not None:
@@ -306,12 +315,11 @@ class Transformer(nnx.Module):
         x_BTD = dropout(x_BTD, rate, keys[-1])
         for i, block in enumerate(self.blocks):
             past = None if past_resid is None else past_resid[i]
-            if myopic:
-                src = x_BTD if past is None else past
-                sg = jax.lax.stop_gradient(src)
-                past = sg + beta * (src - sg)  # forward: exactly sg; gradient scaled by beta
-            x_BTD = block(x_BTD, past_BTD=past, hooks=hooks, name=f"blocks.{i}",
-                          rate=rate, key=keys[i])
+            if myopic and past is not None:
+                sg = jax.lax.stop_gradient(past)
+                past = sg + beta * (past - sg)  # forward: exactly sg; gradient scaled by beta
+            x_BTD = block(x_BTD, past_BTD=past, hooks=hooks, name=f"blocks.{i}", rate=rate,
+                          key=keys[i], myopic_beta=beta if myopic and past is None else None)
         x_BTD = hooks("final", self.ln_final(x_BTD))
         x_ND = x_BTD.reshape(B * T, -1)
         if cfg.output_kind == "logits":
