@@ -30,7 +30,7 @@ def test_twelve_runs_train_as_one_compiled_program_and_rerun_skips_them(tmp_path
     assert "1 group(s)" in capsys.readouterr().out
     assert _programs.cache_info().misses == 1              # one program built for all 12 runs
     trainer = Trainer(specs[0].model, specs[0].train, dict(TASKS))
-    _, init, chunk, evaluate, _ = trainer._fns(trainer.runs(seeds=list(range(12))))
+    _, init, _, chunk, evaluate = trainer._fns(trainer.runs(seeds=list(range(12))))
     assert _programs.cache_info().misses == 1              # ... and it is the one just used
     assert chunk._cache_size() == 1 and init._cache_size() == 1 and evaluate._cache_size() == 1
     rows = load_rows(tmp_path)

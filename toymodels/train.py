@@ -248,9 +248,23 @@ def task_configs(tasks: Mapping[str, Task]) -> dict:
 class Programs(NamedTuple):
     graphdef: Any
     init: Callable        # seeds (E,) -> (params, opt)
+    opt_init: Callable    # params (E, ...) -> fresh optimizer state
     chunk: Callable       # (params, opt, runs, teacher, start, n_steps) -> (params, opt, mean loss (E,))
     evaluate: Callable    # (params, eval sets, teacher) -> task -> metric -> (E,)
-    opt_init: Callable    # params (E, ...) -> fresh optimizer state
+
+
+@functools.lru_cache(maxsize=64)
+def _init_programs(mcfg: TransformerConfig):
+    """Init and optimizer-init programs depend on the architecture only, so every training
+    variant of one model (myopic, teacher, trainable subsets, ...) shares one compile.
+    Adam's state layout does not depend on its hyperparameters."""
+    adam = optax.scale_by_adam()
+
+    def init_one(seed):
+        key = jax.random.fold_in(jax.random.key(seed), _INIT)
+        params = nnx.state(init_model(mcfg, key), nnx.Param)
+        return params, adam.init(params)
+    return jax.jit(jax.vmap(init_one)), jax.jit(jax.vmap(adam.init))
 
 
 @functools.lru_cache(maxsize=32)
@@ -272,11 +286,6 @@ def _programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tuple[str
     # Frozen parameters (not matching tcfg.trainable) get neither updates nor decay.
     trainable = jax.tree.unflatten(jax.tree.structure(abstract), [
         not tcfg.trainable or re.fullmatch(tcfg.trainable, p) is not None for p in param_paths(abstract)])
-
-    def init_one(seed):
-        key = jax.random.fold_in(jax.random.key(seed), _INIT)
-        params = nnx.state(init_model(mcfg, key), nnx.Param)
-        return params, adam.init(params)
 
     def past_of(teacher, inputs):
         """The residual streams attention reads its past keys/values from (None = its own)."""
@@ -340,10 +349,9 @@ def _programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tuple[str
             return jax.vmap(chunk_one, in_axes=(0, 0, 0, 0, None, None))(params, opt, run, teacher, start, n_steps)
         return jax.lax.map(lambda prrt: chunk_one(*prrt, start, n_steps), (params, opt, run, teacher))
 
-    init = jax.jit(jax.vmap(init_one))
     chunk = jax.jit(chunk_runs, donate_argnums=(0, 1))
     evaluate = jax.jit(jax.vmap(eval_one, in_axes=(0, None, 0)))
-    return Programs(graphdef, init, chunk, evaluate, jax.jit(jax.vmap(adam.init)))
+    return Programs(graphdef, *_init_programs(mcfg), chunk, evaluate)
 
 
 class Trainer:
