@@ -197,3 +197,10 @@ def test_power_law_exponent():
     b, lo, hi, a = power_law_exponent([1, 10, 100, -5], [1.0, 0.1, 0.01, 7.0])
     assert b == pytest.approx(-1.0) and lo == pytest.approx(-1.0) and hi == pytest.approx(-1.0)
     assert a == pytest.approx(0.0, abs=1e-12)
+
+
+def test_power_law_half_life_of_a_vanishing_exponent_is_huge_not_an_error():
+    from toymodels.analysis.decay import _HALF
+    assert _HALF["power_law"]({"t0": 10.0, "beta": 1e-4}) > 1e300
+    assert _HALF["power_law"]({"t0": 10.0, "beta": 0.0}) == float("inf")
+    assert _HALF["power_law"]({"t0": 50.0, "beta": 1.0}) == pytest.approx(50.0)

@@ -54,7 +54,8 @@ _MODELS = {"exponential": lambda t, r0, r_inf, tau: r_inf + (r0 - r_inf) * np.ex
            "power_law": lambda t, r0, r_inf, t0, beta: r_inf + (r0 - r_inf) * (1.0 + t / t0) ** -beta}
 _NAMES = {"exponential": ("r0", "r_inf", "tau"), "power_law": ("r0", "r_inf", "t0", "beta")}
 _HALF = {"exponential": lambda p: p["tau"] * _LN2,
-         "power_law": lambda p: p["t0"] * (2.0 ** (1.0 / p["beta"]) - 1.0)}
+         # beta -> 0 (a flat curve) puts the half-life at infinity rather than overflowing
+         "power_law": lambda p: p["t0"] * math.expm1(min(_LN2 / p["beta"], 700.0)) if p["beta"] > 0 else math.inf}
 
 
 @dataclass(frozen=True)
