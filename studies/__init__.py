@@ -9,4 +9,4 @@ Every study module defines
 and ends with ``if __name__ == "__main__": study_main(sys.modules[__name__])``.
 """
 
-STUDIES = ("quickstart",)
+STUDIES = ("quickstart", "ood_decay", "myopia", "compiled_vs_trained")

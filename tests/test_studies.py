@@ -9,7 +9,15 @@ from studies.common import run_study
 from toymodels.config import ConfigError
 from toymodels.results import read_rows
 
-SHRINK = {"quickstart": dict(steps=20, seeds=2)}
+SHRINK = {"quickstart": dict(steps=20, seeds=2),
+          # case D alone exercises every table (zero-shot included); one size keeps compiles few
+          "ood_decay": dict(cases=("D",), sizes=(("1L-d16", 1, 16),), steps=(20, 20, 20), seeds=2),
+          # one size, one point per sweep: every table and figure, 11 compiled programs
+          "myopia": dict(steps=8, wu_ps=(1.0,), betas=(0.5,), fillers=(0,), sizes=((1, 16),),
+                         pair_lengths=(6,), text_lengths=(16,), eval_batch=16),
+          "compiled_vs_trained": dict(library=(), n_fountain=1, seeds=2, steps=30, max_inputs=64, mlp_steps=20,
+                                      dec_programs=30, dec_eval=6, dec_weight_tokens=48, dec_program_tokens=40,
+                                      dec_d_model=16, dec_layers=1, dec_steps=5, dec_seeds=2)}
 
 
 @pytest.mark.parametrize("name", STUDIES)

@@ -1,0 +1,211 @@
+"""The ood_decay study: its run graph, its mixtures, and its summary tables on hand-made curves.
+
+The smoke path end to end runs in tests/test_studies.py (SHRINK entry).
+"""
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from studies import ood_decay as st
+from toymodels.analysis.decay import weight_decay_half_life
+
+
+def _tags(spec):
+    return dict(spec.tags)
+
+
+@pytest.mark.parametrize("preset", sorted(st.PRESETS))
+def test_run_graph_is_well_formed(preset):
+    specs = st.specs(preset)
+    by_id = {s.run_id: s for s in specs}
+    assert len(by_id) == len(specs)
+    p = st.PRESETS[preset]
+    for s in specs:
+        if s.init_from:
+            parent = by_id[s.init_from]          # names a run of this preset ...
+            assert parent.model.n_layers == s.model.n_layers and parent.model.d_model == s.model.d_model
+            same_cell = ("case", "size", "reg")
+            assert [_tags(parent)[k] for k in same_cell] == [_tags(s)[k] for k in same_cell]
+            assert parent.train.seed == s.train.seed
+    expected_parent = {"pre": None, "never1": None, "drop": "pre", "joint": "pre", "never2": "never1",
+                       "relearn": "drop", "never_relearn": "never2"}
+    for s in specs:
+        role, parent = _tags(s)["role"], expected_parent[_tags(s)["role"]]
+        assert (_tags(by_id[s.init_from])["role"] if s.init_from else None) == parent
+        if role == "relearn":
+            assert _tags(by_id[s.init_from])["p"] == 0     # relearning starts from the full drop
+    # every case has every role in its base cell, and the size / regularisation axes
+    for case in p["cases"]:
+        mine = [s for s in specs if _tags(s)["case"] == case]
+        base = Counter(_tags(s)["role"] for s in mine if _tags(s)["axis"] == "base")
+        assert set(base) == set(st.FULL_ROLES)
+        assert base["drop"] == len(p["ps"]) * p["seeds"]
+        assert {_tags(s)["size"] for s in mine} == {label for label, *_ in p["sizes"]}
+        assert {_tags(s)["reg"] for s in mine} == {label for label, *_ in p["regs"]}
+    assert all(s.train.trainable == "" for s in specs)
+
+
+def test_base_cell_groups_share_one_size():
+    """Lanes split the base cell into sweep groups of two runs per cell, so one compiled
+    program (per model and group size) serves them all, and no group holds a run together
+    with the run it starts from (which would be a dependency cycle)."""
+    specs = st.specs("smoke")
+    groups = {}
+    for s in specs:
+        groups.setdefault(s.group_key(), []).append(s)
+    for members in groups.values():
+        ids = {m.run_id for m in members}
+        assert not any(m.init_from in ids for m in members)
+        if _tags(members[0])["axis"] == "base":
+            assert len(members) == 2 * st.PRESETS["smoke"]["seeds"]
+
+
+@pytest.mark.parametrize("case", ["A", "B", "C", "D"])
+def test_dropped_part_gets_zero_weight_after_the_drop(case):
+    specs = [s for s in st.specs("smoke") if _tags(s)["case"] == case and _tags(s)["axis"] == "base"
+             and s.train.seed == 0]
+    role = {(_tags(s)["role"], _tags(s)["p"]): s for s in specs}
+    _, held, x_tasks, x_lang = st.suite(case, st.PRESETS["smoke"]["n_languages"])
+    assert x_lang in x_tasks
+    if case in ("C", "D"):
+        assert len(x_tasks) > 1       # translations into X are part of X
+    for (name, p), s in role.items():
+        mix = s.mixture
+        x = np.asarray([mix.tasks.index(t) for t in x_tasks])
+        for step in (0, 1, s.train.steps):
+            probs = np.asarray(mix.probs(step))
+            assert probs.sum() == pytest.approx(1.0, abs=1e-6)
+            if name in ("drop", "never1", "never2"):
+                share = 0.0 if name != "drop" else p
+                assert probs[x].sum() == pytest.approx(share, abs=1e-7)
+            else:
+                assert np.all(probs[x] > 0.05)
+    # D's held-out pair is evaluated (in tasks) but never trained (not in the mixture)
+    for s in specs:
+        assert all(n in dict(s.tasks) and n not in s.mixture.tasks for n, _ in held)
+    assert bool(held) == (case == "D")
+
+
+# ---------------------------------------------------------------- summary tables
+def _rows(run, tags, curves, seed=0, lr=1e-3, wd=0.1):
+    """Tidy rows as load_rows gives them: curves = {(task, metric): (steps, values)}."""
+    base = {"run": run, "seed": seed, "lr": lr, "weight_decay": wd, "dropout": 0.0, "tokens": 0,
+            "case": "A", "axis": "base", "size": "1L-d8", "params": 100, "n_layers": 1, "reg": "wd0.1",
+            "p": "", "x_lang": "A2", "zeroshot": "", **tags}
+    return [{**base, "task": task, "metric": metric, "step": int(t), "value": float(v)}
+            for (task, metric), (ts, vs) in curves.items() for t, v in zip(ts, vs)]
+
+
+T = np.arange(0, 101, 10)
+
+
+def _ramp(t_reach):
+    """X accuracy rising linearly from 0 to 1 at t_reach (then flat)."""
+    return np.minimum(T / t_reach, 1.0)
+
+
+def test_savings_from_hand_made_curves():
+    rows = (_rows("pre", {"role": "pre"}, {("A2", "acc"): (T, _ramp(100))})
+            + _rows("rel", {"role": "relearn"}, {("A2", "acc"): (T, _ramp(10))})
+            + _rows("nev", {"role": "never_relearn"}, {("A2", "acc"): (T, _ramp(50))}))
+    q = {r["quantity"]: r["value"] for r in st.savings_rows(st.index_runs(rows))}
+    # criterion 0.9 x final pre accuracy (1.0): fresh 90 steps, never 45, relearn 9
+    assert q["steps_fresh"] == pytest.approx(90) and q["steps_never"] == pytest.approx(45)
+    assert q["steps_relearn"] == pytest.approx(9)
+    assert q["savings_vs_fresh"] == pytest.approx((90 - 9) / 90)
+    assert q["savings_vs_never"] == pytest.approx((45 - 9) / 45)
+    # shortfall areas below 0.9 up to the crossing: 0.5 * 0.9 * T_crossing
+    assert q["area_savings_vs_fresh"] == pytest.approx(1 - 9 / 90)
+    assert q["area_savings_vs_never"] == pytest.approx(1 - 9 / 45)
+
+
+def test_forgetting_conventions():
+    pre = np.linspace(0, 1, len(T))
+    pre[-3:] = [0.95, 0.9, 0.8]                      # best 0.95 before the drop, 0.8 at it
+    drop = np.linspace(0.8, 0.2, len(T))
+    rows = (_rows("pre", {"role": "pre"}, {("A2", "acc"): (T, pre)})
+            + _rows("d0", {"role": "drop", "p": 0.0}, {("A2", "acc"): (T, drop)}))
+    f = {r["convention"]: r["value"] for r in st.forgetting_rows(st.index_runs(rows))}
+    assert f["peak"] == pytest.approx(0.95 - 0.2) and f["first_last"] == pytest.approx(0.8 - 0.2)
+
+
+def _measure(role, measure, value, p="", seed=0, reg="wd0.1", layer=""):
+    return {"case": "A", "axis": "" if role == "random" else "base", "size": "s", "reg": "" if role == "random"
+            else reg, "role": role, "p": p, "seed": seed, "measure": measure, "layer": layer, "value": value}
+
+
+def test_readout_recovery_is_normalised_between_never_and_pre():
+    measures = [_measure("pre", "refit_acc", 0.8), _measure("never2", "refit_acc", 0.4),
+                _measure("drop", "refit_acc", 0.6, p=0.0), _measure("drop", "native_acc", 0.1, p=0.0),
+                _measure("random", "refit_acc", 0.2),
+                _measure("drop", "native_acc", 0.9, p=0.0, reg="wd1")]     # another cell: ignored
+    q = {r["quantity"]: r["mean"] for r in st.readout_table(measures)}
+    assert q["refit_recovery"] == pytest.approx((0.6 - 0.4) / (0.8 - 0.4))
+    assert q["native_drop_p0"] == pytest.approx(0.1) and q["refit_random"] == pytest.approx(0.2)
+
+
+def test_refit_readout_recovers_a_linearly_decodable_label():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 400) + 10                  # token ids, not 0..K-1
+    Z = np.eye(4)[y - 10] * 3 + rng.normal(0, 0.3, (400, 4))
+    assert st.refit_readout(Z[:300], y[:300], Z[300:], y[300:]) == pytest.approx(1.0)
+    assert st.refit_readout(rng.normal(size=(300, 4)), y[:300], Z[300:], y[300:]) < 0.6
+
+
+def test_fit_recovers_an_exponential_half_life_and_the_clock():
+    t = np.concatenate([[0], np.unique(np.round(np.geomspace(1, 2000, 30)))])
+    acc = 0.2 + 0.7 * np.exp(-t / 150.0)
+    f = st.fit_one(t, acc, lr=3e-3, wd=1.0)
+    assert f["half_life"] == pytest.approx(150 * math.log(2), rel=1e-3)
+    assert f["floor"] == pytest.approx(0.2, abs=1e-3)
+    assert f["wd_clock"] == pytest.approx(math.log(2) / 3e-3)
+    flat = st.fit_one(t, np.full(len(t), 0.5), lr=3e-3, wd=0.0)   # nothing decays: no crash
+    assert flat["wd_clock"] == math.inf and flat["half_life"] == math.inf and flat["half_life_reached"] == 0
+
+
+def test_scaling_exponent_and_finite_aggregation():
+    fits = []
+    for params, nl in ((1000, 1), (4000, 1), (16000, 1), (8000, 2)):
+        for seed in range(3):
+            hl = 50.0 * (params / 1000) ** 0.5 * (1 + 0.01 * seed)
+            fits.append({"case": "A", "axis": "base" if params == 1000 else "size", "params": params,
+                         "n_layers": nl, "p": 0.0, "metric": "acc", "quantity": "half_life", "value": hl})
+    rows = {r["series"]: r for r in st.scaling_rows(fits)}
+    assert rows["all sizes"]["slope"] == pytest.approx(0.5, abs=0.01)
+    assert rows["all sizes"]["n"] == 12 and rows["all sizes"]["n_sizes"] == 4
+    assert rows["width"]["n_sizes"] == 3
+    agg = st.aggregate_finite([{"k": 1, "value": v} for v in (1.0, 3.0, -math.inf, math.nan)], ("k",))
+    assert agg == [{"k": 1, "mean": 2.0, "lo": pytest.approx(2.0 - 12.7062 * 1.0, abs=1e-3),
+                    "hi": pytest.approx(2.0 + 12.7062 * 1.0, abs=1e-3), "n": 2, "n_runs": 4}]
+
+
+def test_probe_normalisation_between_random_init_and_pre():
+    measures = [_measure("random", "probe_r2", 0.2, layer=0), _measure("pre", "probe_r2", 0.8, layer=0),
+                _measure("drop", "probe_r2", 0.5, p=0.0, layer=0)]
+    rows = {(r["role"], r["quantity"]): r["mean"] for r in st.probe_table(measures)}
+    assert rows[("drop", "normalized")] == pytest.approx(0.5)
+    assert rows[("pre", "normalized")] == pytest.approx(1.0)
+    assert rows[("drop", "r2")] == pytest.approx(0.5)
+
+
+def test_zeroshot_curve_stitches_phases():
+    zs = {"zeroshot": "T1-2 T2-1", "case": "D", "x_lang": "B2"}
+    curves = {(t, "acc"): (T, np.full(len(T), v)) for t, v in (("T1-2", 0.3), ("T2-1", 0.4), ("B2", 0.9))}
+    rows = [row for r in ("pre", "drop_p0", "relearn", "joint")
+            for row in _rows(r, {**zs, "role": r.split("_p")[0], "p": 0.0 if r.startswith("drop") else ""}, curves)]
+    out = st.zeroshot_curves(st.index_runs(rows))
+    steps = {r["role"]: sorted({x["step"] for x in out if x["role"] == r["role"]}) for r in out}
+    assert steps["pre"][-1] == 100 and steps["drop_p0"][0] == 100 and steps["relearn"][0] == 200
+    assert {r["task"] for r in out} == {"T1-2", "T2-1", "B2"}
+
+
+def test_weight_decay_clock_lands_inside_the_paper_window():
+    p = st.PRESETS["paper"]
+    for _, wd, _ in p["regs"]:
+        if wd:
+            assert weight_decay_half_life(p["lr"], wd) < p["steps"][1]
+    sizes = [st.n_params(st.model_config(p, nl, d)) for _, nl, d in p["sizes"]]
+    assert len(sizes) >= 4 and max(sizes) / min(sizes) >= 10
