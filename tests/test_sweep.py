@@ -6,7 +6,7 @@ from toymodels.config import ConfigError
 from toymodels.model import TransformerConfig
 from toymodels.sweep import RunSpec, grid, load_rows, run_sweep
 from toymodels.tasks import make_task
-from toymodels.train import TrainConfig, Trainer, _programs
+from toymodels.train import TrainConfig, Trainer, _init_programs, _programs
 
 M = TransformerConfig(n_layers=1, d_model=16, n_heads=2, vocab_size=8, max_seq_len=8)
 TASKS = (("markov", make_task("markov", vocab_size=8, length=8)),)
@@ -25,6 +25,7 @@ def test_grid_is_the_cartesian_product():
 
 def test_twelve_runs_train_as_one_compiled_program_and_rerun_skips_them(tmp_path, capsys):
     _programs.cache_clear()
+    _init_programs.cache_clear()   # shared per architecture: other tests may have used it
     specs = _specs()
     run_sweep(specs, tmp_path, progress=True)
     assert "1 group(s)" in capsys.readouterr().out
