@@ -35,6 +35,9 @@ import numpy as np
 
 from toymodels.config import ConfigError, check_choice, check_int, check_range, fail
 from toymodels.tasks import register
+from toymodels.tasks.algorithmic import (
+    _pair_split,  # the same seeded split of (a, b) pairs
+)
 from toymodels.tasks.base import SPLITS, Batch, Task, Vocab, next_token_batch
 
 CASES = ("A", "B", "C", "D", "knob")
@@ -114,16 +117,6 @@ def _id_table(case: str, n_languages: int, modulus: int, i: int, similarity: flo
     table = table.astype(np.int32)
     table.setflags(write=False)  # shared through the cache
     return table
-
-
-@functools.lru_cache(maxsize=32)
-def _pair_split(n: int, n_train: int, data_seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted pair ids ``a * n + b`` of the train and eval splits."""
-    order = np.random.default_rng(data_seed).permutation(n * n).astype(np.int32)
-    train, held = np.sort(order[:n_train]), np.sort(order[n_train:])
-    train.setflags(write=False)
-    held.setflags(write=False)
-    return train, held
 
 
 # ---------------------------------------------------------------- case A families
