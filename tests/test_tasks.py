@@ -27,6 +27,7 @@ SMALL = {
     "rasp_io": dict(program="sort", length=4, n_eval=16),
     "decompile": dict(n_programs=40, n_eval=8, max_weight_tokens=64, max_program_tokens=48),
     "adjacent_pair": dict(length=8, n_symbols=6),
+    "pool": dict(base=make_task("parity", length=6), n=5, seed=3),
 }
 B = 64
 
@@ -156,6 +157,13 @@ def check_decompile(task, batch):
         assert task.vocab.decode(x_TI[W + 1:, :task.vocab.size].argmax(-1))[:len(toks)] == toks
 
 
+def check_pool(task, x_BU):
+    # Training rows are valid base sequences, all from the task's fixed pool of n.
+    check_parity(task.base, x_BU)
+    pool = {tuple(row) for row in full_seq(task.examples()).tolist()}
+    assert len(pool) <= task.n and {tuple(row) for row in x_BU.tolist()} <= pool
+
+
 # name -> (scored positions: a count at the end, or the (T,) mask; validity check on
 # decoded full sequences, or on the Batch for vector tasks)
 SPECS = {
@@ -173,6 +181,7 @@ SPECS = {
     "rasp_io": (lambda t: t.length, check_rasp_io),  # every position after BOS
     "decompile": (lambda t: t.max_program_tokens + 1, check_decompile),  # <sep> to the end
     "adjacent_pair": (lambda t: 1, check_adjacent_pair),
+    "pool": (lambda t: 1, check_pool),  # SMALL's pool is over parity
 }
 NAMES = sorted(TASKS)
 
@@ -386,6 +395,9 @@ def test_make_task_unknown_field_lists_fields():
     ("text", dict(length=0)),
     ("text", dict(max_chars=1000)),          # eval split shorter than one window
     ("text", dict(max_chars=2.5)),
+    ("pool", dict(base=None)),
+    ("pool", dict(base=make_task("pool", base=make_task("parity")))),
+    ("pool", dict(n=0, base=make_task("parity"))),
 ])
 def test_invalid_fields_raise(name, fields):
     field = next(iter(fields))
@@ -419,3 +431,22 @@ def test_metrics_hand_example():
 
     m = metrics(jnp.zeros((3, 3, 4)), batch, "xent")  # uniform logits
     assert float(m["loss"]) == pytest.approx(np.log(4), rel=1e-6)
+
+
+# ---------------------------------------------------------------- pool
+def test_pool_is_fixed_across_keys_and_eval_is_the_base_eval():
+    base = make_task("modular_addition", p=13)
+    pool = make_task("pool", base=base, n=4, seed=1)
+    rows = {tuple(r) for k in range(5) for r in np.asarray(pool.sample(jax.random.key(k), 32).inputs).tolist()}
+    assert len(rows) == 4 and rows == {tuple(r) for r in np.asarray(pool.examples().inputs).tolist()}
+    key = jax.random.key(7)
+    for a, b in zip(pool.sample(key, 16, split="eval"), base.sample(key, 16, split="eval")):
+        np.testing.assert_array_equal(a, b)
+    other = make_task("pool", base=base, n=4, seed=2).examples().inputs
+    assert not np.array_equal(other, pool.examples().inputs)
+
+
+def test_pool_config_names_its_base():
+    from toymodels.train import task_configs
+    cfg = task_configs({"x": make_task("pool", base=make_task("parity", length=3))})["x"]
+    assert cfg["name"] == "pool" and cfg["base"] == {"name": "parity", "length": 3}

@@ -240,9 +240,18 @@ def abstract_model(mcfg: TransformerConfig):
     return nnx.split(nnx.eval_shape(lambda: init_model(mcfg, 0)), nnx.Param)
 
 
+def task_config(task: Task) -> dict:
+    """JSON-ready ``{"name": registered name, **fields}``; a field holding a task (``pool``'s
+    base) is written the same way, so its name is part of the config too."""
+    out = {"name": task.name, **dataclasses.asdict(task)}
+    out.update({f.name: task_config(getattr(task, f.name)) for f in dataclasses.fields(task)
+                if isinstance(getattr(task, f.name), Task)})
+    return out
+
+
 def task_configs(tasks: Mapping[str, Task]) -> dict:
-    """JSON-ready ``{label: {"name": registered name, **fields}}`` of a task mapping."""
-    return {k: {"name": t.name, **dataclasses.asdict(t)} for k, t in sorted(dict(tasks).items())}
+    """JSON-ready ``{label: task_config(task)}`` of a task mapping."""
+    return {k: task_config(t) for k, t in sorted(dict(tasks).items())}
 
 
 class Programs(NamedTuple):

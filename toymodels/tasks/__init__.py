@@ -32,7 +32,7 @@ def make_task(name: str, **fields) -> Task:
 
 
 # Importing the task modules registers them.
-from toymodels.tasks import algorithmic, languages, markov, myopia, parity, rasp_io, text  # noqa: E402,F401
+from toymodels.tasks import algorithmic, languages, markov, myopia, parity, pool, rasp_io, text  # noqa: E402,F401
 from toymodels.decompile import task as _decompile_task  # noqa: E402,F401
 
 __all__ = ["Batch", "Task", "Vocab", "TASKS", "register", "make_task", "metrics",
