@@ -31,13 +31,15 @@ from toymodels.model import TransformerConfig
 from toymodels.results import read_rows, write_rows
 from toymodels.schedule import Event, Mixture
 from toymodels.sweep import RunSpec, final_params, load_rows, run_sweep
+from toymodels.tasks import make_task
 from toymodels.tasks.languages import held_out_tasks, language_suite
 from toymodels.train import TrainConfig, abstract_model
 
 NAME = "ood_decay"
 
 # ---------------------------------------------------------------- presets
-# sizes: (label, n_layers, d_model); regs: (label, weight decay, dropout). The FIRST size
+# sizes: (label, n_layers, d_model); regs: (label, weight decay, dropout[, learning rate]),
+# the preset's lr where a point names none. The FIRST size
 # and the FIRST regularisation point make the base cell, the only one that runs every
 # role and every replay fraction p. Every other size (at the base regularisation) and
 # every other regularisation point (at the base size) runs pre + drop(p=0) only: that is
@@ -50,15 +52,18 @@ PRESETS = {
                   sizes=(("1L-d32", 1, 32), ("1L-d16", 1, 16)),
                   regs=(("wd0.1", 0.1, 0.0),),
                   ps=(0.0, 0.01), steps=(100, 100, 100),
-                  lr=3e-3, batch_size=32, warmup=20, n_evals=(8, 12), eval_batch=64),
+                  lr=3e-3, batch_size=32, warmup=20, n_evals=(8, 12), eval_batch=64,
+                  fewshot=(10, 20)),
     "paper": dict(cases=("A", "B", "C", "D"), n_languages=5, seeds=5,
                   # width at one layer (16, 32, 64) and depth at d32 (1, 2 layers): 5k-57k parameters
                   sizes=(("1L-d32", 1, 32), ("1L-d16", 1, 16), ("2L-d32", 2, 32), ("1L-d64", 1, 64)),
                   regs=(("wd0.1", 0.1, 0.0), ("wd0", 0.0, 0.0), ("wd1", 1.0, 0.0),
-                        ("wd0.1+do0.1", 0.1, 0.1)),
+                        ("wd0.1+do0.1", 0.1, 0.1), ("wd0.1+lr1e-3", 0.1, 0.0, 1e-3)),
                   # ln2/(lr*wd) = 231 (wd 1) and 2310 (wd 0.1) steps: both inside the 2400-step window
                   ps=(0.0, 0.001, 0.01, 0.05), steps=(600, 2400, 600),
-                  lr=3e-3, batch_size=32, warmup=50, n_evals=(16, 24), eval_batch=96),
+                  lr=3e-3, batch_size=32, warmup=50, n_evals=(16, 24), eval_batch=96,
+                  # few-example recovery: (examples of X, steps) from drop_p0 and from never2
+                  fewshot=(10, 100)),
 }
 
 CRITERION = 0.9        # relearning target: this fraction of X's accuracy just before the drop
@@ -120,9 +125,12 @@ def n_params(cfg: TransformerConfig) -> int:
 #   never2         phase 2 from never1: still without X ("never": S1 + S2 steps without X)
 #   relearn        phase 3 from drop_p0: full mix again
 #   never_relearn  phase 3 from never2: full mix (the control that never saw X)
+#   fewshot        from drop_p0: X alone, from a fixed pool of n examples (preset "fewshot")
+#   never_fewshot  from never2: the same n examples
+
 # Every role uses the same events (one "replay" per X task), so a case's runs differ
 # only in per-run values and share compiled programs.
-FULL_ROLES = ("pre", "never1", "drop", "joint", "never2", "relearn", "never_relearn")
+FULL_ROLES = ("pre", "never1", "drop", "joint", "never2", "relearn", "never_relearn", "fewshot", "never_fewshot")
 
 # A sweep groups runs by their whole TrainConfig, while the compiled program ignores
 # chunk_steps (and a run's numbers never depend on it: data keys are fold_in(seed, step)).
@@ -138,6 +146,7 @@ def _lanes(ps) -> dict[str, int]:
         lanes[f"drop_p{p:g}"] = 1 + i // 2
     last = 1 + (len(ps) - 1) // 2
     lanes.update(joint=last + 1, never2=last + 1, relearn=last + 2, never_relearn=last + 2)
+    lanes.update(fewshot=last + 3, never_fewshot=last + 3)
     return lanes
 
 
@@ -163,7 +172,8 @@ def specs(preset: str) -> list[RunSpec]:
 
 def cell(p: dict, case: str, size, reg, seed: int, axis: str) -> list[RunSpec]:
     train, held, x_tasks, x_lang = suite(case, p["n_languages"])
-    (size_label, n_layers, d_model), (reg_label, wd, dropout) = size, reg
+    (size_label, n_layers, d_model), (reg_label, wd, dropout, *reg_lr) = size, reg
+    lr = reg_lr[0] if reg_lr else p["lr"]
     model = dataclasses.replace(model_config(p, n_layers, d_model), dropout=dropout)
     tasks = tuple(train) + tuple(held)
     names = tuple(n for n, _ in train)
@@ -177,13 +187,20 @@ def cell(p: dict, case: str, size, reg, seed: int, axis: str) -> list[RunSpec]:
         run_id = f"{role}_p{replay:g}" if role == "drop" else role
         events = tuple(Event("replay", t, OFF if x_share is None else 0, (x_share or 0.0) / len(x_tasks))
                        for t in x_tasks)
-        tc = TrainConfig(steps=p["steps"][phase], batch_size=p["batch_size"], lr=p["lr"], weight_decay=wd,
+        tc = TrainConfig(steps=p["steps"][phase], batch_size=p["batch_size"], lr=lr, weight_decay=wd,
                          warmup_steps=p["warmup"], lr_schedule="constant", n_evals=p["n_evals"][1 if phase == 1 else 0],
                          eval_spacing="log", eval_batch=p["eval_batch"], seed=seed,
                          chunk_steps=CHUNK - lanes[run_id])
+        run_tasks, mixture = tasks, Mixture(names, events=events)
+        if role.endswith("fewshot"):
+            # X's own language alone, from a fixed pool shared by every seed (one program per case)
+            n_examples, steps = p["fewshot"]
+            pool = make_task("pool", base=dict(train)[x_lang], n=n_examples, seed=0)
+            run_tasks, mixture = tasks + ((f"{x_lang}-pool", pool),), Mixture((f"{x_lang}-pool",))
+            tc = dataclasses.replace(tc, steps=steps, warmup_steps=max(1, steps // 10), n_evals=p["n_evals"][0])
         tags = dict(case=case, size=size_label, params=n_params(model), n_layers=n_layers, reg=reg_label,
                     axis=axis, role=role, p=replay, x_lang=x_lang, zeroshot=" ".join(n for n, _ in held))
-        return RunSpec(f"{prefix}_{run_id}", model, tc, tasks, Mixture(names, events=events),
+        return RunSpec(f"{prefix}_{run_id}", model, tc, run_tasks, mixture,
                        tags=tuple(tags.items()), init_from=f"{prefix}_{init}" if init else "")
 
     if axis != "base":
@@ -191,7 +208,9 @@ def cell(p: dict, case: str, size, reg, seed: int, axis: str) -> list[RunSpec]:
     return ([role_spec("pre", None), role_spec("never1", 0.0)]
             + [role_spec("drop", q, "pre", q) for q in p["ps"]]
             + [role_spec("joint", None, "pre"), role_spec("never2", 0.0, "never1"),
-               role_spec("relearn", None, "drop_p0"), role_spec("never_relearn", None, "never2")])
+               role_spec("relearn", None, "drop_p0"), role_spec("never_relearn", None, "never2")]
+            + ([role_spec("fewshot", None, "drop_p0"), role_spec("never_fewshot", None, "never2")]
+               if p.get("fewshot") else []))
 
 
 # ---------------------------------------------------------------- the run
@@ -336,7 +355,7 @@ def summarize(out: Path, table_dir: Path) -> None:
         "fits": aggregate_finite(fits, LABELS + ("wd_clock", "metric", "quantity")),
         "scaling": scaling_rows(fits),
         "forgetting": aggregate_finite(forgetting_rows(runs), LABELS + ("convention", "quantity")),
-        "savings": aggregate_finite(savings_rows(runs), LABELS + ("quantity",)),
+        "savings": aggregate_finite(savings_rows(runs) + fewshot_rows(runs), LABELS + ("quantity",)),
         "readout": readout_table(measures),
         "probes": probe_table(measures),
         "zeroshot": zeroshot_curves(runs),
@@ -506,6 +525,24 @@ def savings_rows(runs, criterion: float = CRITERION) -> list[dict]:
              "area_savings_vs_fresh": decay.area_savings(t_f, a_f, t_r, a_r, level, horizon=horizon),
              "area_savings_vs_never": decay.area_savings(t_n, a_n, t_r, a_r, level, horizon=horizon)}
         rows += [{**labels(roles["relearn"]), "quantity": k, "value": v} for k, v in q.items()]
+    return rows
+
+
+def fewshot_rows(runs) -> list[dict]:
+    """Recovery of X from a handful of examples (base cell): X's held-out accuracy after training
+    on X's fixed pool alone, from drop_p0 (``fewshot_dropped``) and from never2
+    (``fewshot_never``), next to X's accuracy at the end of pre and of drop_p0;
+    ``fewshot_recovery`` = (dropped - never) / (pre - never): 0 = the examples teach no more than
+    to a model that never saw X, 1 = back to the pre-drop accuracy."""
+    rows = []
+    for roles in cells(runs).values():
+        if not {"pre", "drop_p0", "fewshot", "never_fewshot"} <= set(roles):
+            continue
+        acc = {k: float(x_curve(roles[k])[1][-1]) for k in ("pre", "drop_p0", "fewshot", "never_fewshot")}
+        q = {"fewshot_dropped": acc["fewshot"], "fewshot_never": acc["never_fewshot"],
+             "fewshot_before_pre": acc["pre"], "fewshot_before_drop": acc["drop_p0"],
+             "fewshot_recovery": float(normalized_score(acc["fewshot"], acc["never_fewshot"], acc["pre"]))}
+        rows += [{**labels(roles["fewshot"]), "quantity": k, "value": v} for k, v in q.items()]
     return rows
 
 
@@ -716,9 +753,9 @@ def fig_wd_clock(tables, d) -> list[Path]:
 
 
 def fig_savings(tables, d) -> list[Path]:
-    """Relearning savings, readout-only recovery, and per-layer probes of X, base cell, per case."""
+    """Relearning savings, readout-only recovery, per-layer probes and few-example recovery of X, base cell."""
     sav, ro, pr = (tables.get(k, []) for k in ("savings", "readout", "probes"))
-    fig, axes = plotting.figure(ncols=3, width=3.8)
+    fig, axes = plotting.figure(ncols=4, width=3.8)
     cases = _cases(sav + ro + pr)
 
     def bars(ax, rows, quantities):
@@ -740,6 +777,9 @@ def fig_savings(tables, d) -> list[Path]:
     bars(axes[0, 1], ro, ("native_pre", "native_drop_p0", "refit_drop_p0", "refit_never2", "refit_pre",
                           "refit_random"))
     axes[0, 1].set_title("X accuracy, own vs refit unembedding")
+    bars(axes[0, 3], _sel(sav, axis="base"), ("fewshot_before_pre", "fewshot_before_drop", "fewshot_dropped",
+                                             "fewshot_never"))
+    axes[0, 3].set_title("X accuracy: before, and after training on a few examples of X")
     ax = axes[0, 2]
     base = [r for r in _sel(pr, quantity="normalized", axis="base") if r["role"] in ("drop", "never2")
             and r["p"] in (0, "")]

@@ -31,11 +31,11 @@ def test_run_graph_is_well_formed(preset):
             assert [_tags(parent)[k] for k in same_cell] == [_tags(s)[k] for k in same_cell]
             assert parent.train.seed == s.train.seed
     expected_parent = {"pre": None, "never1": None, "drop": "pre", "joint": "pre", "never2": "never1",
-                       "relearn": "drop", "never_relearn": "never2"}
+                       "relearn": "drop", "never_relearn": "never2", "fewshot": "drop", "never_fewshot": "never2"}
     for s in specs:
         role, parent = _tags(s)["role"], expected_parent[_tags(s)["role"]]
         assert (_tags(by_id[s.init_from])["role"] if s.init_from else None) == parent
-        if role == "relearn":
+        if role in ("relearn", "fewshot"):
             assert _tags(by_id[s.init_from])["p"] == 0     # relearning starts from the full drop
     # every case has every role in its base cell, and the size / regularisation axes
     for case in p["cases"]:
@@ -74,6 +74,10 @@ def test_dropped_part_gets_zero_weight_after_the_drop(case):
         assert len(x_tasks) > 1       # translations into X are part of X
     for (name, p), s in role.items():
         mix = s.mixture
+        if name.endswith("fewshot"):   # X's own language alone, from a fixed pool
+            pool = dict(s.tasks)[mix.tasks[0]]
+            assert len(mix.tasks) == 1 and pool.base == dict(s.tasks)[x_lang] and pool.n == 10
+            continue
         x = np.asarray([mix.tasks.index(t) for t in x_tasks])
         for step in (0, 1, s.train.steps):
             probs = np.asarray(mix.probs(step))
@@ -87,6 +91,13 @@ def test_dropped_part_gets_zero_weight_after_the_drop(case):
     for s in specs:
         assert all(n in dict(s.tasks) and n not in s.mixture.tasks for n, _ in held)
     assert bool(held) == (case == "D")
+
+
+def test_fewshot_runs_share_one_group_per_case():
+    specs = [s for s in st.specs("smoke") if _tags(s)["role"].endswith("fewshot")]
+    groups = {(_tags(s)["case"], s.group_key()) for s in specs}
+    assert len({c for c, _ in groups}) == len(groups) == 4
+    assert len(specs) == 4 * 2 * st.PRESETS["smoke"]["seeds"]
 
 
 # ---------------------------------------------------------------- summary tables
@@ -204,8 +215,21 @@ def test_zeroshot_curve_stitches_phases():
 
 def test_weight_decay_clock_lands_inside_the_paper_window():
     p = st.PRESETS["paper"]
-    for _, wd, _ in p["regs"]:
-        if wd:
+    for _, wd, _, *lr in p["regs"]:
+        if wd and not lr:   # at the preset's learning rate (the lr point tests the clock's lr side)
             assert weight_decay_half_life(p["lr"], wd) < p["steps"][1]
+    assert any(len(r) == 4 for r in p["regs"])   # a learning-rate point
     sizes = [st.n_params(st.model_config(p, nl, d)) for _, nl, d in p["sizes"]]
     assert len(sizes) >= 4 and max(sizes) / min(sizes) >= 10
+
+
+def test_fewshot_recovery_from_hand_made_curves():
+    ramp = (T, np.linspace(0.0, 1.0, len(T)))
+    rows = (_rows("pre", {"role": "pre"}, {("A2", "acc"): (T, 0.9 * ramp[1])})
+            + _rows("drop", {"role": "drop", "p": 0}, {("A2", "acc"): (T, 0.9 - 0.8 * ramp[1])})
+            + _rows("fs", {"role": "fewshot"}, {("A2", "acc"): (T, 0.1 + 0.6 * ramp[1])})
+            + _rows("nfs", {"role": "never_fewshot"}, {("A2", "acc"): (T, 0.3 * ramp[1])}))
+    q = {r["quantity"]: r["value"] for r in st.fewshot_rows(st.index_runs(rows))}
+    assert q["fewshot_before_pre"] == pytest.approx(0.9) and q["fewshot_before_drop"] == pytest.approx(0.1)
+    assert q["fewshot_dropped"] == pytest.approx(0.7) and q["fewshot_never"] == pytest.approx(0.3)
+    assert q["fewshot_recovery"] == pytest.approx((0.7 - 0.3) / (0.9 - 0.3))
