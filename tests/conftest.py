@@ -1,4 +1,9 @@
-import jax
+import os
+
+# Each xdist worker is its own process: none may grab most of an accelerator's memory up front.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import jax  # noqa: E402
 import pytest
 
 # Shape bugs fail loudly instead of broadcasting silently (nanodo habit).
@@ -12,6 +17,4 @@ def tiny_cfg():
 
 # Multi-device tests need XLA_FLAGS set before JAX starts, so they run in their own
 # process (tests/test_sharding.py launches it) and are skipped in this one.
-import os  # noqa: E402
-
 collect_ignore = [] if os.environ.get("TOYMODELS_MULTIDEVICE") else ["multidevice"]
