@@ -49,11 +49,13 @@ NAME = "myopia"
 PRESETS = {
     # one_program: the vanilla arm trains as myopic descent with beta = 1 (the same
     # gradient to float error), so both arms share one compiled program: fewer compiles.
-    "smoke": dict(seeds=2, steps=60, wu_ps=(0.1, 1.0), betas=(0.5,), fillers=(0, 4),
-                  sizes=((1, 32), (2, 32)), pair_lengths=(6, 8), text_lengths=(16, 32),
+    # One-layer models and one text length: compiling is most of a smoke run's time.
+    "smoke": dict(seeds=2, steps=60, wu_ps=(1.0,), betas=(0.5,), fillers=(0, 4), fixed_model=(1, 32),
+                  sizes=((1, 16), (1, 32)), pair_lengths=(6, 8), text_lengths=(16,),
                   lr_factors=(1.0,), local_frac=0.25, eval_batch=32, one_program=True),
     # CPU-sized (see docs/myopia.md for what differs from Wu et al.'s settings).
-    "paper": dict(seeds=3, steps=1000, wu_ps=(0.01, 0.1, 0.3, 1.0), betas=(0.25, 0.5),
+    # fixed_model: (layers, d_model) of the Wu regression and multiplication models
+    "paper": dict(seeds=3, steps=1000, wu_ps=(0.01, 0.1, 0.3, 1.0), betas=(0.25, 0.5), fixed_model=(2, 64),
                   fillers=(0, 4, 8), sizes=((1, 32), (2, 32), (2, 64), (2, 128)),
                   pair_lengths=(6, 8), text_lengths=(32, 64), lr_factors=(1 / 3, 1.0, 3.0),
                   local_frac=0.25, eval_batch=256, one_program=False),
@@ -102,10 +104,11 @@ class Point:
 def points(preset: str) -> list[Point]:
     P = PRESETS[preset]
     (ref_layers, ref_d) = P["sizes"][min(1, len(P["sizes"]) - 1)]
-    out = [Point("wu", f"p{p:g}", "wu_regression", (("p", p), ("length", WU_LENGTH), ("freq", WU_FREQ)), 2, 64,
+    fixed = P.get("fixed_model", (2, 64))
+    out = [Point("wu", f"p{p:g}", "wu_regression", (("p", p), ("length", WU_LENGTH), ("freq", WU_FREQ)), *fixed,
                  ARMS if p == 1.0 else ("vanilla", "myopic"), p=p) for p in P["wu_ps"]]
     # bigram and local arms only where the per-position curves and the bonus are read
-    out += [Point("mult", f"F{f}", "multiplication", (("digits", 2), ("fillers", f)), 2, 64, fillers=f)
+    out += [Point("mult", f"F{f}", "multiplication", (("digits", 2), ("fillers", f)), *fixed, fillers=f)
             for f in P["fillers"]]
     for fam, name, lengths, extra in (("pairs", "adjacent_pair", P["pair_lengths"], (("n_symbols", 16),)),
                                       ("text", "text", P["text_lengths"], ())):
