@@ -68,6 +68,7 @@ PRESETS = {
 
 CRITERION = 0.9        # relearning target: this fraction of X's accuracy just before the drop
 CENSOR = 3.0           # fitted half-lives beyond this many decay windows count as not reached
+NO_DECAY = 0.1         # a curve that got worse by less than this fraction of its start did not decay
 OFF = 2 ** 30          # an event step no run reaches: the event never fires
 MODULUS = 10           # a, b in [0, 10): two-digit sums, 20 held-out pairs (a, b)
 A_LENGTH = 12
@@ -418,12 +419,16 @@ def decay_curves(runs) -> list[dict]:
     return aggregate(rows, LABELS + ("role", "metric", "step"))
 
 
-def fit_one(t, r, lr: float, wd: float) -> dict[str, float]:
+def fit_one(t, r, lr: float, wd: float, worse: int = -1) -> dict[str, float]:
     """Both decay fits of one curve, the AIC choice, and the model-free half-life.
 
+    ``worse``: the direction in which the metric gets worse (-1: accuracy falls, +1: loss rises).
     A fitted half-life beyond CENSOR decay windows is an extrapolation of a curve that
     barely moved: it is reported as not reached (inf), which leaves it out of the means
     (n counts the rest) while half_life_reached records the fraction of runs that got there.
+    So is the half-life of a curve that did not get worse by NO_DECAY of its start over the
+    window (the mean of its last quarter against its first point): a fit to a curve that
+    holds or improves times noise, not decay.
     """
     try:
         cmp = decay.fit_decay(t, r)
@@ -436,6 +441,8 @@ def fit_one(t, r, lr: float, wd: float) -> dict[str, float]:
     window = float(t[-1] - t[0])
     # A curve that stays within 1% of its own scale has no decay for a fit to time.
     flat = np.ptp(r) <= 0.01 * np.max(np.abs(r)) + 1e-12
+    change = worse * (np.mean(r[-max(1, len(r) // 4):]) - r[0])
+    flat = flat or change <= NO_DECAY * abs(r[0])
 
     def censored(h):
         return math.inf if flat or h > CENSOR * window else h
@@ -459,7 +466,8 @@ def fit_rows(runs) -> list[dict]:
         if rec["tags"]["role"] != "drop":
             continue
         for metric in ("acc", "loss"):
-            f = fit_one(*x_curve(rec, metric), rec["tags"]["lr"], rec["tags"]["weight_decay"])
+            f = fit_one(*x_curve(rec, metric), rec["tags"]["lr"], rec["tags"]["weight_decay"],
+                        worse=-1 if metric == "acc" else 1)
             clock = f.pop("wd_clock")
             rows += [{**labels(rec), "run": run_id, "wd_clock": clock, "metric": metric, "quantity": q,
                       "value": v} for q, v in f.items()]

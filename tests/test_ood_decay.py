@@ -175,6 +175,12 @@ def test_fit_recovers_an_exponential_half_life_and_the_clock():
     assert f["wd_clock"] == pytest.approx(math.log(2) / 3e-3)
     flat = st.fit_one(t, np.full(len(t), 0.5), lr=3e-3, wd=0.0)   # nothing decays: no crash
     assert flat["wd_clock"] == math.inf and flat["half_life"] == math.inf and flat["half_life_reached"] == 0
+    # a curve that improves (continued training on shared structure) has no half-life either
+    rising = st.fit_one(t, 0.8 - 0.3 * np.exp(-t / 150.0), lr=3e-3, wd=1.0)
+    assert rising["half_life"] == math.inf and rising["half_life_reached"] == 0
+    # a rising loss is decay: fit_one is told which way is worse
+    loss = st.fit_one(t, 2.0 - 1.9 * np.exp(-t / 150.0), lr=3e-3, wd=1.0, worse=1)
+    assert loss["half_life"] == pytest.approx(150 * math.log(2), rel=1e-3)
 
 
 def test_scaling_exponent_and_finite_aggregation():
