@@ -496,10 +496,22 @@ def scaling_rows(fits) -> list[dict]:
     return rows
 
 
+def kept_acc(rec) -> np.ndarray:
+    """Mean accuracy over the kept tasks (not X's, not held out) at every eval step."""
+    tags = rec["tags"]
+    x_index, held = tags["x_lang"][1:], set(tags["zeroshot"].split())
+    kept = [task for task, metric in rec["curves"] if metric == "acc" and task != tags["x_lang"]
+            and not task.endswith(f"-{x_index}") and task not in held and not task.endswith("-pool")]
+    return np.mean([rec["curves"][(task, "acc")][1] for task in kept], axis=0)
+
+
 def forgetting_rows(runs) -> list[dict]:
     """Forgetting of X's accuracy over the pre + drop curve, in both conventions:
     peak = best accuracy up to the drop minus final (Chaudhry et al. 2018),
-    first_last = accuracy at the drop minus final (Avalanche); final = end of phase 2."""
+    first_last = accuracy at the drop minus final (Avalanche); final = end of phase 2.
+    Also backward transfer (Lopez-Paz & Ranzato 2017) with the two phases as the two tasks
+    (X, then the kept mix): R[i, j] = accuracy on j at the end of phase i, BWT = R[1, X] -
+    R[0, X] = -first_last for X; ``quantity = kept_change`` is R[1, kept] - R[0, kept]."""
     rows = []
     for roles in cells(runs).values():
         pre = roles.get("pre")
@@ -511,6 +523,10 @@ def forgetting_rows(runs) -> list[dict]:
             at = len(a_pre) - 1
             for conv, fn in (("peak", decay.forgetting_peak), ("first_last", decay.forgetting_first_last)):
                 rows.append({**labels(rec), "convention": conv, "quantity": "forgetting", "value": fn(curve, at)})
+            kept = kept_acc(rec)
+            R = [[a_drop[0], kept[0]], [a_drop[-1], kept[-1]]]
+            rows += [{**labels(rec), "convention": "bwt", "quantity": "bwt", "value": decay.backward_transfer(R)},
+                     {**labels(rec), "convention": "bwt", "quantity": "kept_change", "value": float(kept[-1] - kept[0])}]
     return rows
 
 

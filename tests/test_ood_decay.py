@@ -137,10 +137,14 @@ def test_forgetting_conventions():
     pre = np.linspace(0, 1, len(T))
     pre[-3:] = [0.95, 0.9, 0.8]                      # best 0.95 before the drop, 0.8 at it
     drop = np.linspace(0.8, 0.2, len(T))
-    rows = (_rows("pre", {"role": "pre"}, {("A2", "acc"): (T, pre)})
-            + _rows("d0", {"role": "drop", "p": 0.0}, {("A2", "acc"): (T, drop)}))
-    f = {r["convention"]: r["value"] for r in st.forgetting_rows(st.index_runs(rows))}
+    kept = np.linspace(0.5, 0.9, len(T))
+    rows = (_rows("pre", {"role": "pre"}, {("A2", "acc"): (T, pre), ("A0", "acc"): (T, kept)})
+            + _rows("d0", {"role": "drop", "p": 0.0}, {("A2", "acc"): (T, drop), ("A0", "acc"): (T, kept)}))
+    f = {r["quantity"] if r["convention"] == "bwt" else r["convention"]: r["value"]
+         for r in st.forgetting_rows(st.index_runs(rows))}
     assert f["peak"] == pytest.approx(0.95 - 0.2) and f["first_last"] == pytest.approx(0.8 - 0.2)
+    # backward transfer with the phases as tasks: X's change over phase 2; the kept mix's change
+    assert f["bwt"] == pytest.approx(0.2 - 0.8) and f["kept_change"] == pytest.approx(0.9 - 0.5)
 
 
 def _measure(role, measure, value, p="", seed=0, reg="wd0.1", layer=""):
