@@ -22,6 +22,7 @@ the grid, the run (+ model analyses), the summary tables, the figures.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import sys
 from pathlib import Path
@@ -50,7 +51,7 @@ PRESETS = {
     # one_program: the vanilla arm trains as myopic descent with beta = 1 (the same
     # gradient to float error), so both arms share one compiled program: fewer compiles.
     # One-layer models and one text length: compiling is most of a smoke run's time.
-    "smoke": dict(seeds=2, steps=60, wu_ps=(1.0,), betas=(0.5,), fillers=(0, 4), fixed_model=(1, 32),
+    "smoke": dict(seeds=2, steps=40, wu_ps=(1.0,), betas=(0.5,), fillers=(0, 4), fixed_model=(1, 32),
                   sizes=((1, 16), (1, 32)), pair_lengths=(6, 8), text_lengths=(16,),
                   lr_factors=(1.0,), local_frac=0.25, eval_batch=32, one_program=True),
     # CPU-sized (see docs/myopia.md for what differs from Wu et al.'s settings).
@@ -213,17 +214,30 @@ def per_position_losses(preset: str, out: Path, by_id: dict[str, RunSpec]) -> li
         all_models = dict(zip(keys, _models(out, [by_id[f"{family}-{point}-{a}-lr1-s{s}"] for a, s in keys])))
         spec = by_id[f"{family}-{point}-vanilla-lr1-s0"]
         batch = Trainer(spec.model, spec.train, dict(spec.tasks)).eval_sets()[family]
+        loss_kind = spec.tasks[0][1].loss
         for seed in range(P["seeds"]):
             models = {a: m for (a, s), m in all_models.items() if s == seed}
-            teacher_past = residual_inputs(models["vanilla"], batch.inputs)
+            teacher_past = _residual_inputs(*nnx.split(models["vanilla"]), batch.inputs)
             for arm, model in models.items():
                 past = {"bigram": jnp.zeros_like(teacher_past), "local": teacher_past}.get(arm)
-                loss_BT = token_losses(model(batch.inputs, past_resid=past), batch.targets, spec.tasks[0][1].loss)
-                w_T = batch.mask.sum(0)
-                loss_T = np.asarray((loss_BT * batch.mask).sum(0) / jnp.maximum(w_T, 1))
+                loss_T, w_T = _position_losses(*nnx.split(model), loss_kind, batch, past)
                 rows += [dict(family=family, point=point, arm=arm, seed=seed, position=t, value=float(loss_T[t]))
                          for t in range(loss_T.shape[0]) if w_T[t] > 0]
     return rows
+
+
+# Jitted: op-by-op eager forward passes compiled every primitive separately (18 s of a smoke run).
+@jax.jit
+def _residual_inputs(graphdef, state, inputs):
+    return residual_inputs(nnx.merge(graphdef, state), inputs)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _position_losses(graphdef, state, loss_kind: str, batch, past):
+    """Mean loss per position over the batch's scored rows, and the scored count per position."""
+    loss_BT = token_losses(nnx.merge(graphdef, state)(batch.inputs, past_resid=past), batch.targets, loss_kind)
+    w_T = batch.mask.sum(0)
+    return (loss_BT * batch.mask).sum(0) / jnp.maximum(w_T, 1), w_T
 
 
 def wu_probes(preset: str, out: Path, by_id: dict[str, RunSpec]) -> list[dict]:

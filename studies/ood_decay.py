@@ -51,9 +51,9 @@ PRESETS = {
     "smoke": dict(cases=("A", "B", "C", "D"), n_languages=3, seeds=2,
                   sizes=(("1L-d32", 1, 32), ("1L-d16", 1, 16)),
                   regs=(("wd0.1", 0.1, 0.0),),
-                  ps=(0.0, 0.01), steps=(100, 100, 100),
-                  lr=3e-3, batch_size=32, warmup=20, n_evals=(8, 12), eval_batch=64,
-                  fewshot=(10, 20)),
+                  ps=(0.0, 0.01), steps=(60, 60, 60),
+                  lr=3e-3, batch_size=32, warmup=10, n_evals=(6, 8), eval_batch=32,
+                  fewshot=(10, 10)),
     "paper": dict(cases=("A", "B", "C", "D"), n_languages=5, seeds=5,
                   # width at one layer (16, 32, 64) and depth at d32 (1, 2 layers): 5k-57k parameters
                   sizes=(("1L-d32", 1, 32), ("1L-d16", 1, 16), ("2L-d32", 2, 32), ("1L-d64", 1, 64)),
