@@ -138,8 +138,9 @@ def test_forgetting_conventions():
     pre[-3:] = [0.95, 0.9, 0.8]                      # best 0.95 before the drop, 0.8 at it
     drop = np.linspace(0.8, 0.2, len(T))
     kept = np.linspace(0.5, 0.9, len(T))
-    rows = (_rows("pre", {"role": "pre"}, {("A2", "acc"): (T, pre), ("A0", "acc"): (T, kept)})
-            + _rows("d0", {"role": "drop", "p": 0.0}, {("A2", "acc"): (T, drop), ("A0", "acc"): (T, kept)}))
+    curves = {("A0", "acc"): (T, kept), ("A1", "acc"): (T, kept)}    # the kept languages of case A, n = 3
+    rows = (_rows("pre", {"role": "pre"}, {("A2", "acc"): (T, pre), **curves})
+            + _rows("d0", {"role": "drop", "p": 0.0}, {("A2", "acc"): (T, drop), **curves}))
     f = {r["quantity"] if r["convention"] == "bwt" else r["convention"]: r["value"]
          for r in st.forgetting_rows(st.index_runs(rows))}
     assert f["peak"] == pytest.approx(0.95 - 0.2) and f["first_last"] == pytest.approx(0.8 - 0.2)
