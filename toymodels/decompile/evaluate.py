@@ -68,27 +68,39 @@ def exact_match(pred, true) -> bool:
     return strip(pred) == strip(true)
 
 
-def _outputs(program, max_len: int, vocab) -> list:
+def _inputs(max_len: int, vocab) -> list[list]:
+    return [list(xs) for n in range(1, max_len + 1) for xs in itertools.product(vocab, repeat=n)]
+
+
+def _output(program, xs):
     from toymodels.rasp import evaluate
-    out = []
-    for n in range(1, max_len + 1):
-        for xs in itertools.product(vocab, repeat=n):
-            try:
-                out.append(evaluate(program, list(xs)))
-            except Exception as e:  # noqa: BLE001 -- a garbage program may fail any way
-                out.append(f"<error {type(e).__name__}>")
-    return out
+    try:
+        return evaluate(program, xs)
+    except Exception as e:  # noqa: BLE001 -- a garbage program may fail any way
+        return f"<error {type(e).__name__}>"
+
+
+@functools.lru_cache(maxsize=4096)
+def _reference_outputs(true_tokens: tuple, max_len: int, vocab: tuple) -> tuple:
+    """A reference program's outputs on every input (cached: each is checked against many
+    decodings)."""
+    program = parse_program(list(true_tokens))
+    return tuple(_output(program, xs) for xs in _inputs(max_len, vocab))
 
 
 def functionally_equivalent(pred_tokens, program, max_len: int = 5, vocab=FOUNTAIN_VOCAB) -> bool:
     """``pred_tokens`` parse and give ``program``'s outputs (a program or its tokens) on every
-    input of length 1..max_len over ``vocab`` (an error where it errs). Unparsable: False."""
+    input of length 1..max_len over ``vocab`` (an error where it errs). Unparsable: False.
+    Stops at the first input where they differ."""
     try:
         pred = parse_program(strip(pred_tokens))
     except ValueError:
         return False
-    true = parse_program(strip(program)) if isinstance(program, (list, tuple)) else program
-    return _outputs(pred, max_len, vocab) == _outputs(true, max_len, vocab)
+    if isinstance(program, (list, tuple)):
+        ref = _reference_outputs(tuple(strip(program)), max_len, tuple(vocab))
+    else:
+        ref = tuple(_output(program, xs) for xs in _inputs(max_len, vocab))
+    return all(_output(pred, xs) == r for xs, r in zip(_inputs(max_len, vocab), ref))
 
 
 def decoder_report(model, task, split: str = "eval", limit: int | None = None,
