@@ -20,7 +20,7 @@ from toymodels.tasks.rasp_io import resolve_program
 
 # One fountain program, two seeds, a few steps, a decompiler of a few steps on 30 programs.
 SHRINK = dict(library=(), n_fountain=1, seeds=2, steps=30, max_inputs=64, mlp_steps=20,
-              dec_programs=30, dec_eval=6, dec_weight_tokens=48, dec_program_tokens=40,
+              dec_programs=30, dec_extra_train=10, dec_eval=6, dec_weight_tokens=48, dec_program_tokens=40,
               dec_d_model=16, dec_layers=1, dec_steps=5, dec_seeds=2)
 
 
@@ -133,6 +133,22 @@ def test_compiled_net_is_fully_accurate(program):
     assert acc == dict(acc=1.0, exact=1.0, matched=1.0, train_acc=1.0)
 
 
+def test_heldout_ceiling_counts_classes_never_trained():
+    # count's table: its one held-out all-equal row has count 5, which no training row has
+    count = cvt.twin_task("count")
+    y_tr, y_ev = count.table("train")[1], count.table("eval")[1]
+    unseen = ~np.isin(y_ev, np.unique(y_tr))
+    assert unseen.any() and cvt.heldout_ceiling(count) == pytest.approx(1 - unseen.mean())
+    assert cvt.heldout_ceiling(cvt.twin_task("reverse")) == 1.0
+    assert cvt.heldout_ceiling(cvt.twin_task("frac_prevs")) == 1.0      # numerical
+    rows = [dict(program="count", source="compiled", width=1.0, seed=0, metric="acc", value=1.0)] + [
+        dict(program="count", source="trained", width=1.0, seed=s, metric="acc", value=v)
+        for s, v in enumerate((1 - unseen.mean(), 0.9))]
+    out = cvt.with_ceiling(rows)
+    assert [r["value"] for r in out if r["metric"] == "reached"] == [1.0, 0.0]
+    assert [r["value"] for r in out if r["source"] == "ceiling"] == [cvt.heldout_ceiling(count)]
+
+
 # ------------------------------------------------------------------ summary functions
 def test_seed_means_average_within_a_seed_then_across_seeds():
     rows = [dict(program=p, seed=s, metric="cka", value=v)
@@ -182,7 +198,7 @@ def test_score_decoding():
 # ------------------------------------------------------------------ end to end
 def test_smoke_path_end_to_end(tmp_path, shrunk):
     paths = run_study(cvt, "smoke", tmp_path, progress=False)
-    assert len(paths) == 24 and all(p.stat().st_size > 5000 for p in paths)
+    assert len(paths) == 22 and all(p.stat().st_size > 5000 for p in paths)   # 11 figures, PNG + PDF
     tables = tmp_path / "figures"
     acc = read_rows(tables / "twin_accuracy.csv")
     trained = [r for r in acc if r["source"] == "trained" and r["metric"] == "acc"]

@@ -159,6 +159,18 @@ def test_batches_decode_to_their_programs(task, split):
         assert m_T[:W].sum() == 0 and m_T[W:].all()
 
 
+def test_extra_train_programs_leave_the_eval_split_alone(task):
+    more = make_task("decompile", **SMALL, extra_train=20)
+    held = [e["tokens"] for e in task.programs("eval")]
+    assert [e["tokens"] for e in more.programs("eval")] == held
+    np.testing.assert_array_equal(more.weights("eval"), task.weights("eval"))
+    base, train = [e["id"] for e in task.programs("train")], [e["id"] for e in more.programs("train")]
+    assert train[:len(base)] == base and len(train) > len(base)
+    assert min(train[len(base):]) >= task.n_programs     # the extra seeds
+    assert not {tuple(e["tokens"]) for e in more.programs("train")} & set(map(tuple, held))
+    assert more.stats()["tried"] == 60
+
+
 def test_scrambled_task_same_programs_other_weights(task):
     scr = make_task("decompile", **SMALL, scrambled=True)
     assert [e["tokens"] for e in scr.programs("eval")] == [e["tokens"] for e in task.programs("eval")]

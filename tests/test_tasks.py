@@ -401,6 +401,7 @@ def test_make_task_unknown_field_lists_fields():
     ("pool", dict(base=None)),
     ("pool", dict(base=make_task("pool", base=make_task("parity")))),
     ("pool", dict(n=0, base=make_task("parity"))),
+    ("decompile", dict(extra_train=-1)),
 ])
 def test_invalid_fields_raise(name, fields):
     field = next(iter(fields))

@@ -54,14 +54,15 @@ def band(ax, x, mean, lo, hi, n: int, label: str | None = None, color=None, **kw
     return line
 
 
-def save(fig, path: str | os.PathLike, pdf: bool = True) -> list[Path]:
-    """Save as PNG (and PDF) atomically; returns the written paths."""
+def save(fig, path: str | os.PathLike, pdf: bool = True, dpi: float | None = None) -> list[Path]:
+    """Save as PNG (and PDF) atomically; returns the written paths. ``dpi``: of the PNG
+    (default STYLE's 150; lower for large grids of panels, whose PDF keeps full detail)."""
     path = Path(path).with_suffix("")
     written = []
     with plt.rc_context(STYLE):
         for ext in ("png", "pdf") if pdf else ("png",):
             buf = io.BytesIO()
-            fig.savefig(buf, format=ext, bbox_inches="tight")
+            fig.savefig(buf, format=ext, bbox_inches="tight", dpi=dpi)   # None: STYLE's
             atomic_write_bytes(path.with_suffix(f".{ext}"), buf.getvalue())
             written.append(path.with_suffix(f".{ext}"))
     plt.close(fig)

@@ -56,8 +56,13 @@ def _jsonable(x):
     return str(x)
 
 
-def write_rows(path: str | os.PathLike, rows: Iterable[dict], fields: Sequence[str] | None = None) -> None:
+def write_rows(path: str | os.PathLike, rows: Iterable[dict], fields: Sequence[str] | None = None,
+               digits: int | None = None) -> None:
+    """Rows as CSV, atomically; ``digits``: floats rounded to that many significant digits
+    (for committed summary tables, where full repr precision only adds bytes)."""
     rows = list(rows)
+    if digits is not None:
+        rows = [{k: float(f"{v:.{digits}g}") if isinstance(v, float) else v for k, v in r.items()} for r in rows]
     fields = list(fields or (rows[0].keys() if rows else FIELDS))
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")

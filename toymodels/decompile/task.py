@@ -18,6 +18,8 @@ output_kind="logits", vocab_size=task.vocab.size, and should be causal.
 Data, built on the host on first use and cached per config: fountain programs with seeds
 ``data_seed * 1_000_000 + i`` (i < n_programs) and n_ops drawn by data_seed in
 [min_ops, max_ops], over ("a", "b", "c") with max_seq_len 5 (rasp_io's fountain setup).
+``extra_train`` more programs (seeds from ``n_programs`` on) join the training split
+only, so a larger training set keeps the same held-out programs.
 Skipped: programs the fountain gives up on, whose tokens exceed max_program_tokens,
 whose compiled net exceeds the layout or max_weight_tokens, and repeats of an earlier
 program's exact token sequence. The remaining distinct programs are split by program
@@ -70,6 +72,7 @@ class DecompileTask(Task):
     next_token: ClassVar[bool] = False   # targets are class ids, inputs vectors
 
     n_programs: int = 2000        # fountain programs tried (before caps and de-duplication)
+    extra_train: int = 0          # more programs tried, for training only (eval split unchanged)
     min_ops: int = 2
     max_ops: int = 6
     scrambled: bool = False
@@ -85,6 +88,7 @@ class DecompileTask(Task):
         for f in ("n_programs", "min_ops", "max_layers", "d_max", "max_heads",
                   "max_weight_tokens", "max_program_tokens", "n_eval"):
             check_int(f, getattr(self, f), 1)
+        check_int("extra_train", self.extra_train, 0)
         check_int("max_ops", self.max_ops, self.min_ops)
         check_int("data_seed", self.data_seed, 0)
         check_choice("scrambled", self.scrambled, (False, True))
@@ -168,7 +172,14 @@ def _build(task: DecompileTask) -> tuple[dict[str, Split], collections.Counter]:
     layout, counts, seen, kept = task.layout, collections.Counter(), set(), []
     n_ops_P = np.random.default_rng(task.data_seed).integers(
         task.min_ops, task.max_ops + 1, task.n_programs)
+    # extra_train: seeds after the first n_programs, n_ops from their own stream, so the
+    # first n_programs (and the eval split drawn from them) are the same for any extra_train
+    n_ops_P = np.concatenate([n_ops_P, np.random.default_rng([task.data_seed, 2]).integers(
+        task.min_ops, task.max_ops + 1, task.extra_train)])
+    n_base = None
     for i, n_ops in enumerate(n_ops_P.tolist()):
+        if i == task.n_programs:
+            n_base = len(kept)
         counts["tried"] += 1
         seed = task.data_seed * SEED_STRIDE + i
         try:
@@ -198,10 +209,11 @@ def _build(task: DecompileTask) -> tuple[dict[str, Split], collections.Counter]:
                      "tokens": list(toks), "n_layers": compiled.cfg.n_layers,
                      "d_model": compiled.cfg.d_model, "n_weights": len(x_NI), "x_NI": x_NI})
     counts["kept"] = len(kept)
-    if task.n_eval >= len(kept):
-        raise ConfigError(f"n_eval={task.n_eval} leaves no training programs: only {len(kept)} of "
+    n_base = len(kept) if n_base is None else n_base
+    if task.n_eval >= n_base:
+        raise ConfigError(f"n_eval={task.n_eval} leaves no training programs: only {n_base} of "
                           f"n_programs={task.n_programs} fountain programs fit the caps ({dict(counts)})")
-    held = set(np.random.default_rng([task.data_seed, 1]).permutation(len(kept))[:task.n_eval].tolist())
+    held = set(np.random.default_rng([task.data_seed, 1]).permutation(n_base)[:task.n_eval].tolist())
     splits = {}
     for name in SPLITS:
         entries = [e for j, e in enumerate(kept) if (j in held) == (name == "eval")]
