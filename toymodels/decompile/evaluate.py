@@ -68,8 +68,9 @@ def exact_match(pred, true) -> bool:
     return strip(pred) == strip(true)
 
 
-def _inputs(max_len: int, vocab) -> list[list]:
-    return [list(xs) for n in range(1, max_len + 1) for xs in itertools.product(vocab, repeat=n)]
+@functools.lru_cache(maxsize=16)
+def _inputs(max_len: int, vocab: tuple) -> tuple[list, ...]:
+    return tuple(list(xs) for n in range(1, max_len + 1) for xs in itertools.product(vocab, repeat=n))
 
 
 def _output(program, xs):
@@ -96,11 +97,12 @@ def functionally_equivalent(pred_tokens, program, max_len: int = 5, vocab=FOUNTA
         pred = parse_program(strip(pred_tokens))
     except ValueError:
         return False
+    inputs = _inputs(max_len, tuple(vocab))
     if isinstance(program, (list, tuple)):
         ref = _reference_outputs(tuple(strip(program)), max_len, tuple(vocab))
     else:
-        ref = tuple(_output(program, xs) for xs in _inputs(max_len, vocab))
-    return all(_output(pred, xs) == r for xs, r in zip(_inputs(max_len, vocab), ref))
+        ref = (_output(program, xs) for xs in inputs)   # lazy: stops with the comparison
+    return all(_output(pred, xs) == r for xs, r in zip(inputs, ref))
 
 
 def decoder_report(model, task, split: str = "eval", limit: int | None = None,

@@ -176,10 +176,7 @@ def _build(task: DecompileTask) -> tuple[dict[str, Split], collections.Counter]:
     # first n_programs (and the eval split drawn from them) are the same for any extra_train
     n_ops_P = np.concatenate([n_ops_P, np.random.default_rng([task.data_seed, 2]).integers(
         task.min_ops, task.max_ops + 1, task.extra_train)])
-    n_base = None
     for i, n_ops in enumerate(n_ops_P.tolist()):
-        if i == task.n_programs:
-            n_base = len(kept)
         counts["tried"] += 1
         seed = task.data_seed * SEED_STRIDE + i
         try:
@@ -209,7 +206,7 @@ def _build(task: DecompileTask) -> tuple[dict[str, Split], collections.Counter]:
                      "tokens": list(toks), "n_layers": compiled.cfg.n_layers,
                      "d_model": compiled.cfg.d_model, "n_weights": len(x_NI), "x_NI": x_NI})
     counts["kept"] = len(kept)
-    n_base = len(kept) if n_base is None else n_base
+    n_base = sum(e["id"] < task.n_programs for e in kept)   # kept in order: the first n_base
     if task.n_eval >= n_base:
         raise ConfigError(f"n_eval={task.n_eval} leaves no training programs: only {n_base} of "
                           f"n_programs={task.n_programs} fountain programs fit the caps ({dict(counts)})")
