@@ -9,7 +9,7 @@ from flax import nnx
 
 from toymodels.config import ConfigError, replace
 from toymodels.hooks import patch, run_with_cache, steer
-from toymodels.model import TransformerConfig, init_model, param_count
+from toymodels.model import Transformer, TransformerConfig, init_model, param_count
 
 
 def _tokens(cfg, B=3, T=10, seed=0):
@@ -32,6 +32,20 @@ def test_param_count_matches_torch_peer_formula():
     per_block = 4 * D + (3 * D * D + 3 * D) + (D * D + D) + (4 * D * D + 4 * D) + (4 * D * D + D)
     expected = V * D + T * D + L * per_block + 2 * D + D * V
     assert param_count(init_model(cfg, 0)) == expected
+
+
+@pytest.mark.parametrize("changes", [{}, dict(input_kind="vectors", d_input=3, output_kind="vectors",
+                                                d_output=2, use_bias=True, norm="none")])
+def test_model_without_rngs_is_zero_with_the_random_init_structure(changes):
+    cfg = TransformerConfig(n_layers=2, d_model=16, n_heads=2, vocab_size=7, max_seq_len=8, **changes)
+    g0, s0 = nnx.split(Transformer(cfg, None), nnx.Param)
+    g1, s1 = nnx.split(init_model(cfg, 0), nnx.Param)
+    assert g0 == g1
+    shapes = lambda s: jax.tree.map(lambda x: x.shape, s)
+    assert shapes(s0) == shapes(s1)
+    for path, var in nnx.to_flat_state(s0):
+        want = 1.0 if path[-1] == "scale" else 0.0     # LayerNorm scales start at one
+        assert np.all(np.asarray(var.get_value()) == want), path
 
 
 @pytest.mark.parametrize("jit", [False, True])

@@ -71,3 +71,17 @@ def test_rescaling_needs_relu():
     cfg = TransformerConfig(n_layers=1, d_model=8, n_heads=2, vocab_size=5, max_seq_len=4, act="gelu")
     with pytest.raises(ConfigError, match="relu"):
         scramble.rescale_mlp_units(random_model(cfg))
+
+
+@pytest.mark.parametrize("norm", ["none", "layernorm"])
+def test_scramble_is_the_composition_of_the_single_scrambles(norm):
+    cfg = TransformerConfig(n_layers=2, d_model=16, n_heads=2, d_mlp=32, vocab_size=7, max_seq_len=8,
+                            norm=norm, act="relu", use_bias=True)
+    model = random_model(cfg, 4)
+    seeds = np.random.default_rng(5).integers(0, 2**31, 4).tolist()
+    chained = (scramble.rotate_residual if norm == "none" else scramble.permute_residual)(model, seeds[0])
+    chained = scramble.permute_mlp_units(chained, seeds[1])
+    chained = scramble.permute_heads(chained, seeds[2])
+    chained = scramble.rescale_mlp_units(chained, seeds[3])
+    a, b = model_params(scramble.scramble(model, 5)), model_params(chained)
+    assert all(np.array_equal(a[k], b[k]) for k in a)     # bitwise: same float32 rounding per step

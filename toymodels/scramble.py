@@ -24,15 +24,18 @@ import jax
 import numpy as np
 
 from toymodels.config import ConfigError
-from toymodels.model import Transformer
+from toymodels.model import Transformer, TransformerConfig
 
 
-def _params(model: Transformer) -> dict[str, np.ndarray]:
+Params = dict[str, np.ndarray]
+
+
+def _params(model: Transformer) -> Params:
     from toymodels.compiler.assemble import model_params
     return model_params(model)
 
 
-def _build(model: Transformer, params: dict[str, np.ndarray]) -> Transformer:
+def _build(model: Transformer, params: Params) -> Transformer:
     from toymodels.compiler.assemble import build_model
     return build_model(model.cfg, params)
 
@@ -53,13 +56,15 @@ def random_orthogonal(d: int, rng: np.random.Generator) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
-def _change_basis(model: Transformer, Q: np.ndarray, norm_ok: bool) -> Transformer:
-    """The model for residual x' = x @ Q (Q orthogonal)."""
-    if model.cfg.norm != "none" and not norm_ok:
+# Each scramble is a map on the parameter dict (float64, by dotted path); the public
+# functions wrap it as model -> model.
+def _change_basis(cfg: TransformerConfig, p: Params, Q: np.ndarray, norm_ok: bool) -> Params:
+    """The parameters for residual x' = x @ Q (Q orthogonal)."""
+    if cfg.norm != "none" and not norm_ok:
         raise ConfigError("rotate_residual needs norm='none': LayerNorm does not commute with "
                           "rotations; use permute_residual")
     out = {}
-    for path, w in _params(model).items():
+    for path, w in p.items():
         name = path.split(".")[-1]
         if name in ("W_E", "W_pos", "b_O", "b_out") or (name in ("W_in", "b_in") and "mlp" not in path):
             w = w @ Q                                     # writes into the residual
@@ -72,21 +77,21 @@ def _change_basis(model: Transformer, Q: np.ndarray, norm_ok: bool) -> Transform
         elif name in ("scale", "bias"):
             w = w @ np.abs(Q)                             # permutations only (checked by caller)
         out[path] = w
-    return _build(model, out)
+    return out
 
 
-def rotate_residual(model: Transformer, key=0) -> Transformer:
-    return _change_basis(model, random_orthogonal(model.cfg.d_model, _rng(key)), norm_ok=False)
+def _rotate(cfg, p, key):
+    return _change_basis(cfg, p, random_orthogonal(cfg.d_model, _rng(key)), norm_ok=False)
 
 
-def permute_residual(model: Transformer, key=0) -> Transformer:
-    perm = _rng(key).permutation(model.cfg.d_model)
-    return _change_basis(model, np.eye(model.cfg.d_model)[:, perm], norm_ok=True)
+def _permute_residual(cfg, p, key):
+    perm = _rng(key).permutation(cfg.d_model)
+    return _change_basis(cfg, p, np.eye(cfg.d_model)[:, perm], norm_ok=True)
 
 
-def permute_mlp_units(model: Transformer, key=0) -> Transformer:
-    rng, p = _rng(key), _params(model)
-    for i in range(model.cfg.n_layers):
+def _permute_mlp(cfg, p, key):
+    rng, p = _rng(key), dict(p)
+    for i in range(cfg.n_layers):
         pre = f"blocks.{i}.mlp"
         if f"{pre}.W_in" not in p:
             continue
@@ -95,26 +100,26 @@ def permute_mlp_units(model: Transformer, key=0) -> Transformer:
         p[f"{pre}.W_out"] = p[f"{pre}.W_out"][perm]
         if f"{pre}.b_in" in p:
             p[f"{pre}.b_in"] = p[f"{pre}.b_in"][perm]
-    return _build(model, p)
+    return p
 
 
-def permute_heads(model: Transformer, key=0) -> Transformer:
-    rng, p = _rng(key), _params(model)
-    for i in range(model.cfg.n_layers):
+def _permute_heads(cfg, p, key):
+    rng, p = _rng(key), dict(p)
+    for i in range(cfg.n_layers):
         pre = f"blocks.{i}.attn"
-        perm = rng.permutation(model.cfg.n_heads)
+        perm = rng.permutation(cfg.n_heads)
         p[f"{pre}.W_QKV"] = p[f"{pre}.W_QKV"][:, :, perm]
         p[f"{pre}.W_O"] = p[f"{pre}.W_O"][perm]
         if f"{pre}.b_QKV" in p:
             p[f"{pre}.b_QKV"] = p[f"{pre}.b_QKV"][:, perm]
-    return _build(model, p)
+    return p
 
 
-def rescale_mlp_units(model: Transformer, key=0, low: float = 0.25, high: float = 4.0) -> Transformer:
-    if model.cfg.act != "relu":
+def _rescale(cfg, p, key, low: float = 0.25, high: float = 4.0):
+    if cfg.act != "relu":
         raise ConfigError("rescale_mlp_units needs act='relu' (GELU is not positively homogeneous)")
-    rng, p = _rng(key), _params(model)
-    for i in range(model.cfg.n_layers):
+    rng, p = _rng(key), dict(p)
+    for i in range(cfg.n_layers):
         pre = f"blocks.{i}.mlp"
         if f"{pre}.W_in" not in p:
             continue
@@ -123,20 +128,43 @@ def rescale_mlp_units(model: Transformer, key=0, low: float = 0.25, high: float 
         p[f"{pre}.W_out"] = p[f"{pre}.W_out"] / c[:, None]
         if f"{pre}.b_in" in p:
             p[f"{pre}.b_in"] = p[f"{pre}.b_in"] * c
-    return _build(model, p)
+    return p
+
+
+def rotate_residual(model: Transformer, key=0) -> Transformer:
+    return _build(model, _rotate(model.cfg, _params(model), key))
+
+
+def permute_residual(model: Transformer, key=0) -> Transformer:
+    return _build(model, _permute_residual(model.cfg, _params(model), key))
+
+
+def permute_mlp_units(model: Transformer, key=0) -> Transformer:
+    return _build(model, _permute_mlp(model.cfg, _params(model), key))
+
+
+def permute_heads(model: Transformer, key=0) -> Transformer:
+    return _build(model, _permute_heads(model.cfg, _params(model), key))
+
+
+def rescale_mlp_units(model: Transformer, key=0, low: float = 0.25, high: float = 4.0) -> Transformer:
+    return _build(model, _rescale(model.cfg, _params(model), key, low, high))
+
+
+def _as_stored(p: Params) -> Params:
+    """What a model stores (float32), read back as float64: each step of ``scramble``
+    rounds as if its result were built into a model, without building one."""
+    return {k: np.asarray(v, np.float32).astype(np.float64) for k, v in p.items()}
 
 
 def scramble(model: Transformer, key=0, *, rotate: bool = True, permute_mlp: bool = True,
              permute_attention: bool = True, rescale: bool = True) -> Transformer:
     """All of the above (rotation only without LayerNorm, rescaling only with ReLU)."""
-    rng = _rng(key)
-    seeds = rng.integers(0, 2**31, 4).tolist()
-    if rotate:
-        model = (rotate_residual if model.cfg.norm == "none" else permute_residual)(model, seeds[0])
-    if permute_mlp:
-        model = permute_mlp_units(model, seeds[1])
-    if permute_attention:
-        model = permute_heads(model, seeds[2])
-    if rescale and model.cfg.act == "relu":
-        model = rescale_mlp_units(model, seeds[3])
-    return model
+    cfg, p = model.cfg, _params(model)
+    seeds = _rng(key).integers(0, 2**31, 4).tolist()
+    steps = [(rotate, _rotate if cfg.norm == "none" else _permute_residual), (permute_mlp, _permute_mlp),
+             (permute_attention, _permute_heads), (rescale and cfg.act == "relu", _rescale)]
+    for (on, fn), seed in zip(steps, seeds):
+        if on:
+            p = _as_stored(fn(cfg, p, seed))
+    return _build(model, p)

@@ -237,7 +237,7 @@ def lr_factor(tcfg: TrainConfig, step: Array) -> Array:
 @functools.lru_cache(maxsize=64)
 def abstract_model(mcfg: TransformerConfig):
     """(graphdef, parameter shapes) of a config's model, without drawing any weights."""
-    return nnx.split(nnx.eval_shape(lambda: init_model(mcfg, 0)), nnx.Param)
+    return nnx.split(nnx.eval_shape(lambda: Transformer(mcfg, None)), nnx.Param)
 
 
 def task_config(task: Task) -> dict:

@@ -42,7 +42,7 @@ _SKELETONS: dict = {}
 def _skeleton(cfg: TransformerConfig):
     """(graphdef, treedef, parameter paths, shapes) of a Transformer, traced once per config."""
     if cfg not in _SKELETONS:
-        graphdef, state = nnx.split(nnx.eval_shape(lambda: Transformer(cfg, nnx.Rngs(0))))
+        graphdef, state = nnx.split(nnx.eval_shape(lambda: Transformer(cfg, None)))
         leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
         paths = [".".join(str(k.key) for k in kp if isinstance(k, jax.tree_util.DictKey))
                  for kp, _ in leaves]
