@@ -53,18 +53,21 @@ def test_wu_numpy_reference_by_hand():
 
 
 # ---------------------------------------------------------------- multiplication
-def digits_value(cols: np.ndarray) -> np.ndarray:
-    return (cols * 10 ** np.arange(cols.shape[1])).sum(1)
+def digits_value(cols: np.ndarray, base: int = 10) -> np.ndarray:
+    return (cols * base ** np.arange(cols.shape[1])).sum(1)
 
 
 @pytest.mark.parametrize("split", ["train", "eval"])
-def test_multiplication_products_and_fillers(split):
-    task = make_task("multiplication", digits=3, fillers=4)
+@pytest.mark.parametrize("base", [10, 4])
+def test_multiplication_products_and_fillers(split, base):
+    task = make_task("multiplication", digits=3, fillers=4, base=base)
     x = full_seq(sample(task, 256, split))
     assert x.shape == (256, 4 * 3 + 2 + 4)
     words = np.asarray(task.vocab.tokens)[x]
     assert ((words == ".").sum(1) == 4).all() and (words[:, 8:12] == ".").all()
-    a, b, c = digits_value(x[:, :3]), digits_value(x[:, 4:7]), digits_value(x[:, -6:])
+    assert (words[:, 3] == "*").all() and (words[:, 7] == "=").all() and task.vocab.size == base + 3
+    a, b, c = (digits_value(x[:, cols], base) for cols in (slice(0, 3), slice(4, 7), slice(-6, None)))
+    assert a.max() < base ** 3 and len(np.unique(a)) > base ** 2   # uniform over base^3 values, not fewer
     np.testing.assert_array_equal(a * b, c)
     assert (np.asarray(task.is_eval(a, b)) == (split == "eval")).all()
 
@@ -83,11 +86,12 @@ def test_multiplication_splits_disjoint_and_uniform():
     assert len(seen["eval"]) > 0.95 * every.sum()
 
 
-@pytest.mark.parametrize("field, value, words", [("digits", 5, "int32"), ("digits", 0, ">= 1"),
-                                                 ("fillers", -1, ">= 0")])
-def test_multiplication_bad_fields(field, value, words):
+@pytest.mark.parametrize("fields, field, words", [
+    (dict(digits=5), "digits", "1..4 for base 10"), (dict(digits=8, base=4), "digits", "1..7 for base 4"),
+    (dict(digits=0), "digits", ">= 1"), (dict(fillers=-1), "fillers", ">= 0"), (dict(base=1), "base", ">= 2")])
+def test_multiplication_bad_fields(fields, field, words):
     with pytest.raises(ConfigError, match=field) as err:
-        make_task("multiplication", **{field: value})
+        make_task("multiplication", **fields)
     assert words in str(err.value)
 
 

@@ -103,7 +103,7 @@ def check_multiplication(task, x_BU):
     w, k, F = as_words(task, x_BU), task.digits, task.fillers
     assert (w[:, k] == "*").all() and (w[:, 2 * k + 1] == "=").all()
     assert (w[:, 2 * k + 2:2 * k + 2 + F] == ".").all()
-    number = lambda cols: (as_ints(cols) * 10 ** np.arange(cols.shape[1])).sum(1)
+    number = lambda cols: (as_ints(cols) * task.base ** np.arange(cols.shape[1])).sum(1)
     a, b, c = number(w[:, :k]), number(w[:, k + 1:2 * k + 1]), number(w[:, -2 * k:])
     np.testing.assert_array_equal(a * b, c)
 
@@ -390,6 +390,8 @@ def test_make_task_unknown_field_lists_fields():
     ("multiplication", dict(digits=5)),     # products would overflow int32
     ("multiplication", dict(digits=0)),
     ("multiplication", dict(fillers=-1)),
+    ("multiplication", dict(base=1)),
+    ("multiplication", dict(digits=8, base=4)),
     ("pair_count", dict(length=1)),
     ("pair_count", dict(n_symbols=1)),
     ("adjacent_pair", dict(length=7)),

@@ -100,7 +100,9 @@ class WuRegressionTask(Task):
 class MultiplicationTask(Task):
     """``a_0..a_{k-1} * b_0..b_{k-1} = . . . c_0..c_{2k-1}``: digits least-significant first.
 
-    a, b are uniform in [0, 10^k) (leading zeros keep the length fixed); F filler tokens
+    a, b are uniform in [0, base^k) (leading zeros keep the length fixed), written in
+    ``base`` (10 by default; base 4 makes 3x3-digit products small enough to learn on a
+    CPU: 64 x 64 pairs, a 16-entry digit-product table instead of 100); F filler tokens
     "." give the model extra positions to compute in before the product; only the 2k
     product digits are scored. About 10% of the (a, b) pairs, picked by a fixed integer
     hash, form the eval split, so exact match on eval measures unseen pairs.
@@ -110,12 +112,15 @@ class MultiplicationTask(Task):
 
     digits: int = 3   # k
     fillers: int = 0  # F
+    base: int = 10
 
     def __post_init__(self):
+        check_int("base", self.base, 2)
         check_int("digits", self.digits, 1)
-        if self.digits > 4:
-            fail("digits", self.digits, "must be an integer in 1..4: pair ids (10^(2k)) and "
-                 "products must fit JAX's default int32")
+        if self.base ** (2 * self.digits) > 2**31:
+            top = max(k for k in range(1, 32) if self.base ** (2 * k) <= 2**31)
+            fail("digits", self.digits, f"must be an integer in 1..{top} for base {self.base}: pair ids "
+                 "and products (base^(2k)) must fit JAX's default int32")
         check_int("fillers", self.fillers, 0)
 
     @property
@@ -124,14 +129,14 @@ class MultiplicationTask(Task):
 
     @property
     def vocab(self) -> Vocab:
-        return Vocab(tuple(str(i) for i in range(10)) + ("*", "=", "."))
+        return Vocab(tuple(str(i) for i in range(self.base)) + ("*", "=", "."))
 
     def is_eval(self, a, b) -> jax.Array:
         """Whether the pair (a, b) is held out; a murmur3 finaliser so the split mixes all digits.
 
         A linear hash mod 10 would depend on a + b mod 10 alone, i.e. on the last digits only.
         """
-        h = jnp.asarray(a, jnp.uint32) * jnp.uint32(10 ** self.digits) + jnp.asarray(b, jnp.uint32)
+        h = jnp.asarray(a, jnp.uint32) * jnp.uint32(self.base ** self.digits) + jnp.asarray(b, jnp.uint32)
         h = (h ^ (h >> 16)) * jnp.uint32(0x85EBCA6B)
         h = (h ^ (h >> 13)) * jnp.uint32(0xC2B2AE35)
         return (h ^ (h >> 16)) % 10 == 0
@@ -139,7 +144,7 @@ class MultiplicationTask(Task):
     def sample(self, key: jax.Array, batch_size: int, split: str = "train") -> Batch:
         check_choice("split", split, SPLITS)
         want_eval = split == "eval"
-        n = 10 ** self.digits
+        n = self.base ** self.digits
 
         def draw(i):
             ka, kb = jax.random.split(jax.random.fold_in(key, i))
@@ -157,14 +162,16 @@ class MultiplicationTask(Task):
         a_B, b_B = draw(0)
         _, a_B, b_B = lax.while_loop(lambda s: jnp.any(self.is_eval(s[1], s[2]) != want_eval),
                                      redraw, (1, a_B, b_B))
-        k = self.digits
-        place_K = 10 ** jnp.arange(k, dtype=jnp.int32)
-        place_P = 10 ** jnp.arange(2 * k, dtype=jnp.int32)
-        a_BK = (a_B[:, None] // place_K[None, :]) % 10
-        b_BK = (b_B[:, None] // place_K[None, :]) % 10
-        c_BP = ((a_B * b_B)[:, None] // place_P[None, :]) % 10
+        k, base = self.digits, self.base
+        place_K = base ** jnp.arange(k, dtype=jnp.int32)
+        place_P = base ** jnp.arange(2 * k, dtype=jnp.int32)
+        a_BK = (a_B[:, None] // place_K[None, :]) % base
+        b_BK = (b_B[:, None] // place_K[None, :]) % base
+        c_BP = ((a_B * b_B)[:, None] // place_P[None, :]) % base
         col = lambda tok, width: jnp.full((batch_size, width), tok, jnp.int32)
-        x_BU = jnp.concatenate([a_BK, col(10, 1), b_BK, col(11, 1), col(12, self.fillers), c_BP], axis=1)
+        times, equals, filler = base, base + 1, base + 2       # ids after the digits
+        x_BU = jnp.concatenate([a_BK, col(times, 1), b_BK, col(equals, 1), col(filler, self.fillers), c_BP],
+                               axis=1)
         return next_token_batch(x_BU, n_answer=2 * k)
 
 
