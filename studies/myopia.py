@@ -423,8 +423,9 @@ def figures(table_dir: Path) -> list[Path]:
     axes[0, 0].set_xlabel("filler tokens F")
     axes[0, 0].set_ylabel("held-out exact match")
     axes[0, 0].legend()
-    setting = next((r["point"].split("-F")[0] for r in final if r["family"] == "mult"), "")
-    fig.suptitle(f"reversed multiplication {setting} (k x k digits, base b); {seeds}", fontsize=8)
+    setting = next((r["point"].split("-F")[0] for r in final if r["family"] == "mult"), "?b?")  # "3x3b4"
+    size, base = setting.split("b")
+    fig.suptitle(f"reversed {size}-digit multiplication in base {base}; {seeds}", fontsize=8)
     paths += plotting.save(fig, table_dir / "mult_exact_vs_fillers")
 
     # Tasks 3-4: gap vs parameters and vs context length.
