@@ -43,3 +43,17 @@ def test_bootstrap_ci_brackets_the_mean():
     x = np.random.default_rng(0).normal(5.0, 1.0, 200)
     m, lo, hi = bootstrap_ci(x)
     assert lo < m < hi and hi - lo < 0.5
+
+
+def test_redrawn_figures_are_byte_identical(tmp_path, monkeypatch):
+    from toymodels import plotting
+
+    def draw(path):
+        fig, axes = plotting.figure()
+        axes[0, 0].plot([0, 1, 2], [1.0, 0.5, 0.25], label="loss")
+        axes[0, 0].legend()
+        return plotting.save(fig, path)
+    first = [p.read_bytes() for p in draw(tmp_path / "a")]
+    monkeypatch.setattr("time.time", lambda: 2e9)     # a later clock must not show in the files
+    second = [p.read_bytes() for p in draw(tmp_path / "b")]
+    assert len(first) == 2 and first == second

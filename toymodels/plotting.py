@@ -62,7 +62,9 @@ def save(fig, path: str | os.PathLike, pdf: bool = True, dpi: float | None = Non
     with plt.rc_context(STYLE):
         for ext in ("png", "pdf") if pdf else ("png",):
             buf = io.BytesIO()
-            fig.savefig(buf, format=ext, bbox_inches="tight", dpi=dpi)   # None: STYLE's
+            # no creation date in the PDF: a redrawn figure is byte-identical (no git churn)
+            meta = {"CreationDate": None} if ext == "pdf" else None
+            fig.savefig(buf, format=ext, bbox_inches="tight", dpi=dpi, metadata=meta)   # dpi None: STYLE's
             atomic_write_bytes(path.with_suffix(f".{ext}"), buf.getvalue())
             written.append(path.with_suffix(f".{ext}"))
     plt.close(fig)
