@@ -116,8 +116,8 @@ def points(preset: str) -> list[Point]:
                  ARMS if p == 1.0 else ("vanilla", "myopic"), p=p) for p in P["wu_ps"]]
     # bigram and local arms only where the per-position curves and the bonus are read
     digits, base = P["mult"]
-    out += [Point("mult", f"{digits}x{digits}b{base}-F{f}", "multiplication", (("digits", digits), ("fillers", f), ("base", base)), *fixed,
-                  fillers=f) for f in P["fillers"]]
+    out += [Point("mult", f"{digits}x{digits}b{base}-F{f}", "multiplication",
+                  (("digits", digits), ("fillers", f), ("base", base)), *fixed, fillers=f) for f in P["fillers"]]
     for fam, name, lengths, extra in (("pairs", "adjacent_pair", P["pair_lengths"], (("n_symbols", 16),)),
                                       ("text", "text", P["text_lengths"], ())):
         ref_len = lengths[0]   # sizes are swept at the shorter context (cheaper)

@@ -88,7 +88,8 @@ def test_multiplication_splits_disjoint_and_uniform():
 
 @pytest.mark.parametrize("fields, field, words", [
     (dict(digits=5), "digits", "1..4 for base 10"), (dict(digits=8, base=4), "digits", "1..7 for base 4"),
-    (dict(digits=0), "digits", ">= 1"), (dict(fillers=-1), "fillers", ">= 0"), (dict(base=1), "base", ">= 2")])
+    (dict(digits=0), "digits", ">= 1"), (dict(fillers=-1), "fillers", ">= 0"), (dict(base=1), "base", ">= 2"),
+    (dict(base=50_000), "base", "2..46340")])
 def test_multiplication_bad_fields(fields, field, words):
     with pytest.raises(ConfigError, match=field) as err:
         make_task("multiplication", **fields)

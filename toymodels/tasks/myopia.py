@@ -116,6 +116,9 @@ class MultiplicationTask(Task):
 
     def __post_init__(self):
         check_int("base", self.base, 2)
+        if self.base ** 2 > 2**31:
+            fail("base", self.base, "must be an integer in 2..46340: the products of 1-digit "
+                 "numbers (base^2) must fit JAX's default int32")
         check_int("digits", self.digits, 1)
         if self.base ** (2 * self.digits) > 2**31:
             top = max(k for k in range(1, 32) if self.base ** (2 * k) <= 2**31)
