@@ -63,6 +63,7 @@ PRESETS = {
                   local_frac=0.25, eval_batch=256, one_program=False, steps_factor={"wu": 2.5, "mult": 6}),
 }
 BASE_LR = 3e-3
+BATCH = 32
 # Per-family training overrides. Multiplication (3x3 digits in base 4) uses the setting of
 # its pilots (docs/myopia.md): batch 64 at 1e-3; at batch 32 and 3e-3 it was not tried.
 FAMILY_TRAIN = {"mult": dict(batch_size=64, lr=1e-3)}
@@ -134,8 +135,8 @@ def n_params(cfg: TransformerConfig) -> int:
     return int(sum(math.prod(x.shape) for x in jax.tree.leaves(abstract_model(cfg)[1])))
 
 
-def _train(preset: str, point: Point, arm: str, seed: int, lr: float, steps: int, beta: float = 0.0,
-           batch_size: int = 32) -> TrainConfig:
+def _train(preset: str, point: Point, arm: str, seed: int, lr: float, steps: int, beta: float,
+           batch_size: int) -> TrainConfig:
     P = PRESETS[preset]
     shared = P["one_program"] and arm in ("vanilla", "myopic")
     return TrainConfig(
@@ -157,9 +158,9 @@ def specs(preset: str) -> list[RunSpec]:
 
     def add(point: Point, arm: str, seed: int, lr_factor: float = 1.0, beta: float = NA):
         steps = int(P["steps"] * {**STEPS_FACTOR, **P.get("steps_factor", {})}.get(point.family, 1.0))
-        family = FAMILY_TRAIN.get(point.family, {})
-        train = _train(preset, point, arm, seed, family.get("lr", BASE_LR) * lr_factor, steps, max(beta, 0.0),
-                       family.get("batch_size", 32))
+        family = {"lr": BASE_LR, "batch_size": BATCH, **FAMILY_TRAIN.get(point.family, {})}
+        train = _train(preset, point, arm, seed, family["lr"] * lr_factor, steps, max(beta, 0.0),
+                       family["batch_size"])
         parent = _run_id(point, "vanilla", lr_factor, seed)
         run_id = _run_id(point, arm if beta == NA else f"beta{beta:g}", lr_factor, seed)
         if arm == "local":
@@ -352,9 +353,9 @@ ANCHORS = [
 def anchors(table_dir: Path) -> list[dict]:
     final = read_rows(table_dir / "final.csv")
     probes = read_rows(table_dir / "probes.csv")
-    fillers = sorted({r["fillers"] for r in final if r["family"] == "mult" and r["fillers"] > 0})
-    mult_point = {f"{end}F": {r["fillers"]: r["point"] for r in final if r["family"] == "mult"}.get(f)
-                  for end, f in (("max", fillers[-1] if fillers else NA), ("min", fillers[0] if fillers else NA))}
+    point_of = {r["fillers"]: r["point"] for r in final if r["family"] == "mult"}
+    fillers = sorted(f for f in point_of if f > 0)
+    mult_point = {"maxF": point_of[fillers[-1]], "minF": point_of[fillers[0]]} if fillers else {}
     rows = []
     for label, key, theirs in ANCHORS:
         if key[0] == "probe":

@@ -14,6 +14,7 @@ worse than 2-D ones (~+20 % step speed measured, see BENCHMARKS.md).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import TYPE_CHECKING
 
@@ -356,6 +357,12 @@ def residual_inputs(model: Transformer, inputs: Array) -> Array:
     hooks = Hooks(names)
     model(inputs, hooks=hooks)
     return jnp.stack([hooks.cache[n] for n in names])
+
+
+@functools.lru_cache(maxsize=64)
+def abstract_model(cfg: TransformerConfig):
+    """(graphdef, parameter shapes) of a config's model, without drawing any weights."""
+    return nnx.split(nnx.eval_shape(lambda: Transformer(cfg, None)), nnx.Param)
 
 
 def init_model(cfg: TransformerConfig, seed: int | Array = 0) -> Transformer:

@@ -27,7 +27,7 @@ import optax
 from flax import nnx
 
 from toymodels.config import ConfigError, check_choice, check_int, check_range
-from toymodels.model import Transformer, TransformerConfig, init_model, residual_inputs
+from toymodels.model import Transformer, TransformerConfig, abstract_model, init_model, residual_inputs
 from toymodels.schedule import Mixture, MixtureParams
 from toymodels.tasks.base import Batch, Task, masked_mean, metrics, token_losses
 from toymodels.trainlog import Progress, TrainLog, TrainResult, TrainState
@@ -232,12 +232,6 @@ def lr_factor(tcfg: TrainConfig, step: Array) -> Array:
     frac = jnp.clip((step - tcfg.warmup_steps) / max(tcfg.steps - tcfg.warmup_steps, 1), 0.0, 1.0)
     cos = 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
     return warm * (tcfg.min_lr_frac + (1.0 - tcfg.min_lr_frac) * cos)
-
-
-@functools.lru_cache(maxsize=64)
-def abstract_model(mcfg: TransformerConfig):
-    """(graphdef, parameter shapes) of a config's model, without drawing any weights."""
-    return nnx.split(nnx.eval_shape(lambda: Transformer(mcfg, None)), nnx.Param)
 
 
 def task_config(task: Task) -> dict:

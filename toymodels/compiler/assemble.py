@@ -18,7 +18,7 @@ from flax import nnx
 from toymodels.compiler.allocate import Layer
 from toymodels.compiler.blocks import Plan
 from toymodels.compiler.readouts import Lin, Readout
-from toymodels.model import Transformer, TransformerConfig
+from toymodels.model import Transformer, TransformerConfig, abstract_model
 
 
 def model_config(plan: Plan, layers: list[Layer], vocab_size: int, max_seq_len: int,
@@ -42,7 +42,7 @@ _SKELETONS: dict = {}
 def _skeleton(cfg: TransformerConfig):
     """(graphdef, treedef, parameter paths, shapes) of a Transformer, traced once per config."""
     if cfg not in _SKELETONS:
-        graphdef, state = nnx.split(nnx.eval_shape(lambda: Transformer(cfg, None)))
+        graphdef, state = abstract_model(cfg)
         leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
         paths = [".".join(str(k.key) for k in kp if isinstance(k, jax.tree_util.DictKey))
                  for kp, _ in leaves]
