@@ -1,4 +1,9 @@
 import os
+import sys
+
+# Tests live in folders that mirror the tree (tests/toymodels/..., tests/studies/...); shared
+# case modules (rasp_cases.py) sit at tests/ and are importable from every folder.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # Each xdist worker is its own process: none may grab most of an accelerator's memory up front.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 Array = jax.Array
 
@@ -112,3 +113,20 @@ def run_with_cache(model, inputs: Array, names: Iterable[str] = (), *,
 def run_with_interventions(model, inputs: Array, interventions: Mapping[str, Intervention],
                            **forward_kwargs) -> Array:
     return run_with_cache(model, inputs, (), interventions=interventions, **forward_kwargs)[0]
+
+
+_FORWARDS: dict = {}
+
+
+def forward(model, inputs: Array, names: Iterable[str] = ()) -> tuple[Array, dict[str, Array]]:
+    """``run_with_cache`` through one jitted function per (model config, names): every model
+    of one architecture (seeds, scrambles, compiled nets) shares a compile, and no eager
+    op-by-op forward pass compiles each primitive separately."""
+    names = (names,) if isinstance(names, str) else tuple(names)
+    graphdef, state = nnx.split(model)
+    key = (model.cfg, names)
+    fn = _FORWARDS.get(key)
+    if fn is None:
+        _check_names(model, names, {})
+        fn = _FORWARDS[key] = jax.jit(lambda s, x: run_with_cache(nnx.merge(graphdef, s), x, names))
+    return fn(state, inputs)

@@ -16,16 +16,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import TYPE_CHECKING
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from toymodels.config import ConfigError, check_choice, check_int, check_range
-
-if TYPE_CHECKING:
-    from toymodels.hooks import Hooks
+from toymodels.hooks import Hooks
 
 Array = jax.Array
 
@@ -306,8 +302,6 @@ class Transformer(nnx.Module):
         attention layer reads its off-diagonal keys/values from (local-myopic and
         no-context baselines). hooks: what to cache and intervene on (hooks.py).
         """
-        from toymodels.hooks import Hooks
-
         cfg = self.cfg
         hooks = hooks if hooks is not None else Hooks()
         myopic = cfg.myopic if myopic is None else myopic
@@ -351,8 +345,6 @@ def residual_inputs(model: Transformer, inputs: Array) -> Array:
     """(n_layers, B, T, D): the residual stream entering each block, i.e. what that block's
     attention reads keys and values from. Passed back as ``past_resid`` it reproduces the
     forward pass; a frozen model's streams make a local-myopic student (Wu et al. 2024)."""
-    from toymodels.hooks import Hooks
-
     names = [f"blocks.{i}.resid_pre" for i in range(model.cfg.n_layers)]
     hooks = Hooks(names)
     model(inputs, hooks=hooks)
