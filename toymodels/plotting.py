@@ -1,19 +1,25 @@
-"""One figure style for every study: readable fonts, a colour-blind-safe palette, CI bands."""
+"""One figure style for every study: readable fonts, a colour-blind-safe palette, CI bands,
+per-seed points when there are few seeds, and helpers that draw straight from summary rows
+(mean, lo, hi, n[, values]).
+
+Importing this module leaves matplotlib's backend alone (a notebook keeps its inline
+figures); command-line entry points that only write files call ``use_file_backend()``.
+"""
 
 from __future__ import annotations
 
 import io
+import math
 import os
 from pathlib import Path
+from typing import Sequence
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")  # figures are files; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from toymodels.analysis.stats import mean_ci  # noqa: E402
-from toymodels.results import atomic_write_bytes  # noqa: E402
+from toymodels.analysis.stats import POINTS_MAX_N, mean_ci
+from toymodels.results import atomic_write_bytes
 
 # Okabe & Ito (2008), distinguishable under the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -24,6 +30,11 @@ STYLE = {
     "axes.prop_cycle": matplotlib.cycler(color=PALETTE), "figure.dpi": 100, "savefig.dpi": 150,
     "axes.grid": True, "grid.alpha": 0.25, "legend.frameon": False,
 }
+
+
+def use_file_backend() -> None:
+    """Draw into files only (Agg): for command lines, where there may be no display."""
+    matplotlib.use("Agg")
 
 
 def figure(ncols: int = 1, nrows: int = 1, width: float = 3.4, height: float = 2.6, **kw):
@@ -52,6 +63,72 @@ def band(ax, x, mean, lo, hi, n: int, label: str | None = None, color=None, **kw
     if n > 1:
         ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
     return line
+
+
+def seed_values(row: dict) -> list[float]:
+    """A summary row's per-seed values (its ``values`` column); [] where the table has none."""
+    v = row.get("values", "")
+    if isinstance(v, (int, float)):
+        return [] if isinstance(v, float) and math.isnan(v) else [float(v)]
+    return [float(x) for x in str(v).split()]
+
+
+def seed_points(ax, x: Sequence[float], rows: Sequence[dict], color=None, scale=None) -> None:
+    """Each row's per-seed values as small points at its x, when it has n <= POINTS_MAX_N of them."""
+    xs, ys = [], []
+    for xi, r in zip(x, rows):
+        vals = seed_values(r)
+        if 0 < len(vals) <= POINTS_MAX_N:
+            s = 1.0 if scale is None else scale(r)
+            xs += [xi] * len(vals)
+            ys += [v * s for v in vals]
+    if xs:
+        ax.scatter(xs, ys, s=6, color=color, alpha=0.55, linewidths=0, zorder=3)
+
+
+def band_rows(ax, rows: Sequence[dict], x_key: str, label: str | None = None, *, shift: float = 0.0,
+              scale=None, x=None, color=None, **kw):
+    """``band`` of summary rows sorted by ``x_key`` (n = the smallest n), with their per-seed
+    points; ``scale(row)`` multiplies a row's values, ``x`` replaces the x values."""
+    rows = sorted(rows, key=lambda r: r[x_key])
+    if not rows:
+        return None
+    xs = (np.asarray([r[x_key] for r in rows], dtype=float) + shift) if x is None else x
+    s = np.ones(len(rows)) if scale is None else np.asarray([scale(r) for r in rows])
+    line = band(ax, xs, *(np.asarray([r[k] for r in rows], dtype=float) * s for k in ("mean", "lo", "hi")),
+                n=min(r["n"] for r in rows), label=label, color=color, **kw)
+    seed_points(ax, xs, rows, color=line.get_color(), scale=scale)
+    return line
+
+
+def errorbar_rows(ax, x, rows: Sequence[dict], **kw):
+    """Summary rows as points with interval bars at ``x`` (one per row), plus their per-seed points."""
+    m = np.asarray([r["mean"] for r in rows], dtype=float)
+    lo = np.asarray([r["lo"] for r in rows], dtype=float)
+    hi = np.asarray([r["hi"] for r in rows], dtype=float)
+    bars = ax.errorbar(x, m, yerr=[m - lo, hi - m], **kw)
+    seed_points(ax, x, rows, color=bars[0].get_color())
+    return bars
+
+
+def grid(n: int, ncols: int = 7, width: float = 2.3, height: float = 1.8):
+    """(fig, flat list of axes) of a grid of ``ncols`` columns for n panels; the unused ones hidden."""
+    ncols = min(ncols, n)
+    fig, axes = figure(ncols=ncols, nrows=math.ceil(n / ncols), width=width, height=height)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat)
+
+
+def legend(ax, **kw) -> None:
+    """A legend only where something is labelled (an empty one warns and draws a box)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)
+
+
+def empty(ax, what: str) -> None:
+    """Say in the panel that the preset has no data for it."""
+    ax.text(0.5, 0.5, f"no {what} in this preset", ha="center", va="center", transform=ax.transAxes)
 
 
 def save(fig, path: str | os.PathLike, pdf: bool = True, dpi: float | None = None) -> list[Path]:

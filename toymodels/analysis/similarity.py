@@ -254,6 +254,19 @@ def linear_probe_r2(acts, target, test_frac: float = 0.25, seed: int = 0) -> flo
     return affine_r2_split(acts, target_NK, test_frac=test_frac, seed=seed).overall
 
 
+def refit_readout_accuracy(Z_train, y_train, Z_test, y_test, alpha: float = 1e-3) -> float:
+    """Test accuracy of a new linear readout (weights and bias) fit to frozen features by
+    ridge regression onto one-hot classes and decoded by argmax: a converged unembedding in
+    closed form (``alpha`` is relative to the features' mean eigenvalue), to tell a
+    capability that is gone from one that is only gated at the output."""
+    classes, y = np.unique(y_train, return_inverse=True)
+    Zc = Z_train - Z_train.mean(axis=0)
+    scale = max(float(np.sum(Zc ** 2)) / Z_train.shape[1], 1e-30)
+    W, b = ridge_fit(Z_train, np.eye(len(classes))[y], alpha * scale)
+    pred = classes[np.argmax(Z_test @ W + b, axis=1)]
+    return float(np.mean(pred == np.asarray(y_test)))
+
+
 def normalized_score(score, chance, ceiling):
     """(score - chance) / (ceiling - chance): 0 at a random-init model, 1 at the reference.
     NaN where ceiling == chance. Broadcasts over arrays."""

@@ -1,13 +1,39 @@
-"""Mean and confidence intervals over seeds.
+"""Mean and confidence intervals over seeds, with intervals that respect a metric's bounds.
 
-``mean_ci`` uses the Student-t interval (the default: honest with 3-5 seeds);
-``bootstrap_ci`` is the percentile bootstrap for non-normal statistics.
+``mean_ci`` is the Student-t interval (honest with 3-5 seeds); ``bootstrap_ci`` the
+percentile bootstrap for non-normal statistics. ``bounded_ci`` is the t-interval taken on
+a scale where the metric is unbounded (logit for a quantity in [lo, hi], log for one
+bounded on one side) and mapped back: the same centre and standard error as the
+t-interval to first order (delta method), but it never leaves the metric's range, so an
+accuracy interval never passes 1 and a loss interval never goes below 0. It is a
+function of (mean, sd, n) alone, so a summary table's interval can be recomputed from
+its own columns.
+
+``aggregate`` turns tidy rows into one row per group: mean, lo, hi, n and, for n <= 5,
+the per-seed values (``values``, space-separated) that figures draw as points.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Callable, Iterable, Mapping
+
 import numpy as np
 from scipy import stats
+
+Bounds = tuple[float, float]
+# Ranges of the metrics the studies report, by name; anything not listed is unbounded.
+METRIC_BOUNDS: dict[str, Bounds] = {
+    **{k: (0.0, 1.0) for k in ("acc", "exact", "matched", "reached", "train_acc", "equivalent", "parsable",
+                               "cka", "debiased_cka", "sparsity", "effective_rank_frac", "half_life_reached",
+                               "prefers_power_law", "auroc", "average_precision", "asr")},
+    **{k: (0.0, math.inf) for k in ("loss", "train_loss", "huber", "mse", "frobenius", "stable_rank",
+                                    "procrustes", "half_life", "offdiag_ratio", "exp_gap", "steps")},
+    **{k: (-math.inf, 1.0) for k in ("r2", "affine_r2_to_ref", "affine_r2_from_ref", "mlp_r2_to_ref",
+                                     "r2_to_sop", "r2_from_sop")},
+    "offdiag_cos": (-1.0, 1.0),
+}
+POINTS_MAX_N = 5   # per-seed values are kept (and drawn) up to this many seeds
 
 
 def mean_ci(x, axis: int = 0, level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -31,14 +57,113 @@ def bootstrap_ci(x, stat=np.mean, level: float = 0.95, n_boot: int = 2000, seed:
     return stat(x), lo, hi
 
 
-def aggregate(rows, keys, value: str = "value", level: float = 0.95) -> list[dict]:
-    """Group tidy rows by ``keys`` and give mean, t-interval (lo, hi) and n (seeds) per group."""
+def bounded_ci(mean: float, sd: float, n: int, bounds: Bounds | None = None,
+               level: float = 0.95) -> tuple[float, float]:
+    """(lower, upper) of a t-interval of ``mean`` taken on a scale where ``bounds`` are at
+    infinity (logit for two finite bounds, log for one) and mapped back; no bounds: the
+    plain t-interval. A mean on a bound (all seeds there) or sd = 0 gives [mean, mean]."""
+    if n < 2 or not sd > 0:
+        return mean, mean
+    t = stats.t.ppf(0.5 + level / 2, n - 1)
+    se = sd / math.sqrt(n)
+    lo_b, hi_b = bounds if bounds is not None else (-math.inf, math.inf)
+    if mean <= lo_b or mean >= hi_b:
+        return mean, mean
+    if math.isinf(lo_b) and math.isinf(hi_b):
+        return mean - t * se, mean + t * se
+    if math.isinf(hi_b):            # log(mean - lo)
+        d = mean - lo_b
+        return lo_b + d * math.exp(-t * se / d), lo_b + d * math.exp(t * se / d)
+    if math.isinf(lo_b):            # log(hi - mean)
+        d = hi_b - mean
+        return hi_b - d * math.exp(t * se / d), hi_b - d * math.exp(-t * se / d)
+    w = hi_b - lo_b                 # logit of the position in [lo, hi]
+    u = (mean - lo_b) / w
+    centre, half = math.log(u / (1 - u)), t * se / (w * u * (1 - u))
+
+    def back(z):
+        return lo_b + w * (0.5 * (1 + math.tanh(z / 2)))   # expit, overflow-free
+    return back(centre - half), back(centre + half)
+
+
+def sd_from_t_interval(lo: float, hi: float, n: int, level: float = 0.95) -> float:
+    """The sample sd behind a t-interval [lo, hi] of n values (to recompute it bounded)."""
+    if n < 2:
+        return 0.0
+    return (hi - lo) / 2 / stats.t.ppf(0.5 + level / 2, n - 1) * math.sqrt(n)
+
+
+def bounds_by(column: str, table: Mapping[str, Bounds] = METRIC_BOUNDS) -> Callable[[dict], Bounds | None]:
+    """A ``bounds`` argument for ``aggregate``: look up a group's ``column`` (e.g. "metric") in ``table``."""
+    return lambda key: table.get(key.get(column))
+
+
+def _sort_key(k: tuple):
+    return tuple((str(type(x)), x) for x in k)
+
+
+def aggregate(rows: Iterable[dict], keys: Iterable[str], value: str = "value", level: float = 0.95, *,
+              bounds: Bounds | Callable[[dict], Bounds | None] | None = None, points: bool = False,
+              finite: bool = False) -> list[dict]:
+    """Group tidy rows by ``keys``: mean, 95% interval (lo, hi) and n per group.
+
+    ``bounds``: the metric's range, or a function of the group's key dict giving it (e.g.
+    ``bounds_by("metric")``); bounded groups get ``bounded_ci``, others the t-interval.
+    ``points``: add ``values``, the group's values space-separated when n <= POINTS_MAX_N.
+    ``finite``: leave non-finite values out of the mean and add ``n_runs``, the count
+    before dropping them (a failed fit or a criterion never reached is not averaged).
+    """
+    keys = tuple(keys)
     groups: dict[tuple, list[float]] = {}
+    counts: dict[tuple, int] = {}
     for r in rows:
-        groups.setdefault(tuple(r[k] for k in keys), []).append(float(r[value]))
+        key = tuple(r[k] for k in keys)
+        counts[key] = counts.get(key, 0) + 1
+        v = float(r[value])
+        if finite and not math.isfinite(v):
+            continue
+        groups.setdefault(key, []).append(v)
     out = []
-    for key in sorted(groups, key=lambda k: tuple((str(type(x)), x) for x in k)):
+    for key in sorted(groups, key=_sort_key):
         vals = np.asarray(groups[key])
-        m, lo, hi = mean_ci(vals, axis=0, level=level)
-        out.append({**dict(zip(keys, key)), "mean": float(m), "lo": float(lo), "hi": float(hi), "n": len(vals)})
+        label = dict(zip(keys, key))
+        b = bounds(label) if callable(bounds) else bounds
+        if b is None:
+            m, lo, hi = mean_ci(vals, axis=0, level=level)
+        else:
+            m = vals.mean()
+            lo, hi = bounded_ci(float(m), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0, len(vals), b, level)
+        row = {**label, "mean": float(m), "lo": float(lo), "hi": float(hi), "n": len(vals)}
+        if points:
+            row["values"] = " ".join(f"{v:.6g}" for v in vals) if len(vals) <= POINTS_MAX_N else ""
+        if finite:
+            row["n_runs"] = counts[key]
+        out.append(row)
+    return out
+
+
+def seed_means(rows: Iterable[dict], keys: Iterable[str], unit: str = "seed", **kw) -> list[dict]:
+    """Mean over everything not in ``keys`` (programs, layers, ...) within each ``unit``,
+    then ``aggregate`` across units: the seed is the unit of every interval."""
+    keys = tuple(keys)
+    per: dict[tuple, list[float]] = {}
+    for r in rows:
+        per.setdefault((tuple(r[k] for k in keys), r[unit]), []).append(float(r["value"]))
+    means = [{**dict(zip(keys, k)), unit: u, "value": float(np.mean(v))} for (k, u), v in per.items()]
+    return aggregate(means, keys, **kw)
+
+
+def rebound(table: Iterable[dict], bounds: Bounds | Callable[[dict], Bounds | None] | None,
+            level: float = 0.95) -> list[dict]:
+    """A summary table's t-intervals recomputed as ``bounded_ci`` from its own mean, lo, hi
+    and n (exact: the t-interval fixes the sd). Rows without bounds are unchanged."""
+    out = []
+    for r in table:
+        b = bounds(r) if callable(bounds) else bounds
+        if b is not None and all(isinstance(r.get(k), (int, float)) for k in ("mean", "lo", "hi", "n")) \
+                and all(math.isfinite(r[k]) for k in ("mean", "lo", "hi")):
+            sd = sd_from_t_interval(r["lo"], r["hi"], int(r["n"]), level)
+            lo, hi = bounded_ci(float(r["mean"]), sd, int(r["n"]), b, level)
+            r = {**r, "lo": lo, "hi": hi}
+        out.append(r)
     return out

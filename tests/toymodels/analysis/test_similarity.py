@@ -196,3 +196,13 @@ def test_bad_shapes_raise_naming_the_shapes():
         linear_cka(np.full((4, 2), np.nan), X[:4])
     with pytest.raises(ValueError, match=r"2-D.*\(2, 2, 2\)"):
         weight_stats(np.zeros((2, 2, 2)))
+
+
+def test_refit_readout_recovers_a_linearly_decodable_label():
+    from toymodels.analysis.similarity import refit_readout_accuracy
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    Z = np.eye(3)[y] @ rng.normal(size=(3, 8)) + 0.05 * rng.normal(size=(300, 8))
+    assert refit_readout_accuracy(Z[:200], y[:200], Z[200:], y[200:]) == 1.0
+    noise = rng.normal(size=(300, 8))
+    assert refit_readout_accuracy(noise[:200], y[:200], noise[200:], y[200:]) < 0.6

@@ -1,0 +1,65 @@
+import subprocess
+import sys
+
+import numpy as np
+
+from toymodels import plotting
+
+
+def test_importing_plotting_leaves_the_backend_alone():
+    code = ("import matplotlib; matplotlib.use('svg'); import toymodels.plotting; "
+            "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_redrawn_figures_are_byte_identical(tmp_path, monkeypatch):
+    def draw(path):
+        fig, axes = plotting.figure()
+        axes[0, 0].plot([0, 1, 2], [1.0, 0.5, 0.25], label="loss")
+        axes[0, 0].legend()
+        return plotting.save(fig, path)
+    first = [p.read_bytes() for p in draw(tmp_path / "a")]
+    monkeypatch.setattr("time.time", lambda: 2e9)     # a later clock must not show in the files
+    second = [p.read_bytes() for p in draw(tmp_path / "b")]
+    assert len(first) == 2 and first == second
+
+
+ROWS = [{"x": 2, "mean": 0.5, "lo": 0.4, "hi": 0.6, "n": 3, "values": "0.45 0.5 0.55"},
+        {"x": 1, "mean": 0.2, "lo": 0.1, "hi": 0.3, "n": 3, "values": "0.1 0.2 0.3"}]
+
+
+def test_band_rows_sorts_by_x_and_draws_per_seed_points():
+    fig, axes = plotting.figure()
+    ax = axes[0, 0]
+    line = plotting.band_rows(ax, ROWS, "x", label="arm")
+    np.testing.assert_array_equal(line.get_xdata(), [1, 2])
+    np.testing.assert_array_equal(line.get_ydata(), [0.2, 0.5])
+    assert line.get_label() == "arm (n=3)"
+    (points,) = ax.collections[1:]          # [0] is the band
+    assert len(points.get_offsets()) == 6
+
+
+def test_no_points_without_per_seed_values_or_with_many_seeds():
+    fig, axes = plotting.figure()
+    rows = [{k: v for k, v in r.items() if k != "values"} for r in ROWS]
+    plotting.band_rows(axes[0, 0], rows, "x")
+    plotting.errorbar_rows(axes[0, 0], [0, 1], [dict(r, n=6, values="") for r in ROWS], fmt="o")
+    assert len(axes[0, 0].collections) == 2   # the band and the error bars' line collection
+
+
+def test_errorbar_rows_bars_span_lo_to_hi():
+    fig, axes = plotting.figure()
+    bars = plotting.errorbar_rows(axes[0, 0], [0, 1], ROWS, fmt="o")
+    segs = bars.lines[2][0].get_segments()
+    assert [tuple(s[:, 1]) for s in segs] == [(0.4, 0.6), (0.1, 0.3)]
+
+
+def test_grid_hides_unused_panels():
+    fig, axes = plotting.grid(5, ncols=3)
+    assert len(axes) == 6 and [ax.get_visible() for ax in axes] == [True] * 5 + [False]
+
+
+def test_seed_values_reads_one_or_many():
+    assert plotting.seed_values({"values": 0.5}) == [0.5]
+    assert plotting.seed_values({"values": "0.1 0.2"}) == [0.1, 0.2]
+    assert plotting.seed_values({}) == []
