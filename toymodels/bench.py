@@ -17,9 +17,20 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from toymodels import enable_compilation_cache
+from toymodels.model import TransformerConfig
+from toymodels.tasks import make_task
+from toymodels.train import Trainer
+from toymodels.trainconfig import TrainConfig
 
 CASES = {
     #            layers d_model heads seq batch vocab runs  myopic
@@ -41,8 +52,6 @@ def flop_counts(L: int, d: int, V: int, T: int, params: int) -> dict:
 
 def measure_peak_gflops(n: int = 2048, reps: int = 5) -> float:
     """Practical fp32 matmul peak of this backend (median of ``reps`` large GEMMs)."""
-    import jax
-    import jax.numpy as jnp
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     mm = jax.jit(lambda x, y: x @ y)
     mm(a, a).block_until_ready()
@@ -55,13 +64,7 @@ def measure_peak_gflops(n: int = 2048, reps: int = 5) -> float:
 
 
 def run_case(name: str, peak_gflops: float | None, steps: int | None = None) -> dict:
-    import jax
-    import numpy as np
-
-    from toymodels.model import TransformerConfig
-    from toymodels.tasks import make_task
-    from toymodels.train import TrainConfig, Trainer
-
+    """Time one case's training chunks (and data sampling alone); tokens/s, MFU, compile time."""
     L, d, H, T, B, V, E, myopic = CASES[name]
     k = STEPS_PER_CALL[name]
     timed = steps or TIMED_STEPS[name]
@@ -71,7 +74,7 @@ def run_case(name: str, peak_gflops: float | None, steps: int | None = None) -> 
     task = make_task("markov", vocab_size=V, length=T, data_seed=1234, temperature=2.0)
     trainer = Trainer(mcfg, tcfg, {"markov": task})
     runs = trainer.runs(seeds=list(range(E)))
-    chunk = trainer._fns(runs).chunk
+    chunk = trainer.programs(runs).chunk
     state = trainer.init(runs)
     jax.block_until_ready(state.params)
 
@@ -147,7 +150,6 @@ def side_by_side(cases, peer_py: str, peer_python: str, repeats: int, peak: floa
     Each measurement runs in its own process; the 1-minute load average before it is
     recorded so runs taken on a busy machine can be discarded.
     """
-    import subprocess
     rows = []
     for rep in range(repeats):
         for case in cases:
@@ -192,6 +194,7 @@ def summarise(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> None:
+    """``python -m toymodels.bench``: run the cases (or round-robin them with the PyTorch peer)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--case", action="append", choices=sorted(CASES),
                    help="case to run (repeatable); default: all")
@@ -213,7 +216,6 @@ def main(argv=None) -> None:
         print(summarise(rows))
         return
 
-    from toymodels import enable_compilation_cache
     enable_compilation_cache(tempfile.mkdtemp(prefix="toymodels-jaxcache-") if a.cold else None)
     peak = a.peak_gflops or measure_peak_gflops()
     for name in a.case or list(CASES):

@@ -1,4 +1,4 @@
-"""Orbax checkpoints at chunk boundaries, and training that resumes from them.
+"""Orbax checkpoints of a group's training: save, restore, and refuse another config's.
 
 A checkpoint holds the train state (params and optimizer state of every run,
 flattened to numbered leaves), the step, the host-side ``TrainLog`` and the
@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 from toymodels.config import ConfigError
-from toymodels.train import Runs, Trainer
-from toymodels.trainlog import TrainLog, TrainResult, TrainState
+from toymodels.trainlog import TrainLog, TrainState
 
 
 def _canonical(obj: Any) -> Any:
@@ -30,6 +27,7 @@ def _canonical(obj: Any) -> Any:
 
 
 def _diff(a: Any, b: Any, path: str = "") -> list[str]:
+    """Every leaf where two JSON configs differ, as "path: checkpoint has a, this run has b"."""
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in sorted(set(a) | set(b)):
@@ -50,6 +48,7 @@ class Checkpointer:
             item_names=("state", "log", "config"))
 
     def save(self, state: TrainState, log: TrainLog) -> None:
+        """Write (state, log, config) as the checkpoint of ``state.step``; returns when it is on disk."""
         leaves = jax.tree.leaves((state.params, state.opt))
         self.manager.save(state.step, args=ocp.args.Composite(
             state=ocp.args.StandardSave({f"{i:05d}": x for i, x in enumerate(leaves)}),
@@ -58,6 +57,7 @@ class Checkpointer:
         self.manager.wait_until_finished()
 
     def latest_step(self) -> int | None:
+        """Step of the newest complete checkpoint, or None."""
         return self.manager.latest_step()
 
     def restore(self, abstract: TrainState, check_config: bool = True) -> tuple[TrainState, TrainLog] | None:
@@ -80,51 +80,5 @@ class Checkpointer:
         return TrainState(params, opt, int(step)), TrainLog.from_json(got["log"])
 
     def close(self) -> None:
+        """Release the checkpoint manager."""
         self.manager.close()
-
-
-def fit(trainer: Trainer, runs: Runs, directory: str | os.PathLike, *, progress: bool = True,
-        extra_config: dict | None = None, every_s: float = 60.0, teacher=None,
-        start: TrainState | None = None) -> TrainResult:
-    """Train ``runs`` with checkpoints in ``directory``; resumes from the newest one there.
-
-    A checkpoint is written at the first chunk boundary ``every_s`` seconds after the
-    last one, and at the end. Where a run resumes never changes its numbers.
-    ``start``: the state to begin from when there is no checkpoint (default: fresh init).
-    ``teacher``: passed on to ``Trainer.train``.
-    """
-    config = {**trainer.describe(runs), **(extra_config or {})}
-    ckpt = Checkpointer(directory, config)
-    last = [time.monotonic()]
-
-    def on_chunk(state: TrainState, log: TrainLog) -> None:
-        if state.step >= trainer.train_cfg.steps or time.monotonic() - last[0] >= every_s:
-            ckpt.save(state, log)
-            last[0] = time.monotonic()
-
-    try:
-        restored = ckpt.restore(trainer.abstract_state(runs))
-        state, log = restored if restored is not None else (start, None)
-        if restored is not None:
-            # Put the restored state where the runs live (sharded over the runs axis).
-            sharding = runs.seed.sharding
-            state = state._replace(params=_like(state.params, sharding), opt=_like(state.opt, sharding))
-            print(f"resuming from step {state.step} ({directory})", flush=True)
-        return trainer.train(runs, state, log=log, progress=progress, on_chunk=on_chunk, teacher=teacher)
-    finally:
-        ckpt.close()
-
-
-def _like(tree, sharding):
-    """Place every leaf with a leading runs axis the way ``sharding`` places the runs axis."""
-    from jax.sharding import NamedSharding, PartitionSpec
-
-    def put(x):
-        if isinstance(sharding, NamedSharding) and x.ndim:
-            return jax.device_put(x, NamedSharding(sharding.mesh, PartitionSpec(*sharding.spec[:1])))
-        return jax.device_put(x, sharding) if x.ndim else x
-    return jax.tree.map(put, tree)
-
-
-def params_equal(a, b) -> bool:
-    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))

@@ -1,4 +1,4 @@
-"""Command lines: ``python -m toymodels.train`` and the shared flags of every study.
+"""Command lines: ``python -m toymodels`` (train) and the shared flags of every study.
 
 Config dataclasses become flags through tyro (``--model.d_model 64``,
 ``--train.lr 3e-3``); unknown flags and wrong types are rejected with the list
@@ -10,13 +10,20 @@ from __future__ import annotations
 import dataclasses
 import sys
 import typing
-from typing import Annotated
+from typing import Annotated, Literal
 
+import jax
 import tyro
 
+from toymodels import enable_compilation_cache
 from toymodels.config import ConfigError
 from toymodels.model import TransformerConfig
-from toymodels.train import TrainConfig
+from toymodels.runspec import RunSpec
+from toymodels.schedule import Event, Mixture
+from toymodels.store import load_rows
+from toymodels.sweep import run_sweep
+from toymodels.tasks import TASKS, make_task
+from toymodels.trainconfig import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,26 +31,29 @@ class TrainArgs:
     """Train registered task(s) with any model; results and checkpoints go to --out."""
     model: TransformerConfig = TransformerConfig(n_layers=2, d_model=64, n_heads=4)
     train: TrainConfig = TrainConfig(steps=1000)
-    tasks: tuple[str, ...] = ("markov",)
-    # task fields as TASK.FIELD=VALUE, e.g. --task_set sort.length=6 markov.vocab_size=16
+    tasks: tuple[str, ...] = ("markov",)   # registered task names, trained as one mixture
     task_set: tuple[str, ...] = ()
-    # mixture events as KIND:TASK:STEP[:FRACTION], e.g. --events drop:sort:500 replay:sort:800:0.05
+    """task fields as TASK.FIELD=VALUE, e.g. --task_set sort.length=6 markov.vocab_size=16"""
     events: tuple[str, ...] = ()
-    seeds: tuple[int, ...] = (0,)
-    # set model.vocab_size / max_seq_len to what the tasks need (overrides those two fields)
+    """mixture events as KIND:TASK:STEP[:FRACTION], e.g. --events drop:sort:500 replay:sort:800:0.05"""
+    seeds: tuple[int, ...] = (0,)   # one run per seed (train.seed is replaced); all train as one program
     fit_model_to_tasks: bool = True
-    out: str = "results/train"
+    """set model.vocab_size / max_seq_len to what the tasks need (overrides those two fields)"""
+    out: str = "results/train"   # results folder: runs/<seed id>/metrics.csv, checkpoints in groups/
     checkpoint_every_s: float = 60.0   # 0 = at every chunk boundary
-    progress: bool = True
+    progress: bool = True   # progress line on stderr
     distributed: bool = False   # call jax.distributed.initialize() first (one process per host)
 
 
 def _coerce(cls, field: str, raw: str):
+    """A task field's value parsed from its command-line text, by the field's type."""
     hints = typing.get_type_hints(cls)
     if field not in hints:
         valid = ", ".join(sorted(f.name for f in dataclasses.fields(cls)))
         raise ConfigError(f"task {cls.name!r} has no field {field!r}; valid fields: {valid}")
     typ = hints[field]
+    if typing.get_origin(typ) is Literal:
+        return raw   # the task's own check names the allowed values
     if typ is bool:
         if raw.lower() not in ("true", "false", "1", "0"):
             raise ConfigError(f"{cls.name}.{field}={raw!r} is not a bool (true/false)")
@@ -55,7 +65,7 @@ def _coerce(cls, field: str, raw: str):
 
 
 def build_tasks(names, task_set) -> dict:
-    from toymodels.tasks import TASKS, make_task
+    """Tasks by name, with ``TASK.FIELD=VALUE`` overrides applied."""
     fields: dict[str, dict] = {n: {} for n in names}
     for item in task_set:
         if "=" not in item or "." not in item.split("=", 1)[0]:
@@ -70,8 +80,8 @@ def build_tasks(names, task_set) -> dict:
     return {n: make_task(n, **fields[n]) for n in names}
 
 
-def build_mixture(names, events):
-    from toymodels.schedule import Event, Mixture
+def build_mixture(names, events) -> Mixture:
+    """The mixture of ``names`` with ``KIND:TASK:STEP[:FRACTION]`` events."""
     evs = []
     for item in events:
         parts = item.split(":")
@@ -85,12 +95,12 @@ def build_mixture(names, events):
 
 
 def parse_train_args(argv=None) -> TrainArgs:
-    return tyro.cli(TrainArgs, args=argv, use_underscores=True)
+    """The training command's flags (``sys.argv`` when ``argv`` is None)."""
+    return tyro.cli(TrainArgs, args=argv, use_underscores=True, prog="python -m toymodels")
 
 
-def train_specs(args: TrainArgs) -> list:
+def train_specs(args: TrainArgs) -> list[RunSpec]:
     """The RunSpecs (one per seed) a TrainArgs command line trains."""
-    from toymodels.sweep import RunSpec
     tasks = build_tasks(args.tasks, args.task_set)
     mixture = build_mixture(args.tasks, args.events)
     model = args.model
@@ -104,16 +114,14 @@ def train_specs(args: TrainArgs) -> list:
 def init_distributed(enabled: bool) -> None:
     """Join a multi-host job; JAX finds the coordinator on SLURM, Open MPI and TPU pods."""
     if enabled:
-        import jax
         jax.distributed.initialize()
 
 
 def train_main(argv=None) -> None:
+    """``python -m toymodels``: train, write results to --out, print the final eval metrics."""
     args = parse_train_args(argv)
     init_distributed(args.distributed)
-    from toymodels import enable_compilation_cache
     enable_compilation_cache()
-    from toymodels.sweep import load_rows, run_sweep
     try:
         specs = train_specs(args)
         run_sweep(specs, args.out, progress=args.progress, checkpoint_every_s=args.checkpoint_every_s)
@@ -130,13 +138,14 @@ def train_main(argv=None) -> None:
 @dataclasses.dataclass(frozen=True)
 class StudyArgs:
     """Uniform flags of every study module (python -m studies.<name>)."""
-    preset: Annotated[str, tyro.conf.arg(help="smoke (CPU, minutes) or paper")] = "smoke"
+    preset: Annotated[Literal["smoke", "paper"], tyro.conf.arg(help="smoke (CPU, minutes) or paper")] = "smoke"
     out: str = ""          # default: results/<study>/<preset>
     resume: bool = True    # reuse complete runs and checkpoints in --out
-    figures_only: bool = False
-    progress: bool = True
+    figures_only: bool = False   # redraw figures from saved results; train nothing
+    progress: bool = True  # progress line on stderr
     distributed: bool = False   # call jax.distributed.initialize() first (one process per host)
 
 
 def study_args(argv=None) -> StudyArgs:
+    """A study command's flags (``sys.argv`` when ``argv`` is None)."""
     return tyro.cli(StudyArgs, args=argv, use_underscores=True)

@@ -15,16 +15,19 @@ class ConfigError(ValueError):
 
 
 def fail(field: str, value: Any, allowed: str) -> None:
+    """Raise the ConfigError that names the field, its value and what is allowed."""
     raise ConfigError(f"{field}={value!r} is not allowed: {allowed}")
 
 
 def check_choice(field: str, value: Any, choices: Iterable[Any]) -> None:
+    """``value`` is one of ``choices``."""
     choices = tuple(choices)
     if value not in choices:
         fail(field, value, "choose one of " + ", ".join(repr(c) for c in choices))
 
 
 def check_int(field: str, value: Any, minimum: int = 1) -> None:
+    """``value`` is an int (not a bool) >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int):
         fail(field, value, f"must be an integer >= {minimum}")
     if value < minimum:
@@ -33,6 +36,7 @@ def check_int(field: str, value: Any, minimum: int = 1) -> None:
 
 def check_range(field: str, value: Any, lo: float, hi: float, *, lo_open: bool = False,
                 hi_open: bool = False) -> None:
+    """``value`` is a number (not NaN) in [lo, hi], either end open when asked."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         fail(field, value, f"must be a number in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}")
     if value != value:  # NaN compares false with everything

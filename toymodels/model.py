@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from typing import Literal
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -36,21 +38,21 @@ class TransformerConfig:
     vocab_size: int = 64
     max_seq_len: int = 64
     pos_embed: bool = True     # learned positional embedding
-    norm: str = "layernorm"    # "layernorm" (pre-LN) | "none"
-    act: str = "gelu"          # "gelu" (tanh approximation) | "relu"
+    norm: Literal["layernorm", "none"] = "layernorm"   # pre-LN, or no norm
+    act: Literal["gelu", "relu"] = "gelu"   # MLP activation; gelu is the tanh approximation
     dropout: float = 0.0       # default rate; training may pass a per-run rate
     tie_embeddings: bool = False
     causal: bool = True        # compiled RASP programs attend both ways
     use_bias: bool = True      # biases on every dense layer except the unembedding
-    input_kind: str = "tokens"   # "tokens" (ids) | "vectors" (R^d_input)
+    input_kind: Literal["tokens", "vectors"] = "tokens"   # token ids, or vectors in R^d_input
     d_input: int = 0
-    output_kind: str = "logits"  # "logits" | "vectors" (R^d_output)
+    output_kind: Literal["logits", "vectors"] = "logits"   # logits over the vocab, or vectors in R^d_output
     d_output: int = 0
     init_std: float = 0.02     # residual-output projections use init_std / sqrt(2 n_layers)
     myopic: bool = False       # myopic gradient (Wu, Morris & Levine 2024); forward unchanged
-    myopic_beta: float = 0.0   # 0 = myopic, 1 = vanilla gradient; scales every past-position
-                               # gradient link (a path through k such links by beta**k)
-    ln_eps: float = 1e-5
+    myopic_beta: float = 0.0
+    """0 = myopic, 1 = vanilla gradient; scales each past-position gradient link (k links: beta**k)"""
+    ln_eps: float = 1e-5       # LayerNorm epsilon (added to the variance)
 
     def __post_init__(self):
         check_int("n_layers", self.n_layers, 0)

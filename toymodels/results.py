@@ -22,6 +22,7 @@ FIELDS = ("run", "seed", "lr", "weight_decay", "dropout", "step", "tokens", "tas
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it: never half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -41,14 +42,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """``atomic_write_bytes`` of UTF-8 text."""
     atomic_write_bytes(path, text.encode())
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Indented, key-sorted JSON, atomically; numpy scalars and arrays become numbers and lists."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
 
 
 def _jsonable(x):
+    """JSON stand-in for what json cannot write (numpy values; anything else as text)."""
     if isinstance(x, (np.integer, np.floating)):
         return x.item()
     if isinstance(x, np.ndarray):
@@ -78,6 +82,7 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
 
 
 def _num(v: str):
+    """A CSV cell as int, else float, else the text."""
     for cast in (int, float):
         try:
             return cast(v)

@@ -13,7 +13,7 @@ vmapped ensemble can give every run its own drop step or replay fraction.
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +26,7 @@ EVENT_KINDS = ("drop", "add", "replay")
 
 @dataclasses.dataclass(frozen=True)
 class Event:
+    """One change to the mixture at ``step``: drop, add or replay (a fixed batch fraction) a task."""
     kind: str
     task: str
     step: int
@@ -38,6 +39,7 @@ class Event:
 
 
 class MixtureParams(NamedTuple):
+    """A mixture's numbers as arrays, so each run of a vmapped group can have its own."""
     weights: Array      # (n_tasks,) base weights
     event_steps: Array  # (n_events,) int32
     fractions: Array    # (n_events,) float32
@@ -45,6 +47,7 @@ class MixtureParams(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Mixture:
+    """Which tasks are trained on, with what weights, and the events that change that over time."""
     tasks: tuple[str, ...]
     weights: tuple[float, ...] = ()   # () = equal weights
     events: tuple[Event, ...] = ()
@@ -72,6 +75,7 @@ class Mixture:
             last[ev.task] = ev.step
 
     def params(self) -> MixtureParams:
+        """The mixture's numbers as arrays (rows of the runs axis once stacked)."""
         w = self.weights or (1.0,) * len(self.tasks)
         return MixtureParams(jnp.asarray(w, jnp.float32),
                              jnp.asarray([e.step for e in self.events], jnp.int32).reshape(-1),
@@ -99,7 +103,3 @@ class Mixture:
         rest = jnp.clip(1.0 - fixed.sum(), 0.0, 1.0)
         probs = fixed + jnp.where(free_total > 0, w_T / jnp.maximum(free_total, 1e-30) * rest, 0.0)
         return probs / jnp.maximum(probs.sum(), 1e-30)
-
-
-def with_event_steps(p: MixtureParams, steps: Sequence[int]) -> MixtureParams:
-    return p._replace(event_steps=jnp.asarray(steps, jnp.int32))

@@ -15,6 +15,7 @@ import numpy as np
 
 
 class TrainState(NamedTuple):
+    """Where training stands: every run's params and optimizer state, and the step."""
     params: Any   # nnx.State of Params, leaves (E, ...)
     opt: Any      # optax adam state, leaves (E, ...)
     step: int     # steps done (the same for every run)
@@ -22,6 +23,7 @@ class TrainState(NamedTuple):
 
 @dataclasses.dataclass
 class TrainResult:
+    """A finished training: final state, eval history, chunk losses, wall time."""
     state: TrainState
     eval_steps: np.ndarray                 # (n_evals,)
     history: dict[str, dict[str, np.ndarray]]  # task -> metric -> (E, n_evals)
@@ -39,6 +41,7 @@ class TrainLog:
     chunk_ends: list[int] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict:
+        """JSON-ready lists (float32 values print exactly and read back bit for bit)."""
         return {"evals": {str(s): {t: {m: np.asarray(v).tolist() for m, v in ms.items()}
                                    for t, ms in ev.items()} for s, ev in self.evals.items()},
                 "train_loss": [np.asarray(x).tolist() for x in self.train_loss],
@@ -46,12 +49,14 @@ class TrainLog:
 
     @classmethod
     def from_json(cls, d: dict) -> "TrainLog":
+        """The log ``to_json`` wrote, with float32 arrays."""
         f32 = lambda v: np.asarray(v, np.float32)  # noqa: E731  (floats round-trip exactly)
         return cls({int(s): {t: {m: f32(v) for m, v in ms.items()} for t, ms in ev.items()}
                     for s, ev in d["evals"].items()},
                    [f32(x) for x in d["train_loss"]], [int(e) for e in d["chunk_ends"]])
 
     def result(self, state: TrainState, n_runs: int, seconds: float) -> TrainResult:
+        """Histories stacked per run: metric (E, n_evals), training loss (E, n_chunks)."""
         steps = sorted(self.evals)
         history = {}
         if steps:
@@ -77,6 +82,7 @@ class Progress:
         self.last = 0.0
 
     def update(self, step: int, loss: float):
+        """Report reaching ``step`` with mean loss ``loss``; prints at most once a second."""
         now = time.perf_counter()
         if not self.enabled:
             return
@@ -93,5 +99,6 @@ class Progress:
         sys.stderr.flush()
 
     def close(self):
+        """End the progress line."""
         if self.enabled:
             sys.stderr.write("\n")

@@ -1,12 +1,16 @@
-"""Run only with XLA_FLAGS=--xla_force_host_platform_device_count=8 (see tests/test_sharding.py)."""
+"""Run only with XLA_FLAGS=--xla_force_host_platform_device_count=8 (see tests/toymodels/test_sharding.py)."""
 
 import jax
 import numpy as np
 
 from toymodels.model import TransformerConfig
-from toymodels.sweep import RunSpec, load_model, load_rows, run_sweep, runs_mesh
+from toymodels.runs import pad_runs, place_like, runs_mesh, shard_runs
+from toymodels.runspec import RunSpec
+from toymodels.store import load_model, load_rows
+from toymodels.sweep import run_sweep
 from toymodels.tasks import make_task
-from toymodels.train import TrainConfig
+from toymodels.train import Trainer
+from toymodels.trainconfig import TrainConfig
 
 M = TransformerConfig(n_layers=1, d_model=16, n_heads=2, vocab_size=8, max_seq_len=8)
 TASKS = (("markov", make_task("markov", vocab_size=8, length=8)),)
@@ -37,8 +41,6 @@ def test_sharded_sweep_equals_unsharded(tmp_path):
 
 
 def test_state_and_training_really_are_spread_over_devices():
-    from toymodels.sweep import shard_runs
-    from toymodels.train import Trainer
     spec = _specs()[0]
     trainer = Trainer(spec.model, spec.train, dict(spec.tasks))
     runs, n = shard_runs(trainer.runs(seeds=list(range(5))), runs_mesh())
@@ -49,3 +51,14 @@ def test_state_and_training_really_are_spread_over_devices():
     assert {s.data.shape[0] for s in leaf.addressable_shards} == {1}
     res = trainer.train(runs, state, progress=False)
     assert len(jax.tree.leaves(res.state.params)[0].sharding.device_set) == 8
+
+
+def test_stacked_trees_are_padded_and_placed_like_the_runs():
+    runs, _ = shard_runs(Trainer(M, _specs()[0].train, dict(TASKS)).runs(seeds=list(range(5))), runs_mesh())
+    tree = {"w": np.arange(10.0).reshape(5, 2)}
+    padded = pad_runs(tree, runs.size, runs.seed.sharding)
+    np.testing.assert_array_equal(np.asarray(padded["w"])[5:], [[8.0, 9.0]] * 3)   # repeats the last run
+    assert padded["w"].sharding.is_equivalent_to(runs.seed.sharding, 2)
+    placed = place_like({"w": np.zeros((8, 3))}, runs.seed.sharding)
+    assert len(placed["w"].sharding.device_set) == 8
+    assert {s.data.shape for s in placed["w"].addressable_shards} == {(1, 3)}

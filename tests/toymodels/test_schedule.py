@@ -3,8 +3,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from toymodels.schedule import Event, Mixture
-from toymodels.tasks import make_task
-from toymodels.train import sample_mixture
 
 
 def _p(mix, step, params=None):
@@ -39,16 +37,3 @@ def test_per_run_event_steps_under_vmap():
     batched = params._replace(event_steps=steps, weights=jnp.ones((3, 2)), fractions=jnp.zeros((3, 1)))
     probs = jax.vmap(lambda p: mix.probs(jnp.int32(25), p))(batched)
     np.testing.assert_allclose(probs[:, 1], [0.0, 0.0, 0.5])
-
-
-def test_sample_mixture_follows_probs():
-    copy = make_task("copy", length=3, n_symbols=4)        # vocab 0..4, seq 6
-    parity = make_task("parity", length=3)                 # seq 4, padded to 6
-    probs = jnp.asarray([0.0, 1.0])
-    b = sample_mixture([copy, parity], probs, jax.random.key(0), 64, 6)
-    assert b.inputs.shape == (64, 6)
-    np.testing.assert_array_equal(np.asarray(b.mask[:, 4:]), 0.0)   # padding is never scored
-    np.testing.assert_array_equal(np.asarray(b.mask.sum(1)), 1.0)   # parity scores one token
-    half = sample_mixture([copy, parity], jnp.asarray([0.5, 0.5]), jax.random.key(1), 2000, 6)
-    frac_copy = float((half.mask.sum(1) == 3).mean())
-    assert 0.45 < frac_copy < 0.55

@@ -9,7 +9,7 @@ from flax import nnx
 
 from toymodels.config import ConfigError, replace
 from toymodels.hooks import patch, run_with_cache, steer
-from toymodels.model import Transformer, TransformerConfig, init_model, param_count
+from toymodels.model import Transformer, TransformerConfig, init_model, param_count, residual_inputs
 
 
 def _tokens(cfg, B=3, T=10, seed=0):
@@ -215,3 +215,20 @@ def test_key_bias_neither_changes_outputs_nor_trains(tiny_cfg):
     assert np.all(np.asarray(g["blocks"][0]["attn"]["b_QKV"][...])[1] == 0.0)
     assert np.abs(np.asarray(g["blocks"][0]["attn"]["b_QKV"][...])[0]).max() > 0
 
+
+def test_own_past_states_reproduce_the_forward_pass():
+    cfg = TransformerConfig(n_layers=2, d_model=16, n_heads=2, vocab_size=8, max_seq_len=8)
+    model = init_model(cfg, 0)
+    x = jax.random.randint(jax.random.key(1), (4, 6), 0, 8)
+    np.testing.assert_allclose(model(x, past_resid=residual_inputs(model, x)), model(x), atol=1e-6)
+
+
+def test_no_context_output_ignores_earlier_tokens():
+    cfg = TransformerConfig(n_layers=2, d_model=16, n_heads=2, vocab_size=8, max_seq_len=8)
+    model = init_model(cfg, 0)
+    x = jax.random.randint(jax.random.key(1), (4, 6), 0, 8)
+    y = x.at[:, :-1].set((x[:, :-1] + 3) % 8)       # change every token but the last
+    zeros = jnp.zeros((2, 4, 6, 16))
+    out_x, out_y = model(x, past_resid=zeros), model(y, past_resid=zeros)
+    np.testing.assert_allclose(out_x[:, -1], out_y[:, -1], atol=1e-6)
+    assert not np.allclose(model(x)[:, -1], model(y)[:, -1], atol=1e-3)   # with context it does not

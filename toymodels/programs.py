@@ -1,0 +1,183 @@
+"""The jitted programs of training: init, a chunk of steps, evaluation.
+
+One ``Programs`` serves E runs that share array shapes: params and optimizer
+state carry a leading runs axis E and every per-run hyperparameter arrives as a
+row of ``Runs``. A chunk is a ``lax.fori_loop`` over a traced number of steps, so
+an eval grid of any spacing compiles once. Programs are cached on their configs,
+so equal configs share one compile.
+
+Data and dropout keys are ``fold_in(seed key, step)``: a run's numbers do not
+depend on how training is chunked, which is what makes resume exact.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from toymodels.model import TransformerConfig, abstract_model, init_model, residual_inputs
+from toymodels.params import param_paths
+from toymodels.schedule import Mixture
+from toymodels.tasks.base import Batch, Task, masked_mean, metrics, token_losses
+from toymodels.trainconfig import TrainConfig
+
+Array = jax.Array
+_INIT, _DATA, _DROPOUT = 0, 1, 2
+
+
+def _pad(b: Batch, T: int) -> Batch:
+    """Pad a batch's positions to ``T`` (padding is masked out of the loss)."""
+    pad = T - b.inputs.shape[1]
+    if pad == 0:
+        return b
+    widths = lambda x: [(0, 0), (0, pad)] + [(0, 0)] * (x.ndim - 2)  # noqa: E731
+    return Batch(*(jnp.pad(x, widths(x)) for x in b))
+
+
+def sample_mixture(tasks: Sequence[Task], probs: Array, key: Array, batch_size: int, T: int) -> Batch:
+    """Each example comes from task i with probability probs[i]."""
+    k_choice, *k_tasks = jax.random.split(key, len(tasks) + 1)
+    batches = [_pad(t.sample(k, batch_size), T) for t, k in zip(tasks, k_tasks)]
+    if len(tasks) == 1:
+        return batches[0]
+    choice_B = jax.random.choice(k_choice, len(tasks), (batch_size,), p=probs)
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *batches)
+    return jax.tree.map(lambda x: x[choice_B, jnp.arange(batch_size)], stacked)
+
+
+def lr_factor(tcfg: TrainConfig, step: Array) -> Array:
+    """Learning-rate multiplier at ``step``: linear warmup, then constant or cosine."""
+    step = step.astype(jnp.float32)
+    warm = jnp.minimum(1.0, (step + 1.0) / tcfg.warmup_steps) if tcfg.warmup_steps else 1.0
+    if tcfg.lr_schedule == "constant":
+        return warm
+    frac = jnp.clip((step - tcfg.warmup_steps) / max(tcfg.steps - tcfg.warmup_steps, 1), 0.0, 1.0)
+    cos = 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+    return warm * (tcfg.min_lr_frac + (1.0 - tcfg.min_lr_frac) * cos)
+
+
+class Programs(NamedTuple):
+    """The compiled functions that train and evaluate one group of runs."""
+    graphdef: Any
+    init: Callable        # seeds (E,) -> (params, opt)
+    opt_init: Callable    # params (E, ...) -> fresh optimizer state
+    chunk: Callable       # (params, opt, runs, teacher, start, n_steps) -> (params, opt, mean loss (E,))
+    evaluate: Callable    # (params, eval sets, teacher) -> task -> metric -> (E,)
+
+
+@functools.lru_cache(maxsize=64)
+def _init_programs(mcfg: TransformerConfig):
+    """Init and optimizer-init programs depend on the architecture only, so every training
+    variant of one model (myopic, teacher, trainable subsets, ...) shares one compile.
+    Adam's state layout does not depend on its hyperparameters."""
+    adam = optax.scale_by_adam()
+
+    def init_one(seed):
+        key = jax.random.fold_in(jax.random.key(seed), _INIT)
+        params = nnx.state(init_model(mcfg, key), nnx.Param)
+        return params, adam.init(params)
+    return jax.jit(jax.vmap(init_one)), jax.jit(jax.vmap(adam.init))
+
+
+@functools.lru_cache(maxsize=32)
+def build_programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tuple[str, Task], ...],
+                   mixture: Mixture, use_dropout: bool, runs_exec: str) -> Programs:
+    """The jitted init / chunk / eval functions; cached so equal configs share one compile.
+
+    ``tcfg`` should arrive with its per-run fields (lr, weight decay, seed, beta) zeroed,
+    so runs that differ only in those share the cache entry. ``runs_exec`` says how
+    the training chunk walks the runs axis: "vmap" (batched into every op) or "map"
+    (``lax.map``: each run runs the solo program in turn, inside one compiled program).
+    """
+    graphdef, abstract = abstract_model(mcfg)
+    task_map = dict(tasks)
+    train_tasks = [task_map[n] for n in mixture.tasks]
+    loss_kind = train_tasks[0].loss
+    T = max(t.seq_len for t in train_tasks)
+    adam = optax.scale_by_adam(tcfg.b1, tcfg.b2, tcfg.eps)
+    # Frozen parameters (not matching tcfg.trainable) get neither updates nor decay.
+    trainable = jax.tree.unflatten(jax.tree.structure(abstract), [
+        not tcfg.trainable or re.fullmatch(tcfg.trainable, p) is not None for p in param_paths(abstract)])
+
+    def past_of(teacher, inputs):
+        """The residual streams attention reads its past keys/values from (None = its own)."""
+        if tcfg.context == "live":
+            return None
+        if tcfg.context == "none":
+            return jnp.zeros((mcfg.n_layers, *inputs.shape[:2], mcfg.d_model), jnp.float32)
+        return jax.lax.stop_gradient(residual_inputs(nnx.merge(graphdef, teacher), inputs))
+
+    def loss_fn(params, batch, key, run, teacher):
+        model = nnx.merge(graphdef, params)
+        out = model(batch.inputs, key=key, dropout_rate=run.dropout, myopic=tcfg.myopic,
+                    myopic_beta=run.myopic_beta, past_resid=past_of(teacher, batch.inputs))
+        return masked_mean(token_losses(out, batch.targets, loss_kind), batch.mask)
+
+    def step_one(step, carry, run, teacher):
+        params, opt, loss_sum = carry
+        key = jax.random.key(run.seed)
+        k_data = jax.random.fold_in(jax.random.fold_in(key, _DATA), step)
+        k_drop = jax.random.fold_in(jax.random.fold_in(key, _DROPOUT), step) if use_dropout else None
+        batch = sample_mixture(train_tasks, mixture.probs(step, run.mixture), k_data, tcfg.batch_size, T)
+        loss, grads = jax.value_and_grad(loss_fn)(params, batch, k_drop, run, teacher)
+        if tcfg.grad_clip > 0:
+            norm = optax.tree.norm(grads)
+            grads = jax.tree.map(lambda g: g * jnp.minimum(1.0, tcfg.grad_clip / (norm + 1e-12)), grads)
+        updates, opt = adam.update(grads, opt)
+        lr = run.lr * lr_factor(tcfg, step)
+        params = jax.tree.map(lambda p, u, train: p - lr * (u + run.weight_decay * p) if train else p,
+                              params, updates, trainable)
+        return params, opt, loss_sum + loss
+
+    def chunk_one(params, opt, run, teacher, start, n_steps):
+        body = lambda i, c: step_one(start + i, c, run, teacher)  # noqa: E731
+        params, opt, loss_sum = jax.lax.fori_loop(0, n_steps, body, (params, opt, jnp.float32(0)))
+        return params, opt, loss_sum / jnp.maximum(n_steps, 1)
+
+    def offdiag_diagnostics(params, batch, loss):
+        """Split the loss gradient into its myopic part and the off-diagonal rest."""
+        def f(p, myopic):
+            out = nnx.merge(graphdef, p)(batch.inputs, myopic=myopic, myopic_beta=0.0)
+            return masked_mean(token_losses(out, batch.targets, loss), batch.mask)
+        g_myo = jax.grad(f)(params, True)
+        g_off = jax.tree.map(jnp.subtract, jax.grad(f)(params, False), g_myo)
+        dot = lambda a, b: sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))  # noqa: E731
+        n_off, n_myo = jnp.sqrt(dot(g_off, g_off)), jnp.sqrt(dot(g_myo, g_myo))
+        return {"offdiag_ratio": n_off / jnp.maximum(n_myo, 1e-30),
+                "offdiag_cos": dot(g_off, g_myo) / jnp.maximum(n_off * n_myo, 1e-30)}
+
+    def eval_one(params, eval_sets, teacher):
+        model = nnx.merge(graphdef, params)
+        out = {}
+        for name, b in eval_sets.items():
+            loss = task_map[name].loss
+            out[name] = metrics(model(b.inputs, past_resid=past_of(teacher, b.inputs)), b, loss)
+            if tcfg.grad_diagnostics:
+                out[name].update(offdiag_diagnostics(params, b, loss))
+        return out
+
+    def chunk_runs(params, opt, run, teacher, start, n_steps):
+        if runs_exec == "vmap" or run.seed.shape[0] == 1:
+            return jax.vmap(chunk_one, in_axes=(0, 0, 0, 0, None, None))(params, opt, run, teacher, start, n_steps)
+        return jax.lax.map(lambda prrt: chunk_one(*prrt, start, n_steps), (params, opt, run, teacher))
+
+    chunk = jax.jit(chunk_runs, donate_argnums=(0, 1))
+    evaluate = jax.jit(jax.vmap(eval_one, in_axes=(0, None, 0)))
+    return Programs(graphdef, *_init_programs(mcfg), chunk, evaluate)
+
+
+def clear_program_caches() -> None:
+    """Forget every built program, so the next build compiles afresh (and is counted)."""
+    build_programs.cache_clear()
+    _init_programs.cache_clear()
+
+
+def programs_built() -> int:
+    """How many distinct training programs were built since the last ``clear_program_caches``."""
+    return build_programs.cache_info().misses

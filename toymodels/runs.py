@@ -1,0 +1,138 @@
+"""The runs axis: per-run hyperparameters as array rows, and where those rows live.
+
+E runs that share array shapes train as one program; everything that differs
+between them (seed, lr, weight decay, dropout, myopic beta, mixture events) is a
+row of ``Runs``. On several devices the axis is sharded over a 1-D mesh named
+"runs"; every stacked tree (params, optimizer state, teachers) is placed the way
+the runs are (``place_like``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from toymodels.config import ConfigError, check_range
+from toymodels.model import TransformerConfig
+from toymodels.schedule import Mixture, MixtureParams
+from toymodels.trainconfig import TrainConfig
+
+Array = jax.Array
+
+
+class Runs(NamedTuple):
+    """Per-run hyperparameters; each field has a leading runs axis E."""
+    seed: Array          # (E,) int32
+    lr: Array            # (E,) float32
+    weight_decay: Array  # (E,)
+    dropout: Array       # (E,)
+    myopic_beta: Array   # (E,)
+    mixture: MixtureParams  # fields (E, ...)
+
+    @property
+    def size(self) -> int:
+        """Number of runs E."""
+        return int(self.seed.shape[0])
+
+    def take(self, i: int | Sequence[int]) -> "Runs":
+        """The runs at index (or indices) ``i``, keeping the runs axis."""
+        idx = np.atleast_1d(np.asarray(i))
+        return jax.tree.map(lambda x: x[idx], self)
+
+
+def make_runs(tcfg: TrainConfig, mcfg: TransformerConfig, mixture: Mixture, *,
+              seeds: Sequence[int] | None = None, **per_run: Sequence[Any]) -> Runs:
+    """Runs from configs; ``per_run`` overrides a field with one value per run.
+
+    e.g. ``make_runs(t, m, mix, seeds=[0, 1], lr=[1e-3, 3e-3])``; ``event_steps`` takes
+    one list of event steps per run, ``fractions`` one list of replay fractions.
+    """
+    valid = {"lr", "weight_decay", "dropout", "myopic_beta", "event_steps", "fractions", "weights"}
+    unknown = sorted(set(per_run) - valid)
+    if unknown:
+        raise ConfigError(f"unknown per-run field(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
+    seeds = [tcfg.seed] if seeds is None else list(seeds)
+    n = max([len(seeds)] + [len(v) for v in per_run.values()])
+    for name, vals in [("seeds", seeds)] + list(per_run.items()):
+        if len(vals) not in (1, n):
+            raise ConfigError(f"{name} has {len(vals)} values; give 1 or {n} (one per run)")
+
+    def col(vals, default):
+        vals = [default] if vals is None else list(vals)
+        return vals * n if len(vals) == 1 else vals
+
+    base = mixture.params()
+    mix = MixtureParams(
+        jnp.asarray(col(per_run.get("weights"), np.asarray(base.weights)), jnp.float32),
+        jnp.asarray(col(per_run.get("event_steps"), np.asarray(base.event_steps)), jnp.int32).reshape(n, -1),
+        jnp.asarray(col(per_run.get("fractions"), np.asarray(base.fractions)), jnp.float32).reshape(n, -1))
+    for f, lo, hi in (("dropout", 0, 0.999), ("myopic_beta", 0, 1), ("weight_decay", 0, math.inf)):
+        for v in col(per_run.get(f), 0.0):
+            check_range(f, float(v), lo, hi)
+    return Runs(
+        seed=jnp.asarray(col(seeds, None), jnp.int32),
+        lr=jnp.asarray(col(per_run.get("lr"), tcfg.lr), jnp.float32),
+        weight_decay=jnp.asarray(col(per_run.get("weight_decay"), tcfg.weight_decay), jnp.float32),
+        dropout=jnp.asarray(col(per_run.get("dropout"), mcfg.dropout), jnp.float32),
+        myopic_beta=jnp.asarray(col(per_run.get("myopic_beta"), tcfg.myopic_beta), jnp.float32),
+        mixture=mix)
+
+
+def runs_exec(runs: Runs) -> str:
+    """How the training chunk walks the runs axis, chosen per backend by measurement.
+
+    On one CPU device, ``lax.map`` beats ``vmap``: vmap turns each weight-gradient dot
+    into a batched Eigen dot and the attention einsums into many tiny ones (measured
+    +19 % tokens/s on 32 micro models, +18 % on 8 tiny ones, 2 cores). Sharded over
+    several devices, or on accelerators, vmap lets every device batch its runs.
+    """
+    one_device = len(runs.seed.sharding.device_set) == 1 if hasattr(runs.seed, "sharding") else True
+    return "map" if jax.default_backend() == "cpu" and one_device else "vmap"
+
+
+def to_host(tree):
+    """Numpy copies of (possibly sharded, possibly multi-host) arrays, on every process."""
+    if jax.process_count() > 1:
+        return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+    return jax.tree.map(np.asarray, jax.device_get(tree))
+
+
+def runs_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh over all devices (every host's, under jax.distributed) named 'runs'."""
+    return Mesh(np.asarray(devices if devices is not None else jax.devices()), ("runs",))
+
+
+def shard_runs(runs: Runs, mesh: Mesh) -> tuple[Runs, int]:
+    """Pad the runs axis to a multiple of the mesh size and shard it; returns (runs, n_real).
+
+    Padding repeats the last run; its results are dropped, never written.
+    """
+    n, d = runs.size, mesh.devices.size
+    pad = (-n) % d
+    if pad:
+        runs = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), runs)
+    sharding = NamedSharding(mesh, PartitionSpec("runs"))
+    return jax.tree.map(lambda x: jax.device_put(x, sharding), runs), n
+
+
+def place_like(tree, sharding):
+    """Place every leaf with a leading runs axis the way ``sharding`` places the runs axis."""
+    def put(x):
+        if isinstance(sharding, NamedSharding) and x.ndim:
+            return jax.device_put(x, NamedSharding(sharding.mesh, PartitionSpec(*sharding.spec[:1])))
+        return jax.device_put(x, sharding) if x.ndim else x
+    return jax.tree.map(put, tree)
+
+
+def pad_runs(tree, size: int, sharding):
+    """A stacked tree padded (repeating the last run) to ``size`` runs and placed like the runs."""
+    n = jax.tree.leaves(tree)[0].shape[0]
+    if size > n:
+        tree = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], size - n, axis=0)]), tree)
+    return place_like(tree, sharding)
