@@ -4,10 +4,10 @@ Nothing here is global state: a ``Hooks`` object lives for one forward call,
 so a failed call cannot leave a hook behind, and interventions are pytrees
 that compose with ``jit`` and ``vmap``.
 
-Activation layouts: residual-like names are (B, T, D); ``attn.q/k/v/z`` are
-(B, T, H, K); ``attn.scores`` and ``attn.pattern`` are (B, H, T, S) (query T,
-key S); ``mlp.pre/post`` are (B, T, F). ``final`` is the residual after the
-final norm, i.e. what the unembedding reads.
+Activation layouts: residual-like names are (B, T, D), except ``pos_embed``, which is
+(T, D) (one for the whole batch); ``attn.q/k/v/z`` are (B, T, H, K); ``attn.scores``
+and ``attn.pattern`` are (B, H, T, S) (query T, key S); ``mlp.pre/post`` are (B, T, F).
+``final`` is the residual after the final norm, i.e. what the unembedding reads.
 """
 
 from __future__ import annotations
@@ -21,6 +21,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 Array = jax.Array
+
+
+def position_axis(name: str) -> int:
+    """The position (query) axis of an activation: ``pos_embed`` is (T, D), with no batch axis."""
+    if name == "pos_embed":
+        return 0
+    return 2 if name.endswith((".scores", ".pattern")) else 1
 
 
 @jax.tree_util.register_dataclass
@@ -39,7 +46,7 @@ class Intervention:
         new = jnp.asarray(self.scale) * x + jnp.broadcast_to(self.value, x.shape)
         if self.positions is None:
             return new.astype(x.dtype)
-        axis = 2 if name.endswith((".scores", ".pattern")) else 1
+        axis = position_axis(name)
         T = x.shape[axis]
         pos = jnp.asarray(self.positions)
         mask = pos if pos.dtype == jnp.bool_ else jnp.zeros(T, bool).at[pos].set(True)

@@ -25,18 +25,16 @@ import numpy as np
 
 from toymodels.config import ConfigError
 from toymodels.model import Transformer, TransformerConfig
-
+from toymodels.params import build_model, model_params
 
 Params = dict[str, np.ndarray]
 
 
 def _params(model: Transformer) -> Params:
-    from toymodels.compiler.assemble import model_params
     return model_params(model)
 
 
 def _build(model: Transformer, params: Params) -> Transformer:
-    from toymodels.compiler.assemble import build_model
     return build_model(model.cfg, params)
 
 

@@ -11,21 +11,18 @@ and their residual streams compared at matching layers:
                                                      # each RASP variable of the compiled net?
     weight_summary(trained)                          # sparsity, effective / stable rank
 
-Activation dicts map a layer (a hook name, see ``toymodels.hooks``) to an (N, D) matrix
-whose rows are (input, position) pairs in batch-major order, so two dicts collected from
-the same inputs and positions are row-aligned. The default layers are the residual stream
-entering block 0 (token + position embedding, ``blocks.0.resid_pre``), and after each
-block's attention (``blocks.{i}.resid_mid``) and MLP (``blocks.{i}.resid_post``).
+Activation dicts come from ``collect`` (``toymodels.analysis.activations``): a layer (a hook
+name) -> an (N, D) matrix whose rows are (input, position) pairs in batch-major order, so
+two dicts collected from the same inputs and positions are row-aligned.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
-import jax
 import numpy as np
-from flax import nnx
 
+from toymodels.analysis.activations import default_layers
 from toymodels.analysis.similarity import (
     affine_r2_split,
     debiased_linear_cka,
@@ -35,26 +32,13 @@ from toymodels.analysis.similarity import (
     weight_stats,
 )
 from toymodels.config import replace
-from toymodels.hooks import run_with_cache
 from toymodels.model import Transformer, TransformerConfig
+from toymodels.params import model_params
 
 # Compiled attention leaks e^-50 of a value onto unselected positions: codes that vary by
 # less than this are constant (not computed yet, or constant on these inputs), not a
 # signal to regress on.
 CONSTANT_TOL = 1e-6
-
-
-def default_layers(model: Transformer) -> list[str]:
-    """Residual stream after the embedding and after each sub-layer, in forward order."""
-    cfg = model.cfg
-    if cfg.n_layers == 0:
-        return ["final"]
-    names = ["blocks.0.resid_pre"]
-    for i in range(cfg.n_layers):
-        if cfg.mlp_dim:
-            names.append(f"blocks.{i}.resid_mid")
-        names.append(f"blocks.{i}.resid_post")
-    return names
 
 
 def twin_config(compiled, width: float = 1.0, **overrides) -> TransformerConfig:
@@ -69,54 +53,6 @@ def twin_config(compiled, width: float = 1.0, **overrides) -> TransformerConfig:
 
     return replace(cfg, d_model=scaled(cfg.d_model), d_head=scaled(cfg.head_dim),
                    d_mlp=scaled(cfg.mlp_dim) if cfg.mlp_dim else 0, **overrides)
-
-
-def _position_index(positions, T: int) -> np.ndarray:
-    if isinstance(positions, str):
-        if positions == "all":
-            return np.arange(T)
-        if positions == "non_bos":
-            return np.arange(1, T)
-        raise ValueError(f"positions={positions!r}: use 'all', 'non_bos' or position indices")
-    index = np.atleast_1d(np.asarray(positions, np.int64))
-    if index.ndim != 1 or (index.size and (index.min() < -T or index.max() >= T)):
-        raise ValueError(f"positions {positions!r} out of range for {T} positions")
-    return index
-
-
-_FORWARDS: dict = {}
-
-
-def _cached_forward(model: Transformer, names: tuple[str, ...]):
-    """One jitted cache-returning forward per (config, layers): a compiled net, its scrambles
-    and random-init twins of one shape share it (as ``compiler.compiling.forward`` does)."""
-    graphdef, state = nnx.split(model)
-    key = (model.cfg, names)
-    if key not in _FORWARDS:
-        _FORWARDS[key] = jax.jit(lambda s, x: run_with_cache(nnx.merge(graphdef, s), x, names)[1])
-    return _FORWARDS[key], state
-
-
-def collect(model: Transformer, inputs, layers: Sequence[str] | None = None,
-            positions="all", batch_size: int = 4096) -> dict[str, np.ndarray]:
-    """{layer: (N, D) float32} with N = batch x selected positions (batch-major).
-
-    ``layers``: hook names (default ``default_layers(model)``); ``positions``: "all",
-    "non_bos" (drops position 0, where compiled SOp codes are all zero) or indices.
-    The forward pass runs jitted in chunks of ``batch_size`` sequences.
-    """
-    names = tuple(default_layers(model) if layers is None else layers)
-    inputs = np.asarray(inputs)
-    T = inputs.shape[1]
-    pos_P = _position_index(positions, T)
-    forward, state = _cached_forward(model, names)
-    chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for start in range(0, inputs.shape[0], batch_size):
-        cache = forward(state, inputs[start:start + batch_size])
-        for n in names:
-            acts_BTD = np.asarray(cache[n], np.float32)
-            chunks[n].append(acts_BTD[:, pos_P].reshape(-1, acts_BTD.shape[-1]))
-    return {n: np.concatenate(c) for n, c in chunks.items()}
 
 
 def _nan_on_degenerate(fn, *args) -> float:
@@ -264,7 +200,6 @@ def weight_summary(model: Transformer, circuits: bool = True) -> list[dict]:
     stats. Attention ``W_QKV`` is split into ``W_Q``/``W_K``/``W_V`` (D, H*K) and ``W_O`` is
     (H*K, D); with ``circuits`` also each head's (D, D) ``QK`` = W_Q W_K^T and ``OV`` = W_V W_O,
     whose singular values do not depend on the residual or head-internal basis."""
-    from toymodels.compiler.assemble import model_params
     rows = []
     for name, W in _matrices(model_params(model), circuits):
         rows.append({"name": name, "shape": tuple(W.shape), **weight_stats(W)})

@@ -6,7 +6,7 @@ graph.py (program graph) -> valuesets.py (value-set inference) -> blocks.py
 assemble.py (weights).
 """
 
-from toymodels.compiler.compiling import CompiledModel, compile_program, forward
+from toymodels.compiler.compiling import CompiledModel, accepts, compile_program, forward
 from toymodels.compiler.graph import CompileError
 
-__all__ = ["CompileError", "CompiledModel", "compile_program", "forward"]
+__all__ = ["CompileError", "CompiledModel", "accepts", "compile_program", "forward"]

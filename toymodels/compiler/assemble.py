@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import math
 
-import jax
 import numpy as np
-from flax import nnx
 
 from toymodels.compiler.allocate import Layer
 from toymodels.compiler.blocks import Plan
 from toymodels.compiler.readouts import Lin, Readout
-from toymodels.model import Transformer, TransformerConfig, abstract_model
+from toymodels.model import TransformerConfig
 
 
 def model_config(plan: Plan, layers: list[Layer], vocab_size: int, max_seq_len: int,
@@ -34,49 +32,6 @@ def model_config(plan: Plan, layers: list[Layer], vocab_size: int, max_seq_len: 
         use_bias=False, input_kind="tokens",
         output_kind="vectors" if output.numerical else "logits",
         d_output=1 if output.numerical else 0, tie_embeddings=False)
-
-
-_SKELETONS: dict = {}
-
-
-def _skeleton(cfg: TransformerConfig):
-    """(graphdef, treedef, parameter paths, shapes) of a Transformer, traced once per config."""
-    if cfg not in _SKELETONS:
-        graphdef, state = abstract_model(cfg)
-        leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
-        paths = [".".join(str(k.key) for k in kp if isinstance(k, jax.tree_util.DictKey))
-                 for kp, _ in leaves]
-        _SKELETONS[cfg] = (graphdef, treedef, paths, [leaf.shape for _, leaf in leaves])
-    return _SKELETONS[cfg]
-
-
-def param_shapes(cfg: TransformerConfig) -> dict[str, tuple]:
-    """Every parameter's shape by dotted path."""
-    _, _, paths, shapes = _skeleton(cfg)
-    return {p: tuple(s) for p, s in zip(paths, shapes)}
-
-
-def build_model(cfg: TransformerConfig, params: dict[str, np.ndarray]) -> Transformer:
-    """A Transformer with the given parameters by dotted path (``blocks.0.attn.W_QKV``);
-    missing ones are zero. No random initialisation is run."""
-    graphdef, treedef, paths, shapes = _skeleton(cfg)
-    unknown = set(params) - set(paths)
-    if unknown:
-        raise KeyError(f"unknown parameters {sorted(unknown)}; valid: {paths}")
-    arrays = []
-    for path, shape in zip(paths, shapes):
-        value = np.asarray(params.get(path, np.zeros(shape)), np.float32)
-        if value.shape != tuple(shape):
-            raise ValueError(f"{path}: shape {value.shape} != {tuple(shape)}")
-        arrays.append(jax.device_put(value))
-    return nnx.merge(graphdef, jax.tree_util.tree_unflatten(treedef, arrays))
-
-
-def model_params(model: Transformer) -> dict[str, np.ndarray]:
-    """Every parameter of ``model`` by dotted path, as float64 numpy arrays."""
-    _, state = nnx.split(model, nnx.Param)
-    return {".".join(map(str, path)): np.asarray(var.get_value(), np.float64)
-            for path, var in nnx.to_flat_state(state)}
 
 
 def assemble_weights(plan: Plan, layers: list[Layer]) -> tuple[TransformerConfig, dict]:

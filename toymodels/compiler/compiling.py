@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import math
 
-import jax
 import numpy as np
-from flax import nnx
 
+from toymodels import hooks
 from toymodels.compiler.allocate import Layer, allocate_layers
-from toymodels.compiler.assemble import (
-    assemble_weights,
-    build_model,
-    model_params,
-    param_shapes,
-)
+from toymodels.compiler.assemble import assemble_weights
 from toymodels.compiler.blocks import Plan, build_blocks
 from toymodels.compiler.graph import CompileError, extract_graph
 from toymodels.compiler.valuesets import infer_value_sets, sorted_values
 from toymodels.config import replace
 from toymodels.model import Transformer
+from toymodels.params import build_model, model_params, param_shapes
 from toymodels.rasp import rasp
+from toymodels.rasp.rasp import RASPError
 
 
 def compile_program(program: rasp.SOp, vocab, max_seq_len: int, bos: str = "BOS", *,
@@ -44,16 +40,22 @@ def compile_program(program: rasp.SOp, vocab, max_seq_len: int, bos: str = "BOS"
     return CompiledModel(cfg, params, plan, layers, graph.exprs, vocab, max_seq_len, bos)
 
 
-_FORWARD: dict = {}
+def accepts(program: rasp.SOp, vocab, max_seq_len: int, bos: str = "BOS", *,
+            softmax_coldness: float = 100.0) -> bool:
+    """Whether the compiler's front end (graph, value sets, blocks) takes ``program``: the
+    fountain's acceptance check (``fountain.generate(..., accept=accepts)``)."""
+    try:
+        graph = extract_graph(program)
+        build_blocks(graph, infer_value_sets(graph, vocab, max_seq_len), vocab, max_seq_len,
+                     bos, softmax_coldness)
+    except (RASPError, ArithmeticError, TypeError, ValueError):
+        return False
+    return True
 
 
 def forward(model: Transformer, ids) -> np.ndarray:
-    """``model(ids)`` through one jitted function per model config (compiled once, reused)."""
-    graphdef, state = nnx.split(model)
-    fn = _FORWARD.get(model.cfg)
-    if fn is None:
-        fn = _FORWARD[model.cfg] = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
-    return np.asarray(fn(state, np.asarray(ids, np.int32)))
+    """``model(ids)`` as numpy, through ``hooks.forward``'s one jitted function per config."""
+    return np.asarray(hooks.forward(model, np.asarray(ids, np.int32))[0])
 
 
 class CompiledModel:

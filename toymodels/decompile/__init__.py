@@ -2,8 +2,9 @@
 
   tokens.py    program_tokens / parse_program: fountain programs as token sequences
   weights.py   weight_tokens: a net's weights as fixed-width vectors (Layout)
-  task.py      the ``decompile`` task (registered with toymodels.tasks)
-  evaluate.py  greedy_decode, exact_match, functionally_equivalent, decoder_report
+  evaluate.py  greedy_decode, exact_match, functionally_equivalent, score, decoder_report
+
+The ``decompile`` task (weight tokens in, program tokens out) is ``toymodels.tasks.decompile``.
 """
 
 from toymodels.decompile.evaluate import (
@@ -11,6 +12,7 @@ from toymodels.decompile.evaluate import (
     exact_match,
     functionally_equivalent,
     greedy_decode,
+    score,
 )
 from toymodels.decompile.tokens import (
     VOCAB,
@@ -22,4 +24,4 @@ from toymodels.decompile.weights import Layout, weight_tokens
 
 __all__ = ["VOCAB", "Layout", "decoder_report", "exact_match", "format_program",
            "functionally_equivalent", "greedy_decode", "parse_program", "program_tokens",
-           "weight_tokens"]
+           "score", "weight_tokens"]

@@ -1,6 +1,6 @@
 """RASP programs as token sequences: the decompiler's target language.
 
-    toks = program_tokens(fountain.generate(3))   # ['Map', 'f:x>0', 'indices', 'cat', ...]
+    toks = program_tokens(fountain.generate(3, accept=accepts))   # ['Map', 'f:x>0', 'indices', 'cat', ...]
     prog = parse_program(toks)                    # evaluates like the original
     print(format_program(toks))                   # one "v3 = Map(f:x+1, v1) cat" per line
 
@@ -85,11 +85,11 @@ def _table(entries) -> tuple[dict[str, object], dict]:
 
 
 MAP_FUNCTIONS, _MAP_KEYS = _table(
-    [(f"f:{n}", f) for _, _, n, f in fountain._MAPS + fountain._NUM_MAPS + fountain._TO_NUM]
+    [(f"f:{n}", f) for _, _, n, f in fountain.MAPS + fountain.NUM_MAPS + fountain.TO_NUM]
     + [("f:int(x)", int), ("f:x>0.5", _rebuild(_GT_HALF))]
     + [(f"f:x=={v!r}", _rebuild(_TOKEN_EQ, (v,))) for v in FOUNTAIN_VOCAB])
 PAIR_FUNCTIONS, _PAIR_KEYS = _table(
-    [(f"g:{n}", f) for *_, n, f in fountain._PAIRS] + [("g:join", _rebuild(_JOIN))])
+    [(f"g:{n}", f) for *_, n, f in fountain.PAIRS] + [("g:join", _rebuild(_JOIN))])
 VARS = tuple(f"v{i}" for i in range(1, MAX_VARS + 1))
 VOCAB: tuple[str, ...] = (SPECIALS + OPS + ENCODINGS + tuple(c.name for c in Comparison)
                           + tuple(PRIMITIVES) + VARS + tuple(MAP_FUNCTIONS)

@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax.numpy as jnp
 import numpy as np
 
 from toymodels.decompile.tokens import VOCAB
+from toymodels.params import model_params
 
 KINDS = ("embed", "pos", "qk", "ov", "mlp", "unembed", "program")
 
@@ -72,7 +74,6 @@ def symlog(x):
 
 
 def _params(model) -> tuple[object, dict[str, np.ndarray]]:
-    from toymodels.compiler.assemble import model_params
     if hasattr(model, "params") and hasattr(model, "plan"):   # a CompiledModel: no build needed
         return model.cfg, model.params()
     return model.cfg, model_params(model)
@@ -130,7 +131,6 @@ def weight_tokens(model, layout: Layout = Layout(), transform: str = "symlog") -
 
 def program_vectors(ids, layout: Layout = Layout()):
     """Program token ids (..., L) -> (..., L, layout.width) input vectors (jnp, jit-safe)."""
-    import jax.numpy as jnp
     ids = jnp.asarray(ids)
     x = jnp.zeros(ids.shape + (layout.width,), jnp.float32)
     x = x.at[..., :len(VOCAB)].set(jnp.eye(len(VOCAB), dtype=jnp.float32)[ids])

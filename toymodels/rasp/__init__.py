@@ -1,4 +1,5 @@
-"""RASP: a Tracr-compatible language, its interpreter, a program library and a program fountain.
+"""RASP: a Tracr-compatible language, its interpreter, a program library, a program fountain
+and a catalogue of named programs (library and fountain names).
 
     from toymodels.rasp import rasp, library, evaluate
     prog = library.make_frac_prevs(rasp.tokens == "x")
@@ -7,7 +8,7 @@
 Compile programs with ``toymodels.compiler.compile_program``.
 """
 
-from toymodels.rasp import fountain, library, rasp
+from toymodels.rasp import catalogue, fountain, library, rasp
 from toymodels.rasp.interpreter import evaluate
 from toymodels.rasp.rasp import (
     Aggregate,
@@ -55,6 +56,7 @@ __all__ = [
     "SelectorWidth",
     "SequenceMap",
     "annotate",
+    "catalogue",
     "categorical",
     "evaluate",
     "fountain",

@@ -1,14 +1,18 @@
 """A seeded fountain of random, typed, valid RASP programs.
 
+    from toymodels.compiler import accepts
     from toymodels.rasp import fountain
-    prog = fountain.generate(seed=3, n_ops=8)
-    progs = list(fountain.programs(seed=0, count=100, n_ops=6))
+    prog = fountain.generate(seed=3, n_ops=8, accept=accepts)
+    progs = list(fountain.programs(seed=0, count=100, n_ops=6, accept=accepts))
 
 Every program is built from typed pieces (categorical str / int / bool SOps,
 numerical SOps with small value sets), uses every operation it creates, and
 is accepted only if (1) the interpreter runs it without error on random
-inputs and (2) the compiler's front end (graph, value sets, blocks) accepts
-it; otherwise the next sub-seed is tried. ``mix`` weights the primitives:
+inputs and (2) ``accept(program, vocab, max_seq_len)`` is true (the compiler's
+front end, ``toymodels.compiler.accepts``, for programs that must compile; None
+skips this check); otherwise the next sub-seed is tried. The accepted program
+depends on ``accept``: pass the same check to get the same program from a seed.
+``mix`` weights the primitives:
 
   map, numerical_map     Map (categorical) / numerical Map
   sequence_map           SequenceMap, LinearSequenceMap, numerical x*y
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from toymodels.rasp import rasp
 from toymodels.rasp.interpreter import evaluate
@@ -38,8 +42,9 @@ class _Item:
     type: str      # "str" | "int" | "bool" categorical; "num" numerical
 
 
-# Typed function tables: (input type, output type, name, function).
-_MAPS: list[tuple[str, str, str, Callable]] = [
+# Typed function tables: (input type, output type, name, function). Public: the decompiler
+# names functions by these entries.
+MAPS: list[tuple[str, str, str, Callable]] = [
     ("int", "int", "x+1", lambda x: x + 1), ("int", "int", "x-1", lambda x: x - 1),
     ("int", "int", "x%3", lambda x: x % 3), ("int", "int", "min(x,2)", lambda x: min(x, 2)),
     ("int", "int", "-x", lambda x: -x), ("int", "bool", "x>0", lambda x: x > 0),
@@ -47,17 +52,17 @@ _MAPS: list[tuple[str, str, str, Callable]] = [
     ("bool", "bool", "not x", lambda x: not x), ("bool", "int", "int(x)", lambda x: int(x)),
     ("bool", "int", "2 if x else -1", lambda x: 2 if x else -1),
 ]
-_NUM_MAPS = [  # numerical -> numerical / categorical
+NUM_MAPS = [  # numerical -> numerical / categorical
     ("num", "num", "x*x", lambda x: x * x), ("num", "num", "1-x", lambda x: 1 - x),
     ("num", "num", "max(x-0.5,0)", lambda x: max(x - 0.5, 0)), ("num", "num", "3*x", lambda x: 3 * x),
     ("num", "bool", "x>0.5", lambda x: x > 0.5), ("num", "bool", "x==0", lambda x: x == 0),
     ("num", "int", "round(2*x)", lambda x: round(2 * x)),
 ]
-_TO_NUM = [  # categorical -> numerical
+TO_NUM = [  # categorical -> numerical
     ("bool", "num", "int(x)", lambda x: int(x)), ("int", "num", "x/2", lambda x: x / 2),
     ("int", "num", "x", lambda x: x),
 ]
-_PAIRS = [  # (type x, type y, out type, name, function)
+PAIRS = [  # (type x, type y, out type, name, function)
     ("int", "int", "int", "x+y", lambda x, y: x + y), ("int", "int", "int", "max", max),
     ("int", "int", "bool", "x<y", lambda x, y: x < y), ("bool", "bool", "bool", "and", lambda x, y: x and y),
     ("bool", "bool", "bool", "xor", lambda x, y: x != y), ("str", "str", "bool", "x==y", lambda x, y: x == y),
@@ -121,17 +126,17 @@ class _Gen:
                 v = rng.choice(self.vocab)
                 self.add(rasp.Map(lambda t, v=v: t == v, x.sop, simplify=False), "bool", x)
                 return
-            _, out, _, f = rng.choice([m for m in _MAPS if m[0] == x.type])
+            _, out, _, f = rng.choice([m for m in MAPS if m[0] == x.type])
             self.add(rasp.Map(f, x.sop, simplify=False), out, x)
         elif kind == "numerical_map":
             x = self.pick(("num", "bool", "int"))
-            table = _NUM_MAPS if x.type == "num" else [m for m in _TO_NUM if m[0] == x.type]
+            table = NUM_MAPS if x.type == "num" else [m for m in TO_NUM if m[0] == x.type]
             _, out, _, f = rng.choice(table)
             sop = rasp.Map(f, x.sop, simplify=False)
             self.add(rasp.numerical(sop) if out == "num" else sop, out, x)
         elif kind == "sequence_map":
             x = self.pick(("int", "bool", "str", "num"))
-            opts = [p for p in _PAIRS if p[0] == x.type]
+            opts = [p for p in PAIRS if p[0] == x.type]
             if x.type == "num" and rng.random() < 0.5:
                 y = self.pick(("num",), prefer_unused=False)
                 a, b = rng.choice([(1, -1), (0.5, 0.5), (2, 1)])
@@ -189,24 +194,24 @@ def _random_inputs(rng: random.Random, vocab, max_seq_len: int, count: int):
     return [[rng.choice(vocab) for _ in range(rng.randint(1, max_seq_len))] for _ in range(count)]
 
 
-def _accept(program: SOp, vocab, max_seq_len: int, rng: random.Random) -> bool:
-    from toymodels.compiler.blocks import build_blocks
-    from toymodels.compiler.graph import extract_graph
-    from toymodels.compiler.valuesets import infer_value_sets
+Accept = Callable[[SOp, Sequence, int], bool]
+
+
+def _accept(program: SOp, vocab, max_seq_len: int, rng: random.Random,
+            accept: Accept | None) -> bool:
     try:
         for xs in _random_inputs(rng, list(vocab), max_seq_len, 16):
             evaluate(program, xs)
-        graph = extract_graph(program)
-        build_blocks(graph, infer_value_sets(graph, vocab, max_seq_len), vocab, max_seq_len,
-                     "BOS", 100.0)
     except (RASPError, ArithmeticError, TypeError, ValueError):
         return False
-    return True
+    return accept is None or accept(program, vocab, max_seq_len)
 
 
 def generate(seed: int, n_ops: int = 6, vocab=("a", "b", "c"), max_seq_len: int = 5,
-             mix: dict | None = None, max_tries: int = 100) -> SOp:
-    """A random valid program with ``n_ops`` operations (plus joins of unused results)."""
+             mix: dict | None = None, max_tries: int = 100, *, accept: Accept | None) -> SOp:
+    """A random valid program with ``n_ops`` operations (plus joins of unused results), passing
+    ``accept(program, vocab, max_seq_len)`` (e.g. ``toymodels.compiler.accepts``; None: any
+    program the interpreter runs)."""
     mix = {**DEFAULT_MIX, **(mix or {})}
     for attempt in range(max_tries):
         rng = random.Random(f"{seed}/{attempt}")
@@ -216,7 +221,7 @@ def generate(seed: int, n_ops: int = 6, vocab=("a", "b", "c"), max_seq_len: int 
                 break
             gen.step()
         program = gen.finish()
-        if _accept(program, vocab, max_seq_len, rng):
+        if _accept(program, vocab, max_seq_len, rng, accept):
             return program
     raise RuntimeError(f"no valid program in {max_tries} tries (seed {seed})")
 

@@ -105,3 +105,7 @@ class _Evaluator:
                         "average their encodings. Select a single key, or make it numerical.")
                 out.append(first)
         return out
+
+
+# Tracr's call syntax: ``expr(xs)`` is ``evaluate(expr, xs)`` (see ``rasp.RASPExpr``).
+rasp.RASPExpr.__call__ = evaluate

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import enum
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-Value = Any  # None, bool, int, float, str or any hashable value
+from toymodels.rasp.comparison import Comparison, Value  # noqa: F401  (rasp.Comparison, as in Tracr)
 
 
 class RASPError(ValueError):
@@ -38,7 +38,8 @@ class Encoding(enum.Enum):
 
 
 class RASPExpr:
-    """Base class of all RASP expressions (SOps and selectors)."""
+    """Base class of all RASP expressions (SOps and selectors); ``expr(xs)`` evaluates it, as
+    in Tracr (``__call__`` is installed by interpreter.py, which builds on these classes)."""
 
     _ids = itertools.count(1)
     _kind = "expr"
@@ -74,10 +75,6 @@ class RASPExpr:
 
     def annotated(self, **annotations):
         return annotate(self, **annotations)
-
-    def __call__(self, xs: Sequence[Value]):
-        from toymodels.rasp.interpreter import evaluate
-        return evaluate(self, xs)
 
     def __repr__(self):
         return f"{type(self).__name__}({self.name!r})"
@@ -228,35 +225,6 @@ class Full(SOp):
 
 
 # ---------------------------------------------------------------- selectors
-
-
-class Comparison(enum.Enum):
-    """A predicate ``(key, query) -> bool`` for ``Select``."""
-    EQ = "=="
-    LT = "<"
-    LEQ = "<="
-    GT = ">"
-    GEQ = ">="
-    NEQ = "!="
-    TRUE = "True"
-    FALSE = "False"
-
-    def __call__(self, key: Value, query: Value) -> bool:
-        if key is None or query is None:
-            return False
-        return _COMPARISONS[self](key, query)
-
-
-_COMPARISONS = {
-    Comparison.EQ: lambda k, q: k == q,
-    Comparison.LT: lambda k, q: k < q,
-    Comparison.LEQ: lambda k, q: k <= q,
-    Comparison.GT: lambda k, q: k > q,
-    Comparison.GEQ: lambda k, q: k >= q,
-    Comparison.NEQ: lambda k, q: k != q,
-    Comparison.TRUE: lambda k, q: True,
-    Comparison.FALSE: lambda k, q: False,
-}
 
 
 class Selector(RASPExpr):

@@ -17,8 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from toymodels.config import ConfigError, check_choice, check_int, check_range
-from toymodels.tasks import register
-from toymodels.tasks.base import SPLITS, Batch, Task, Vocab, next_token_batch
+from toymodels.tasks.base import SPLITS, Batch, Task, Vocab, next_token_batch, register
 
 @dataclasses.dataclass(frozen=True)
 class _DigitsTask(Task):

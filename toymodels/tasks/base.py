@@ -5,6 +5,8 @@ A task knows nothing about training. It provides
   * ``vocab`` (token strings, decode) for token tasks,
   * ``seq_len`` and ``loss`` ("xent" for tokens, "mse"/"huber" for vectors).
 Metrics are shared (``metrics`` below) and computed on the scored positions only.
+A task module registers its classes with ``register`` (re-exported by ``toymodels.tasks``,
+whose ``make_task`` builds them by name).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import ClassVar, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import optax
+
+from toymodels.config import ConfigError
 
 Array = jax.Array
 
@@ -114,3 +118,27 @@ def metrics(outputs: Array, batch: Batch, loss: str) -> dict[str, Array]:
         has_scored = jnp.any(batch.mask > 0, axis=-1)
         out["exact"] = jnp.sum(seq_ok & has_scored) / jnp.maximum(jnp.sum(has_scored), 1)
     return out
+
+
+TASKS: dict[str, type[Task]] = {}
+
+
+def register(cls: type[Task]) -> type[Task]:
+    """Class decorator: make a task constructible by its ``name``."""
+    if cls.name in TASKS and TASKS[cls.name] is not cls:
+        raise ValueError(f"task name {cls.name!r} is registered twice")
+    TASKS[cls.name] = cls
+    return cls
+
+
+def make_task(name: str, **fields) -> Task:
+    """Build a registered task, rejecting unknown names and fields with the valid choices."""
+    if name not in TASKS:
+        raise ConfigError(f"unknown task {name!r}; registered tasks: {', '.join(sorted(TASKS))}")
+    cls = TASKS[name]
+    valid = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(fields) - valid)
+    if unknown:
+        raise ConfigError(f"unknown field(s) {', '.join(unknown)} for task {name!r}; "
+                          f"valid fields: {', '.join(sorted(valid)) or '(none)'}")
+    return cls(**fields)

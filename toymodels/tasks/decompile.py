@@ -17,7 +17,8 @@ output_kind="logits", vocab_size=task.vocab.size, and should be causal.
 
 Data, built on the host on first use and cached per config: fountain programs with seeds
 ``data_seed * 1_000_000 + i`` (i < n_programs) and n_ops drawn by data_seed in
-[min_ops, max_ops], over ("a", "b", "c") with max_seq_len 5 (rasp_io's fountain setup).
+[min_ops, max_ops], over ("a", "b", "c") with max_seq_len 5 (the catalogue's fountain
+setup, so ``fountain:<seed>:<n_ops>`` names the same program), accepted only if they compile.
 ``extra_train`` more programs (seeds from ``n_programs`` on) join the training split
 only, so a larger training set keeps the same held-out programs.
 Skipped: programs the fountain gives up on, whose tokens exceed max_program_tokens,
@@ -41,14 +42,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from toymodels.compiler import CompileError, accepts, compile_program
 from toymodels.config import ConfigError, check_choice, check_int
 from toymodels.decompile.tokens import EOS, PAD, SEP, TOKEN_ID, VOCAB, program_tokens
 from toymodels.decompile.weights import Layout, fits, program_vectors, weight_tokens
-from toymodels.tasks import register
-from toymodels.tasks.base import SPLITS, Batch, Task, Vocab
+from toymodels.rasp import fountain
+from toymodels.rasp.catalogue import FOUNTAIN_MAX_SEQ_LEN, FOUNTAIN_VOCAB
+from toymodels.scramble import scramble
+from toymodels.tasks.base import SPLITS, Batch, Task, Vocab, register
 
-FOUNTAIN_VOCAB = ("a", "b", "c")
-FOUNTAIN_MAX_SEQ_LEN = 5
 SEED_STRIDE = 1_000_000
 
 
@@ -165,11 +167,6 @@ def _stream(tokens, length: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def _build(task: DecompileTask) -> tuple[dict[str, Split], collections.Counter]:
-    from toymodels.compiler import compile_program
-    from toymodels.compiler.graph import CompileError
-    from toymodels.rasp import fountain
-    from toymodels.scramble import scramble
-
     layout, counts, seen, kept = task.layout, collections.Counter(), set(), []
     n_ops_P = np.random.default_rng(task.data_seed).integers(
         task.min_ops, task.max_ops + 1, task.n_programs)
@@ -182,7 +179,7 @@ def _build(task: DecompileTask) -> tuple[dict[str, Split], collections.Counter]:
         seed = task.data_seed * SEED_STRIDE + i
         try:
             program = fountain.generate(seed, n_ops=n_ops, vocab=FOUNTAIN_VOCAB,
-                                        max_seq_len=FOUNTAIN_MAX_SEQ_LEN)
+                                        max_seq_len=FOUNTAIN_MAX_SEQ_LEN, accept=accepts)
             toks = tuple(program_tokens(program))
             compiled = compile_program(program, FOUNTAIN_VOCAB, FOUNTAIN_MAX_SEQ_LEN)
         except (RuntimeError, ValueError, CompileError) as e:

@@ -34,11 +34,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from toymodels.config import ConfigError, check_choice, check_int, check_range, fail
-from toymodels.tasks import register
 from toymodels.tasks.algorithmic import (
     _pair_split,  # the same seeded split of (a, b) pairs
 )
-from toymodels.tasks.base import SPLITS, Batch, Task, Vocab, next_token_batch
+from toymodels.tasks.base import SPLITS, Batch, Task, Vocab, next_token_batch, register
 
 CASES = ("A", "B", "C", "D", "knob")
 FAMILIES = ("orbit", "phrase", "count", "alternate", "fibonacci", "bounce", "palindrome",

@@ -17,8 +17,7 @@ import numpy as np
 from jax import lax
 
 from toymodels.config import check_choice, check_int, check_range
-from toymodels.tasks import register
-from toymodels.tasks.base import SPLITS, Batch, Task, Vocab, next_token_batch
+from toymodels.tasks.base import SPLITS, Batch, Task, Vocab, next_token_batch, register
 
 
 @functools.lru_cache(maxsize=16)

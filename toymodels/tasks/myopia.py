@@ -19,8 +19,7 @@ import numpy as np
 from jax import lax
 
 from toymodels.config import check_choice, check_int, check_range, fail
-from toymodels.tasks import register
-from toymodels.tasks.base import SPLITS, Batch, Task, Vocab, next_token_batch
+from toymodels.tasks.base import SPLITS, Batch, Task, Vocab, next_token_batch, register
 
 
 def wu_targets_numpy(x, z, n_terms: int, freq: float) -> np.ndarray:

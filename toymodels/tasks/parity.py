@@ -13,8 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from toymodels.config import check_choice, check_int
-from toymodels.tasks import register
-from toymodels.tasks.base import SPLITS, Batch, Task, Vocab, next_token_batch
+from toymodels.tasks.base import SPLITS, Batch, Task, Vocab, next_token_batch, register
 
 SEP = 2  # token id after the bits "0" and "1"
 

@@ -15,8 +15,7 @@ import dataclasses
 import jax
 
 from toymodels.config import check_choice, check_int, fail
-from toymodels.tasks import register
-from toymodels.tasks.base import SPLITS, Batch, Task, Vocab
+from toymodels.tasks.base import SPLITS, Batch, Task, Vocab, register
 
 
 @register

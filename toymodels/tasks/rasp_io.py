@@ -25,12 +25,9 @@ is at most 50,000, else 20,000 distinct ones drawn by ``data_seed``) with the re
 interpreter's outputs, built once on the host and cached. ``n_eval`` rows, chosen by
 ``data_seed``, form the eval split and never appear in training batches.
 
-Program names (``resolve_program``): a library program (``LIBRARY``), or
-``fountain:<seed>`` / ``fountain:<seed>:<n_ops>`` for a random program of
-``toymodels.rasp.fountain`` over ("a", "b", "c"); a suffix ``@<n>`` sets the max_seq_len
-the program is built and compiled for (e.g. ``"sort@8"`` for length up to 8). For fountain
-programs it is part of the seed: the fountain accepts a program only if it runs at every
-length up to max_seq_len, so ``fountain:3@8`` need not be ``fountain:3`` run longer.
+Program names (``resolve_program``): the names of ``toymodels.rasp.catalogue`` (a library
+program such as ``"reverse"`` or ``"sort@8"``, or ``fountain:<seed>[:<n_ops>][@<n>]``), with
+fountain programs accepted only if the compiler takes them.
 """
 
 from __future__ import annotations
@@ -38,100 +35,36 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-from collections.abc import Callable
 from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from toymodels.compiler import CompileError, accepts, compile_program
 from toymodels.config import ConfigError, check_choice, check_int
-from toymodels.rasp import library as lib
-from toymodels.rasp import rasp
+from toymodels.rasp import catalogue
+from toymodels.rasp.catalogue import unknown_program as _unknown
 from toymodels.rasp.interpreter import evaluate
 from toymodels.rasp.rasp import RASPError, SOp
-from toymodels.tasks import register
-from toymodels.tasks.base import SPLITS, Batch, Task, Vocab
+from toymodels.tasks.base import SPLITS, Batch, Task, Vocab, register
 
 MAX_ENUMERATED = 50_000   # tables up to this many inputs hold every input
 N_SAMPLED = 20_000        # otherwise this many distinct inputs
-FOUNTAIN_VOCAB = ("a", "b", "c")
-FOUNTAIN_MAX_SEQ_LEN = 5
-FOUNTAIN_N_OPS = 6
-
-_ABC = ("a", "b", "c")
-_PARENS = ("(", ")", "x")
-
-# name -> (builder of the program given max_seq_len, vocab, default max_seq_len). Vocabularies
-# and lengths follow Tracr's examples (the size table in docs/rasp.md).
-LIBRARY: dict[str, tuple[Callable[[int], SOp], tuple, int]] = {
-    "length": (lambda n: lib.make_length(), _ABC, 5),
-    "reverse": (lambda n: lib.make_reverse(rasp.tokens), _ABC, 5),
-    "hist": (lambda n: lib.make_hist(), _ABC, 5),
-    "sort": (lambda n: lib.make_sort(rasp.tokens, rasp.tokens, max_seq_len=n, min_key=1), (1, 2, 3), 5),
-    "sort_unique": (lambda n: lib.make_sort_unique(rasp.tokens, rasp.tokens), (1, 2, 3, 4, 5), 5),
-    "sort_freq": (lambda n: lib.make_sort_freq(n), _ABC, 5),
-    "frac_prevs": (lambda n: lib.make_frac_prevs(rasp.tokens == "a"), _ABC, 5),
-    "pair_balance": (lambda n: lib.make_pair_balance(rasp.tokens, "(", ")"), _PARENS, 5),
-    "shuffle_dyck": (lambda n: lib.make_shuffle_dyck(["()"]), _PARENS, 5),
-    "shuffle_dyck2": (lambda n: lib.make_shuffle_dyck2(), ("(", ")", "{", "}"), 4),
-    "count_less_freq": (lambda n: lib.make_count_less_freq(2), ("a", "b", "c", "d"), 5),
-    "count": (lambda n: lib.make_count(rasp.tokens, "a"), _ABC, 5),
-    "running_count": (lambda n: lib.make_running_count(rasp.tokens, "a"), _ABC, 5),
-    "detect_pattern": (lambda n: lib.detect_pattern(rasp.tokens, "abc"), _ABC, 5),
-    "shift_by": (lambda n: lib.shift_by(1, rasp.tokens), _ABC, 5),
-    "first": (lambda n: lib.make_first(rasp.tokens), _ABC, 5),
-    "last": (lambda n: lib.make_last(rasp.tokens), _ABC, 5),
-    "mean": (lambda n: lib.make_mean(rasp.tokens == "a"), _ABC, 5),
-    "is_palindrome": (lambda n: lib.make_is_palindrome(rasp.tokens), _ABC, 5),
-}
 
 
-def _unknown(name: str, why: str = "") -> ConfigError:
-    return ConfigError(f"program={name!r} is not a known RASP program{why}: choose one of "
-                       f"{', '.join(sorted(LIBRARY))}, or 'fountain:<seed>' / "
-                       "'fountain:<seed>:<n_ops>', optionally with '@<max_seq_len>'")
-
-
-@functools.cache
 def resolve_program(name: str) -> tuple[SOp, tuple, int]:
-    """(program, vocab, max_seq_len) for a program name (see the module docstring).
-
-    Cached, so one name always gives the same SOp object (labels, compiled nets and
-    the task's tables all refer to it).
-    """
+    """(program, vocab, max_seq_len) for a program name (``toymodels.rasp.catalogue``), fountain
+    programs accepted only if they compile. Cached: one name gives one SOp object."""
     if not isinstance(name, str):
         raise _unknown(name)
-    base, _, suffix = name.partition("@")
-    max_len = None
-    if suffix:
-        if not suffix.isdigit() or int(suffix) < 1:
-            raise _unknown(name, f" ('@{suffix}' must be a positive integer max_seq_len)")
-        max_len = int(suffix)
-    if base in LIBRARY:
-        build, vocab, default_len = LIBRARY[base]
-        max_len = max_len or default_len
-        return build(max_len), vocab, max_len
-    parts = base.split(":")
-    if parts[0] == "fountain" and len(parts) in (2, 3) and all(p.isdigit() for p in parts[1:]):
-        max_len = max_len or FOUNTAIN_MAX_SEQ_LEN
-        n_ops = int(parts[2]) if len(parts) == 3 else FOUNTAIN_N_OPS
-        from toymodels.rasp import fountain
-        try:
-            program = fountain.generate(int(parts[1]), n_ops=n_ops, vocab=FOUNTAIN_VOCAB,
-                                        max_seq_len=max_len)
-        except RuntimeError as e:
-            raise _unknown(name, f" ({e})") from None
-        return program, FOUNTAIN_VOCAB, max_len
-    raise _unknown(name)
+    return catalogue.resolve_program(name, accept=accepts)
 
 
 @functools.lru_cache(maxsize=64)
 def _compiled(name: str):
     """The compiled net shared by every task of this program (read-only: ``compile()`` gives
     callers their own)."""
-    from toymodels.compiler import compile_program
-    from toymodels.compiler.graph import CompileError
     program, vocab, max_len = resolve_program(name)
     try:
         return compile_program(program, vocab, max_len)
@@ -276,7 +209,6 @@ class RaspIOTask(Task):
     def compile(self):
         """A freshly compiled net of the program (a ``CompiledModel``; same token ids as the
         task, logits columns = ``output_vocab``). Fresh so that callers may edit its weights."""
-        from toymodels.compiler import compile_program
         program, vocab, max_len = resolve_program(self.program)
         return compile_program(program, vocab, max_len)
 

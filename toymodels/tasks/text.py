@@ -35,8 +35,7 @@ import numpy as np
 
 from toymodels.config import ConfigError, check_choice, check_int, fail
 from toymodels.results import atomic_write_bytes, write_json
-from toymodels.tasks import register
-from toymodels.tasks.base import SPLITS, Batch, Task, Vocab, next_token_batch
+from toymodels.tasks.base import SPLITS, Batch, Task, Vocab, next_token_batch, register
 
 FORMAT = 1  # bump when the build changes, so stale caches are not reused
 SKIP_DIRS = frozenset({"site-packages", "test", "tests", "idlelib", "lib2to3"})
@@ -118,6 +117,11 @@ def cache_dir() -> Path:
 def load_corpus(max_chars: int = 2_000_000) -> tuple[np.ndarray, np.ndarray, dict]:
     """(train, eval, info), from this process's memory, the disk cache, or a fresh build."""
     return _load(str(cache_dir()), max_chars)
+
+
+def forget_loaded() -> None:
+    """Drop the corpora loaded in this process: the next ``load_corpus`` reads the disk cache."""
+    _load.cache_clear()
 
 
 @functools.lru_cache(maxsize=8)

@@ -220,7 +220,7 @@ def test_case_d_holds_out_one_pair_in_both_directions():
 
 
 def test_held_out_task_in_a_training_mixture_fails_loudly():
-    from toymodels.train import sample_mixture  # what every training step calls
+    from toymodels.programs import sample_mixture  # what every training step calls
 
     tasks = [t for _, t in language_suite("D", n_languages=2) + held_out_tasks(n_languages=2)]
     probs = np.full(len(tasks), 1 / len(tasks))
@@ -294,7 +294,8 @@ def test_knob_sentences_add_and_private_tokens_belong_to_their_language():
 def test_suite_shares_one_vocab_and_fits_one_model(case, fields):
     from toymodels.model import TransformerConfig
     from toymodels.schedule import Mixture
-    from toymodels.train import TrainConfig, validate
+    from toymodels.train import validate
+    from toymodels.trainconfig import TrainConfig
 
     tasks = dict(language_suite(case, **fields) + (held_out_tasks(**fields) if case == "D" else ()))
     vocabs = {t.vocab for t in tasks.values()}

@@ -10,7 +10,8 @@ from toymodels.compiler.compiling import forward
 from toymodels.config import ConfigError
 from toymodels.rasp import evaluate
 from toymodels.tasks import make_task, metrics
-from toymodels.tasks.rasp_io import LIBRARY, N_SAMPLED, resolve_program
+from toymodels.rasp.catalogue import LIBRARY
+from toymodels.tasks.rasp_io import N_SAMPLED, resolve_program
 
 
 def task_of(program, length=4, n_eval=16, **kw):

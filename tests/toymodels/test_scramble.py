@@ -5,7 +5,7 @@ import pytest
 
 from toymodels import scramble
 from toymodels.compiler import compile_program, forward
-from toymodels.compiler.assemble import build_model, model_params, param_shapes
+from toymodels.params import build_model, model_params, param_shapes
 from toymodels.config import ConfigError
 from toymodels.model import TransformerConfig
 from toymodels.rasp import library as lib

@@ -3,7 +3,7 @@
 import pytest
 from rasp_cases import CASES, same_output
 
-from toymodels.rasp import Comparison, RASPError, evaluate, fountain, rasp
+from toymodels.rasp import Comparison, RASPError, evaluate, rasp
 from toymodels.rasp import library as lib
 
 
@@ -116,25 +116,3 @@ def test_constructors_reject_bad_arguments():
         rasp.Aggregate(rasp.tokens, rasp.tokens)
     with pytest.raises(RASPError):
         rasp.SelectorWidth(rasp.tokens)
-
-
-def test_fountain_is_seeded_typed_and_interpretable():
-    a, b = fountain.generate(7, n_ops=5), fountain.generate(7, n_ops=5)
-    xs = list("abcab")
-    assert evaluate(a, xs) == evaluate(b, xs)
-    progs = list(fountain.programs(0, 20, n_ops=4))
-    assert len({repr(evaluate(p, xs)) for p in progs}) > 5
-    only_maps = fountain.generate(1, n_ops=4, mix={k: 0 for k in fountain.DEFAULT_MIX} | {"map": 1})
-    assert not any(isinstance(e, (rasp.Aggregate, rasp.SelectorWidth)) for e in _exprs(only_maps))
-    big = fountain.generate(2, n_ops=12)
-    assert len([e for e in _exprs(big) if not isinstance(e, (rasp.TokensType, rasp.IndicesType))]) >= 12
-
-
-def _exprs(program):
-    seen, stack = {}, [program]
-    while stack:
-        e = stack.pop()
-        if id(e) not in seen:
-            seen[id(e)] = e
-            stack += e.children
-    return [e for e in seen.values() if isinstance(e, rasp.SOp)]

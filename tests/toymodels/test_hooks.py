@@ -105,3 +105,29 @@ def test_failed_call_leaves_no_hook_behind(model):
     with pytest.raises(Exception):
         run_with_interventions(model, x, {"embed": patch(jnp.zeros((9, 9, 9)))})
     np.testing.assert_array_equal(run_with_interventions(model, x, {}), model(x))
+
+
+def test_position_ablation_of_pos_embed_masks_a_position_not_a_feature(model, tiny_cfg):
+    # pos_embed is (T, D), without a batch axis: positions index its first axis.
+    x = _pair(tiny_cfg)[0]
+    T = x.shape[1]
+    _, clean = run_with_cache(model, x, ["pos_embed", "embed"])
+    for name in ("pos_embed", "embed"):
+        _, got = run_with_cache(model, x, [name], interventions={name: ablate(positions=[2])})
+        want = np.array(clean[name])
+        want[..., 2, :] = 0.0           # position 2 (second-to-last axis), every feature
+        np.testing.assert_array_equal(got[name], want)
+    # the position mask also works as a bool mask of length T
+    mask = np.arange(T) == 2
+    _, got = run_with_cache(model, x, ["pos_embed"], interventions={"pos_embed": ablate(positions=mask)})
+    assert not np.asarray(got["pos_embed"])[2].any() and np.asarray(got["pos_embed"])[3].any()
+
+
+def test_position_steering_of_final_touches_only_that_position(model, tiny_cfg):
+    x = _pair(tiny_cfg)[0]
+    vec = jnp.ones(tiny_cfg.d_model)
+    _, clean = run_with_cache(model, x, ["final"])
+    _, got = run_with_cache(model, x, ["final"], interventions={"final": steer(vec, positions=[1])})
+    diff = np.asarray(got["final"] - clean["final"])
+    np.testing.assert_allclose(diff[:, 1], np.ones_like(diff[:, 1]), atol=1e-6)
+    assert not np.delete(diff, 1, axis=1).any()

@@ -4,7 +4,7 @@ import random
 
 from rasp_cases import run_many, same_output
 
-from toymodels.compiler import compile_program
+from toymodels.compiler import accepts, compile_program
 from toymodels.rasp import evaluate, fountain
 
 VOCAB, N = ("a", "b", "c"), 5
@@ -12,7 +12,8 @@ VOCAB, N = ("a", "b", "c"), 5
 
 def test_fountain_programs_compile_exactly():
     rng = random.Random(0)
-    programs = [fountain.generate(seed, n_ops=rng.randint(3, 8), vocab=VOCAB, max_seq_len=N)
+    programs = [fountain.generate(seed, n_ops=rng.randint(3, 8), vocab=VOCAB, max_seq_len=N,
+                                  accept=accepts)
                 for seed in range(210)]
     items = []
     for prog in programs:
@@ -31,7 +32,7 @@ def test_fountain_programs_compile_exactly():
 
 def test_fountain_mix_controls_the_primitives():
     only_widths = {k: 0 for k in fountain.DEFAULT_MIX} | {"selector_width": 1}
-    prog = fountain.generate(3, n_ops=3, mix=only_widths)
+    prog = fountain.generate(3, n_ops=3, mix=only_widths, accept=accepts)
     m = compile_program(prog, VOCAB, N)
     assert all(len(layer.heads) >= 1 for layer in m.layers)
     xs = list("abcab")

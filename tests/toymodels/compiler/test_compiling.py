@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from rasp_cases import CASES, LIBRARY, run_many, same_output
 
-from toymodels.compiler import CompileError, compile_program, forward
+from toymodels.compiler import CompileError, accepts, compile_program, forward
 from toymodels.compiler.graph import extract_graph
 from toymodels.compiler.valuesets import infer_value_sets
 from toymodels.hooks import run_with_cache
@@ -113,6 +113,15 @@ def test_compile_errors_name_the_offending_node(make, match):
     with pytest.raises(CompileError, match=match):
         compile_program(make(), "ab", 4)
     rasp.categorical(rasp.tokens)  # undo the in-place annotation of the shared primitive
+
+
+def test_accepts_is_the_front_end_verdict():
+    bad = rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, Comparison.TRUE), rasp.tokens,
+                         default="a")
+    assert not accepts(bad, ("a", "b"), 4)
+    with pytest.raises(CompileError):
+        compile_program(bad, ("a", "b"), 4)
+    assert accepts(lib.make_reverse(rasp.tokens), ("a", "b"), 4)
 
 
 def test_vocab_must_not_contain_bos():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from toymodels.analysis import twins
+from toymodels.analysis.activations import collect
 from toymodels.model import init_model
 from toymodels.schedule import Mixture
 from toymodels.scramble import rotate_residual, scramble
@@ -15,7 +16,7 @@ from toymodels.tasks import make_task
 from toymodels.train import TrainConfig, validate
 
 LAYERS = ["blocks.0.resid_pre", "blocks.0.resid_mid", "blocks.0.resid_post",
-          "blocks.1.resid_mid", "blocks.1.resid_post"]
+          "blocks.1.resid_mid", "blocks.1.resid_post"]   # collect's default for reverse
 
 
 @pytest.fixture(scope="module")
@@ -24,22 +25,10 @@ def reverse():
     task = make_task("rasp_io", program="reverse", length=5, n_eval=64)
     compiled = task.compile()
     inputs = np.concatenate([task.full_batch(s).inputs for s in ("train", "eval")])
-    acts = {name: twins.collect(model, inputs, positions="non_bos") for name, model in [
+    acts = {name: collect(model, inputs, positions="non_bos") for name, model in [
         ("compiled", compiled.model), ("scrambled", scramble(compiled.model, 1)),
         ("random", init_model(compiled.cfg, 0))]}
     return task, compiled, inputs, acts
-
-
-def test_collect_layers_positions_and_row_order(reverse):
-    _, compiled, inputs, acts = reverse
-    assert twins.default_layers(compiled.model) == LAYERS
-    assert list(acts["compiled"]) == LAYERS
-    B, T = inputs.shape
-    every = twins.collect(compiled.model, inputs, layers=["blocks.1.resid_post"], batch_size=100)
-    (resid_ND,) = every.values()
-    assert resid_ND.shape == (B * T, compiled.d_model)
-    np.testing.assert_array_equal(resid_ND.reshape(B, T, -1)[:, 1:].reshape(B * (T - 1), -1),
-                                  acts["compiled"]["blocks.1.resid_post"])
 
 
 def test_scrambled_compiled_net_is_the_same_representation(reverse):
