@@ -69,6 +69,20 @@ class AnalysisCache:
         got = self.get(key, config)
         return got if got is not None else self.put(key, config, compute())
 
+    def all_rows(self) -> list[dict]:
+        """Every entry's rows whose record vouches for its table (row count), in key order:
+        what a summary reads back after the analyses ran (configs were checked then)."""
+        rows = []
+        for table in sorted(self.folder.glob("*.csv")):
+            try:
+                rec = json.loads(table.with_suffix(".json").read_text())
+                got = read_rows(table)
+            except (OSError, ValueError):
+                continue
+            if rec.get("rows") == len(got):
+                rows += got
+        return rows
+
     def missing(self, keys_configs: dict[str, Any]) -> list[str]:
         """The keys (of a {key: config} dict) without a valid entry: what is left to compute."""
         return [k for k, c in keys_configs.items() if self.get(k, c) is None]

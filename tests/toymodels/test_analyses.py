@@ -37,3 +37,11 @@ def test_a_damaged_table_is_recomputed(tmp_path):
 def test_keys_cannot_leave_the_analysis_folder(tmp_path):
     with pytest.raises(ValueError, match="analysis key"):
         AnalysisCache(tmp_path, "probes").get("../x", "cfg")
+
+
+def test_all_rows_reads_every_vouched_entry_in_key_order(tmp_path):
+    cache = AnalysisCache(tmp_path, "probes")
+    cache.put("b", "cfg", [{"value": 2.0}])
+    cache.put("a", "cfg", [{"value": 1.0}])
+    (tmp_path / "analyses" / "probes" / "c.csv").write_text("value\n3.0\n")   # no record: a killed write
+    assert cache.all_rows() == [{"value": 1.0}, {"value": 2.0}]

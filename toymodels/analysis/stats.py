@@ -1,13 +1,15 @@
 """Mean and confidence intervals over seeds, with intervals that respect a metric's bounds.
 
 ``mean_ci`` is the Student-t interval (honest with 3-5 seeds); ``bootstrap_ci`` the
-percentile bootstrap for non-normal statistics. ``bounded_ci`` is the t-interval taken on
-a scale where the metric is unbounded (logit for a quantity in [lo, hi], log for one
-bounded on one side) and mapped back: the same centre and standard error as the
-t-interval to first order (delta method), but it never leaves the metric's range, so an
-accuracy interval never passes 1 and a loss interval never goes below 0. It is a
-function of (mean, sd, n) alone, so a summary table's interval can be recomputed from
-its own columns.
+percentile bootstrap for non-normal statistics. ``bounded_ci`` respects a metric's range:
+for a quantity in a finite range [lo, hi] (accuracy, CKA) it is the t-interval taken on the
+logit scale of its position in the range and mapped back (delta method: the same centre
+and standard error to first order, never outside the range); for a quantity bounded on
+one side only (a loss >= 0, an R^2 <= 1) it is the t-interval cut at the bound, which
+covers the true mean exactly as often as the t-interval does (the mean lies inside the
+range) and stays as long as it is on the open side (a log scale there turned 2-3 seed
+intervals into decades). Both are functions of (mean, sd, n) alone, so a summary table's
+interval can be recomputed from its own columns (``rebound``).
 
 ``aggregate`` turns tidy rows into one row per group: mean, lo, hi, n and, for n <= 5,
 the per-seed values (``values``, space-separated) that figures draw as points.
@@ -25,13 +27,14 @@ Bounds = tuple[float, float]
 # Ranges of the metrics the studies report, by name; anything not listed is unbounded.
 METRIC_BOUNDS: dict[str, Bounds] = {
     **{k: (0.0, 1.0) for k in ("acc", "exact", "matched", "reached", "train_acc", "equivalent", "parsable",
-                               "cka", "debiased_cka", "sparsity", "effective_rank_frac", "half_life_reached",
+                               "cka", "sparsity", "effective_rank_frac", "half_life_reached",
                                "prefers_power_law", "auroc", "average_precision", "asr")},
     **{k: (0.0, math.inf) for k in ("loss", "train_loss", "huber", "mse", "frobenius", "stable_rank",
-                                    "procrustes", "half_life", "offdiag_ratio", "exp_gap", "steps")},
-    **{k: (-math.inf, 1.0) for k in ("r2", "affine_r2_to_ref", "affine_r2_from_ref", "mlp_r2_to_ref",
+                                    "half_life", "offdiag_ratio", "exp_gap", "steps")},
+    **{k: (-math.inf, 1.0) for k in ("r2", "debiased_cka", "affine_r2_to_ref", "affine_r2_from_ref", "mlp_r2_to_ref",
                                      "r2_to_sop", "r2_from_sop")},
     "offdiag_cos": (-1.0, 1.0),
+    "procrustes": (0.0, math.sqrt(2.0)),   # distance between centred unit-norm matrices
 }
 POINTS_MAX_N = 5   # per-seed values are kept (and drawn) up to this many seeds
 
@@ -59,9 +62,9 @@ def bootstrap_ci(x, stat=np.mean, level: float = 0.95, n_boot: int = 2000, seed:
 
 def bounded_ci(mean: float, sd: float, n: int, bounds: Bounds | None = None,
                level: float = 0.95) -> tuple[float, float]:
-    """(lower, upper) of a t-interval of ``mean`` taken on a scale where ``bounds`` are at
-    infinity (logit for two finite bounds, log for one) and mapped back; no bounds: the
-    plain t-interval. A mean on a bound (all seeds there) or sd = 0 gives [mean, mean]."""
+    """(lower, upper) of a mean's interval that stays in ``bounds``: logit-scale t-interval
+    for two finite bounds, the t-interval cut at the bound for one, the t-interval for none.
+    A mean on a bound (every seed there) or sd = 0 gives [mean, mean]."""
     if n < 2 or not sd > 0:
         return mean, mean
     t = stats.t.ppf(0.5 + level / 2, n - 1)
@@ -69,14 +72,8 @@ def bounded_ci(mean: float, sd: float, n: int, bounds: Bounds | None = None,
     lo_b, hi_b = bounds if bounds is not None else (-math.inf, math.inf)
     if mean <= lo_b or mean >= hi_b:
         return mean, mean
-    if math.isinf(lo_b) and math.isinf(hi_b):
-        return mean - t * se, mean + t * se
-    if math.isinf(hi_b):            # log(mean - lo)
-        d = mean - lo_b
-        return lo_b + d * math.exp(-t * se / d), lo_b + d * math.exp(t * se / d)
-    if math.isinf(lo_b):            # log(hi - mean)
-        d = hi_b - mean
-        return hi_b - d * math.exp(t * se / d), hi_b - d * math.exp(-t * se / d)
+    if math.isinf(lo_b) or math.isinf(hi_b):
+        return max(lo_b, mean - t * se), min(hi_b, mean + t * se)
     w = hi_b - lo_b                 # logit of the position in [lo, hi]
     u = (mean - lo_b) / w
     centre, half = math.log(u / (1 - u)), t * se / (w * u * (1 - u))
@@ -109,6 +106,7 @@ def aggregate(rows: Iterable[dict], keys: Iterable[str], value: str = "value", l
 
     ``bounds``: the metric's range, or a function of the group's key dict giving it (e.g.
     ``bounds_by("metric")``); bounded groups get ``bounded_ci``, others the t-interval.
+    Values are clipped into the range first: float error puts a CKA of 1 at 1 + 1e-15.
     ``points``: add ``values``, the group's values space-separated when n <= POINTS_MAX_N.
     ``finite``: leave non-finite values out of the mean and add ``n_runs``, the count
     before dropping them (a failed fit or a criterion never reached is not averaged).
@@ -131,6 +129,7 @@ def aggregate(rows: Iterable[dict], keys: Iterable[str], value: str = "value", l
         if b is None:
             m, lo, hi = mean_ci(vals, axis=0, level=level)
         else:
+            vals = np.clip(vals, *b)
             m = vals.mean()
             lo, hi = bounded_ci(float(m), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0, len(vals), b, level)
         row = {**label, "mean": float(m), "lo": float(lo), "hi": float(hi), "n": len(vals)}

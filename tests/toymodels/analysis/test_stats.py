@@ -41,17 +41,23 @@ def test_bounded_interval_of_an_accuracy_stays_in_0_1():
     assert t_hi > 1 and 0 <= lo < m < hi < 1
 
 
-def test_bounded_interval_of_a_loss_stays_above_0():
+def test_bounded_interval_of_a_loss_is_the_t_interval_cut_at_0():
     losses = [0.01, 0.05, 0.2]
-    _, t_lo, _ = mean_ci(losses)
+    _, t_lo, t_hi = mean_ci(losses)
     lo, hi = bounded_ci(np.mean(losses), np.std(losses, ddof=1), 3, (0.0, math.inf))
-    assert t_lo < 0 < lo < np.mean(losses) < hi
+    assert t_lo < 0 and (lo, hi) == (0.0, pytest.approx(t_hi))
+
+
+def test_values_past_a_bound_by_float_error_are_clipped():
+    (r,) = aggregate([{"k": 0, "value": v} for v in (1.0 + 1e-15, 1.0 - 1e-15, 1.0)], ("k",), bounds=(0.0, 1.0))
+    assert r["lo"] <= r["mean"] <= r["hi"] <= 1.0 and r["hi"] - r["lo"] < 1e-12
 
 
 def test_bounded_interval_of_an_r2_stays_below_1():
     r2 = [0.99, 0.999, 0.9]
+    _, t_lo, t_hi = mean_ci(r2)
     lo, hi = bounded_ci(np.mean(r2), np.std(r2, ddof=1), 3, (-math.inf, 1.0))
-    assert lo < np.mean(r2) < hi < 1
+    assert t_hi > 1 and (lo, hi) == (pytest.approx(t_lo), 1.0)
 
 
 def test_bounded_interval_matches_the_t_interval_far_from_the_bounds():
