@@ -13,17 +13,18 @@ import importlib
 import sys
 from pathlib import Path
 
+from studies import STUDIES
+from studies.common import run_study
+from toymodels import enable_compilation_cache, plotting
+
 
 def main(argv=None) -> None:
-    from studies import STUDIES
-    from studies.common import run_study
-    from toymodels import enable_compilation_cache
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", choices=("paper", "smoke"), default="paper")
     p.add_argument("--study", action="append", choices=STUDIES, help="default: every study")
     a = p.parse_args(argv)
     enable_compilation_cache()
+    plotting.use_file_backend()
     for name in a.study or STUDIES:
         study = importlib.import_module(f"studies.{name}")
         if a.preset == "paper":

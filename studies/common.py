@@ -1,4 +1,9 @@
-"""The uniform entry point of every study: ``python -m studies.<name> --preset smoke|paper``."""
+"""The uniform entry point of every study: ``python -m studies.<name> --preset smoke|paper``.
+
+A study is a package ``studies/<name>/`` whose ``__init__`` exposes NAME, PRESETS (name ->
+a frozen Preset dataclass), ``run(preset, out, progress)``, ``summarize(out, table_dir)``
+and ``figures(table_dir)``; its ``__main__`` calls ``study_main``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from toymodels import enable_compilation_cache, plotting
+from toymodels.cli import init_distributed, study_args
 from toymodels.config import ConfigError
 
 
@@ -20,26 +27,28 @@ def table_dir(study: ModuleType, preset: str, out: Path) -> Path:
 
 
 def run_study(study: ModuleType, preset: str, out: Path | None = None, *, resume: bool = True,
-              progress: bool = True, figures_only: bool = False) -> list[Path]:
-    if preset not in study.PRESETS:
+              progress: bool = True, figures_only: bool = False, presets: dict | None = None) -> list[Path]:
+    """Run (resumably), summarise and draw one study; ``presets`` overrides ``study.PRESETS``
+    (tests pass a shrunk copy made with ``dataclasses.replace``)."""
+    presets = study.PRESETS if presets is None else presets
+    if preset not in presets:
         raise ConfigError(f"preset={preset!r} is not allowed for study {study.NAME!r}: "
-                          f"choose one of {', '.join(study.PRESETS)}")
+                          f"choose one of {', '.join(presets)}")
     out = Path(out) if out else default_out(study, preset)
     tables = table_dir(study, preset, out)
     if not figures_only:
         if not resume and out.exists():
             shutil.rmtree(out)
-        study.run(preset, out, progress=progress)
+        study.run(presets[preset], out, progress=progress)
         study.summarize(out, tables)
     return study.figures(tables)
 
 
 def study_main(study: ModuleType, argv=None) -> None:
-    from toymodels import enable_compilation_cache
-    from toymodels.cli import init_distributed, study_args
     args = study_args(argv)
     init_distributed(args.distributed)
     enable_compilation_cache()
+    plotting.use_file_backend()
     try:
         paths = run_study(study, args.preset, Path(args.out) if args.out else None, resume=args.resume,
                           progress=args.progress, figures_only=args.figures_only)

@@ -1,6 +1,9 @@
-"""Every study's smoke path end to end (with its preset shrunk), and the figures entry point."""
+"""Every study's smoke path end to end (its preset shrunk with dataclasses.replace), and the
+shared entry point."""
 
+import dataclasses
 import importlib
+import shutil
 
 import pytest
 
@@ -20,18 +23,21 @@ SHRINK = {"quickstart": dict(steps=20, seeds=2),
                                       dec_d_model=16, dec_layers=1, dec_steps=5, dec_seeds=2)}
 
 
+def shrunk(study, name: str) -> dict:
+    return {"smoke": dataclasses.replace(study.PRESETS["smoke"], **SHRINK[name])}
+
+
 @pytest.mark.parametrize("name", STUDIES)
-def test_study_runs_summarises_and_draws(name, tmp_path, monkeypatch):
+def test_study_runs_summarises_and_draws(name, tmp_path):
     study = importlib.import_module(f"studies.{name}")
-    monkeypatch.setitem(study.PRESETS, "smoke", {**study.PRESETS["smoke"], **SHRINK[name]})
-    paths = run_study(study, "smoke", tmp_path / "out", progress=False)
+    presets = shrunk(study, name)
+    paths = run_study(study, "smoke", tmp_path / "out", progress=False, presets=presets)
     assert paths and all(p.stat().st_size > 5000 for p in paths)
     tables = list((tmp_path / "out" / "figures").glob("*.csv"))
     assert tables and all(read_rows(t) for t in tables)
     # figures are drawn from the tables alone: delete the raw results and redraw
-    import shutil
     shutil.rmtree(tmp_path / "out" / "runs")
-    assert run_study(study, "smoke", tmp_path / "out", figures_only=True) == paths
+    assert run_study(study, "smoke", tmp_path / "out", figures_only=True, presets=presets) == paths
 
 
 def test_unknown_preset_is_refused(tmp_path):
@@ -40,10 +46,13 @@ def test_unknown_preset_is_refused(tmp_path):
         run_study(study, "huge", tmp_path)
 
 
-def test_quickstart_summary_has_seed_counts_and_intervals(tmp_path, monkeypatch):
+def test_quickstart_summary_has_seed_counts_bounded_intervals_and_points(tmp_path):
     study = importlib.import_module("studies.quickstart")
-    monkeypatch.setitem(study.PRESETS, "smoke", dict(steps=10, seeds=3))
-    run_study(study, "smoke", tmp_path, progress=False)
+    presets = {"smoke": dataclasses.replace(study.PRESETS["smoke"], steps=10, seeds=3)}
+    run_study(study, "smoke", tmp_path, progress=False, presets=presets)
     rows = read_rows(tmp_path / "figures" / "curves.csv")
     assert {r["n"] for r in rows} == {3}
     assert all(r["lo"] <= r["mean"] <= r["hi"] for r in rows)
+    assert all(0 <= r["lo"] and r["hi"] <= 1 for r in rows if r["metric"] in ("acc", "exact"))
+    assert all(r["lo"] >= 0 for r in rows if r["metric"] == "loss")
+    assert all(len(str(r["values"]).split()) == 3 for r in rows)

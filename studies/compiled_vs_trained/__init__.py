@@ -1,0 +1,75 @@
+"""Compiled vs trained: do transformers trained on a RASP program's behaviour represent it
+the way the compiled network does, and can a decompiler read programs out of weights?
+
+Twins. For every library program and a set of fountain programs, transformers with the
+compiled net's depth, heads and (0.5x, 1x, 2x) residual / head / MLP widths are trained
+on the program's input/output table (task ``rasp_io``, BOS + 5 tokens), several seeds
+each, for a fixed step budget. Held-out accuracy is reported for every run, matched or
+not. Twins keep the compiled architecture: bidirectional, ReLU, no biases and no layer
+norm, so a twin's residual stream is the same kind of object as the compiled one (a
+pre-LN twin would be a different architecture whose stream is rescaled before every
+read). Without LN the default init (std 0.02) leaves the stream near zero and counting
+programs (hist, sort_freq) stall; an init std of 1/sqrt(d_model) trains them.
+
+Comparisons, at every residual layer (after the embedding, after each attention and
+MLP sub-layer), pooled over non-BOS positions and per position:
+  compiled_vs_trained    each twin against the compiled net
+  trained_vs_trained     twins of one program and width across seeds: the reference level
+  compiled_vs_scrambled  the compiled net against function-preserving scrambles of
+                         itself: the sanity check (CKA 1, Procrustes distance 0)
+with linear and debiased CKA, orthogonal Procrustes distance, held-out affine (ridge)
+R^2 both ways and a small MLP's R^2 (twin -> compiled; the nonlinear-minus-affine gap),
+per RASP variable the affine R^2 between a twin layer and the variable's compiled code,
+and weight statistics (norms, sparsity, ranks, singular values) of all three kinds of net.
+
+Decompiler. A causal transformer reads a compiled fountain program's weight tokens and
+writes its program (task ``decompile``); one trained on clean weights and one on
+scrambled weights, several seeds each. Scored by exact match and functional
+equivalence on held-out programs, by program size, on clean and scrambled weights, and
+applied to the fountain twins (whose programs it never saw in training).
+
+Modules, in reading order: presets (the presets and constants), grid (programs, twins,
+decompilers), measure (the post-training analyses), tables (the summary tables), figures.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from studies.compiled_vs_trained.figures import figures
+from studies.compiled_vs_trained.grid import by_program_width, programs, slug, specs
+from studies.compiled_vs_trained.measure import (
+    DECOMPILER_ANALYSIS,
+    PROGRAM_ANALYSIS,
+    analyse_decompiler,
+    analyse_program,
+    cached_tables,
+)
+from studies.compiled_vs_trained.presets import MATCH, MLP_HIDDEN, PRESETS, Preset
+from studies.compiled_vs_trained.tables import summarize
+from toymodels.sweep import run_sweep
+
+NAME = "compiled_vs_trained"
+__all__ = ["NAME", "PRESETS", "Preset", "figures", "run", "summarize"]
+
+
+def run(P: Preset, out: Path, progress: bool = True) -> None:
+    """Train every twin and decompiler, then run (or reuse) each program's analysis and the
+    decompilers' analysis; an analysis is redone when its runs or settings change."""
+    all_specs = specs(P)
+    run_sweep(all_specs, out, progress=progress)
+    twin_runs = by_program_width(all_specs)
+    for family, program in programs(P):
+        runs = {w: twin_runs[(program, w)] for w in P.widths}
+        config = dict(runs=[s for w in P.widths for s in runs[w]], family=family,
+                      showcase=program == programs(P)[0][1], max_inputs=P.max_inputs, mlp_steps=P.mlp_steps,
+                      scrambles=P.seeds, match=MATCH, mlp_hidden=MLP_HIDDEN)
+        cached_tables(out, PROGRAM_ANALYSIS, slug(program), config,
+                      functools.partial(analyse_program, P, out, family, program, runs))
+    dec_runs = [s for s in all_specs if dict(s.tags)["kind"] == "decompiler"]
+    config = dict(runs=dec_runs, twins=[s for f, p in programs(P) if f == "fountain" for w in P.widths
+                                        for s in twin_runs[(p, w)]],
+                  weight_tokens=P.dec_weight_tokens, program_tokens=P.dec_program_tokens)
+    cached_tables(out, DECOMPILER_ANALYSIS, "decompilers", config,
+                  functools.partial(analyse_decompiler, P, out, dec_runs, twin_runs))

@@ -1,0 +1,147 @@
+"""The grid: programs (library + the decompiler's held-out fountain programs), their twins
+at every width and seed, and the two decompilers (clean and scrambled weights)."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from studies.compiled_vs_trained.presets import EVAL_FRAC, LENGTH, MAX_EVAL, TWIN_BATCH, TWIN_LR, Preset
+from toymodels.analysis import twins
+from toymodels.config import ConfigError
+from toymodels.model import TransformerConfig
+from toymodels.runspec import RunSpec
+from toymodels.tasks import make_task
+from toymodels.tasks.base import SPLITS
+from toymodels.tasks.rasp_io import MAX_ENUMERATED, N_SAMPLED, resolve_program
+from toymodels.trainconfig import TrainConfig
+
+
+def slug(program: str) -> str:
+    return program.replace(":", "_").replace("@", "_at")
+
+
+def short(program: str) -> str:
+    """A program's name in figure panels."""
+    return program.replace("fountain:", "f:")
+
+
+def twin_task(program: str):
+    """The ``rasp_io`` task of a twin: BOS + LENGTH tokens, a quarter of the table held out."""
+    _, vocab, max_len = resolve_program(program)
+    length = min(LENGTH, max_len)
+    n = len(set(vocab)) ** length
+    rows = n if n <= MAX_ENUMERATED else N_SAMPLED
+    return make_task("rasp_io", program=program, length=length, n_eval=min(MAX_EVAL, int(rows * EVAL_FRAC)))
+
+
+def _fountain_ok(name: str) -> bool:
+    """Compiles to at least one layer, and its output depends on the input (a constant
+    program gives twins nothing to learn and the comparisons nothing to compare)."""
+    try:
+        task = twin_task(name)
+        compiled = task.compile()
+    except ConfigError:
+        return False
+    y = np.concatenate([task.table(s)[1] for s in SPLITS])
+    return compiled.n_layers >= 1 and len(np.unique(y, axis=0)) > 1
+
+
+@functools.lru_cache(maxsize=8)
+def _usable_heldout(task, n: int) -> tuple[str, ...]:
+    out = []
+    for e in task.programs("eval"):
+        name = f"fountain:{e['seed']}:{e['n_ops']}"
+        if len(out) < n and _fountain_ok(name):
+            out.append(name)
+    if len(out) < n:
+        raise ConfigError(f"n_fountain={n}: only {len(out)} of the decompiler's {len(task.programs('eval'))} "
+                          "held-out programs are usable twins; raise dec_eval")
+    return tuple(out)
+
+
+def decompile_task(P: Preset, scrambled: bool, extra: bool = True):
+    """The decompiler's task; ``extra=False`` leaves out the extra training programs (same
+    held-out split, which is all ``fountain_programs`` reads: much cheaper to build)."""
+    return make_task("decompile", n_programs=P.dec_programs, n_eval=P.dec_eval, scrambled=scrambled,
+                     max_weight_tokens=P.dec_weight_tokens, max_program_tokens=P.dec_program_tokens,
+                     extra_train=P.dec_extra_train if extra else 0)
+
+
+def fountain_programs(P: Preset) -> tuple[str, ...]:
+    """The first n_fountain usable programs of the decompiler's held-out split: programs of
+    the decompiler's own distribution that it never saw (the split is by distinct token
+    sequence), so it can be applied to their compiled nets and to their twins alike."""
+    return _usable_heldout(decompile_task(P, scrambled=False, extra=False), P.n_fountain)
+
+
+def programs(P: Preset) -> list[tuple[str, str]]:
+    """(family, program name) pairs; the first library program is the spectra showcase."""
+    return [("library", p) for p in P.library] + [("fountain", p) for p in fountain_programs(P)]
+
+
+def twin_model(program: str, width: float) -> TransformerConfig:
+    compiled = twin_task(program).compile()
+    d = max(1, round(compiled.d_model * width))
+    # Without LN the default init (0.02) keeps the stream near zero and counting programs
+    # stall (docs/compiled_vs_trained.md); unit-variance pre-activations train them.
+    return twins.twin_config(compiled, width, init_std=round(1 / math.sqrt(d), 4))
+
+
+def twin_id(program: str, width: float, seed: int) -> str:
+    return f"twin-{slug(program)}-w{width:g}-s{seed}"
+
+
+def twin_specs(P: Preset) -> list[RunSpec]:
+    """Every program x width x seed; the seeds of one (program, width) share a sweep group."""
+    out = []
+    for family, program in programs(P):
+        task = twin_task(program)
+        compiled = task.compile()
+        for width in P.widths:
+            model = twin_model(program, width)
+            for seed in range(P.seeds):
+                train = TrainConfig(steps=P.steps, batch_size=TWIN_BATCH, lr=TWIN_LR, weight_decay=0.0,
+                                    warmup_steps=P.steps // 10, lr_schedule="cosine", grad_clip=1.0, seed=seed,
+                                    n_evals=6, eval_batch=64)
+                tags = dict(kind="twin", family=family, program=program, width=width, seed=seed,
+                            n_layers=compiled.n_layers, d_compiled=compiled.d_model, d_model=model.d_model)
+                out.append(RunSpec(twin_id(program, width, seed), model, train, (("twin", task),),
+                                   tags=tuple(tags.items())))
+    return out
+
+
+def decompiler_specs(P: Preset) -> list[RunSpec]:
+    """A causal transformer reading weight tokens and writing the program: on clean and on
+    scrambled weights, ``dec_seeds`` seeds each."""
+    out = []
+    for weights in ("clean", "scrambled"):
+        task = decompile_task(P, weights == "scrambled")
+        # causal: it writes the program token by token after reading the weights
+        model = TransformerConfig(n_layers=P.dec_layers, d_model=P.dec_d_model, n_heads=4,
+                                  vocab_size=task.vocab.size, max_seq_len=task.seq_len, input_kind="vectors",
+                                  d_input=task.d_input)
+        for seed in range(P.dec_seeds):
+            train = TrainConfig(steps=P.dec_steps, batch_size=32, lr=3e-3, weight_decay=0.01,
+                                warmup_steps=P.dec_steps // 20, lr_schedule="cosine", grad_clip=1.0, seed=seed,
+                                n_evals=4, eval_batch=64)
+            tags = dict(kind="decompiler", weights=weights, seed=seed)
+            out.append(RunSpec(f"decompiler-{weights}-s{seed}", model, train, (("decompile", task),),
+                               tags=tuple(tags.items())))
+    return out
+
+
+def specs(P: Preset) -> list[RunSpec]:
+    return twin_specs(P) + decompiler_specs(P)
+
+
+def by_program_width(specs_: list[RunSpec]) -> dict[tuple[str, float], list[RunSpec]]:
+    """(program, width) -> its twin runs, by seed."""
+    out: dict[tuple[str, float], list[RunSpec]] = {}
+    for s in specs_:
+        t = dict(s.tags)
+        if t["kind"] == "twin":
+            out.setdefault((t["program"], t["width"]), []).append(s)
+    return out

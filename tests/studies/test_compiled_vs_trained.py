@@ -1,0 +1,296 @@
+"""The compiled-vs-trained study: its grid, its comparison function's sanity check, its
+summary-table functions on hand-made rows, and the whole smoke path with a shrunk preset."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+import studies.compiled_vs_trained as cvt
+from studies.common import run_study
+from studies.compiled_vs_trained import grid, measure, tables
+from studies.compiled_vs_trained.presets import PRESETS
+from toymodels.analysis.activations import collect, default_layers
+from toymodels.analysis.stats import aggregate, bounded_ci
+from toymodels.decompile.tokens import program_tokens
+from toymodels.params import build_model, model_params
+from toymodels.results import read_rows
+from toymodels.scramble import scramble
+from toymodels.rasp.catalogue import LIBRARY
+from toymodels.tasks.rasp_io import resolve_program
+
+# One fountain program, two seeds, a few steps, a decompiler of a few steps on 30 programs.
+SHRUNK = dataclasses.replace(
+    PRESETS["smoke"], library=(), n_fountain=1, seeds=2, steps=30, max_inputs=64, mlp_steps=20,
+    dec_programs=30, dec_extra_train=10, dec_eval=6, dec_weight_tokens=48, dec_program_tokens=40,
+    dec_d_model=16, dec_layers=1, dec_steps=5, dec_seeds=2)
+
+
+def test_grid_has_every_program_width_and_seed():
+    P = PRESETS["smoke"]
+    specs = grid.specs(P)
+    assert len({s.run_id for s in specs}) == len(specs)
+    tags = [dict(s.tags) for s in specs]
+    twin = collections.Counter((t["program"], t["width"], t["seed"]) for t in tags if t["kind"] == "twin")
+    progs = [p for _, p in grid.programs(P)]
+    assert len(progs) == len(P.library) + P.n_fountain and progs[:len(P.library)] == list(P.library)
+    assert twin == {(p, w, s): 1 for p in progs for w in P.widths for s in range(P.seeds)}
+    dec = collections.Counter((t["weights"], t["seed"]) for t in tags if t["kind"] == "decompiler")
+    assert dec == {(w, s): 1 for w in ("clean", "scrambled") for s in range(P.dec_seeds)}
+    for spec, t in zip(specs, tags):
+        if t["kind"] != "twin":
+            continue
+        compiled = grid.twin_task(t["program"]).compile()
+        cfg = spec.model
+        # the compiled architecture, only wider or narrower
+        assert (cfg.n_layers, cfg.n_heads, cfg.norm, cfg.causal, cfg.use_bias, cfg.act) == \
+            (compiled.n_layers, compiled.cfg.n_heads, "none", False, False, "relu")
+        assert cfg.d_model == max(1, round(t["width"] * compiled.d_model))
+    # one compiled program per (program, width): seeds share a group
+    assert len({s.group_key() for s in specs}) == len(progs) * len(P.widths) + 2
+
+
+def test_paper_preset_sizes():
+    P = PRESETS["paper"]
+    assert set(P.library) == set(LIBRARY) and P.n_fountain >= 30
+    assert P.widths == (0.5, 1.0, 2.0) and P.seeds >= 3 and P.dec_seeds >= 3
+
+
+def test_fountain_twins_are_held_out_from_the_decompiler():
+    train = grid.decompile_task(SHRUNK, scrambled=False)
+    held, seen = train.programs("eval"), train.programs("train")
+    assert held and not {e["id"] for e in held} & {e["id"] for e in seen}
+    assert not {tuple(e["tokens"]) for e in held} & {tuple(e["tokens"]) for e in seen}
+    scrambled = grid.decompile_task(SHRUNK, scrambled=True)
+    assert [e["tokens"] for e in scrambled.programs("eval")] == [e["tokens"] for e in held]
+    names = grid.fountain_programs(SHRUNK)
+    assert len(names) == SHRUNK.n_fountain
+    held_tokens = {tuple(e["tokens"]) for e in held}
+    for name in names:
+        # the twin task's program is the held-out program itself
+        assert tuple(program_tokens(resolve_program(name)[0])) in held_tokens
+        task = grid.twin_task(name)
+        y = np.concatenate([task.table(s)[1] for s in ("train", "eval")])
+        assert len(np.unique(y, axis=0)) > 1   # the output depends on the input
+
+
+@pytest.fixture(scope="module")
+def reverse():
+    task = grid.twin_task("reverse")
+    compiled = task.compile()
+    inputs = measure.inputs(task, 128)
+    return task, compiled, inputs, collect(compiled.model, inputs, positions="non_bos")
+
+
+def _by(rows, pooled=True):
+    """metric -> values, of the pooled rows or of the per-position rows."""
+    out = collections.defaultdict(list)
+    for r in rows:
+        if (r["position"] == "all") == pooled:
+            out[r["metric"]].append(r["value"])
+    return out
+
+
+def test_compiled_vs_scrambled_scores_cka_one_distance_zero(reverse):
+    _, compiled, inputs, ref = reverse
+    L = inputs.shape[1] - 1
+    rows = measure.compare_layers(ref, collect(scramble(compiled.model, 3), inputs, positions="non_bos"), L)
+    pooled, per_position = _by(rows), _by(rows, pooled=False)
+    n_layers = len(default_layers(compiled.model))
+    assert len(pooled["cka"]) == n_layers and len(per_position["cka"]) == n_layers * L
+    for metric in ("cka", "debiased_cka", "affine_r2_to_ref", "affine_r2_from_ref"):
+        np.testing.assert_allclose(pooled[metric], 1.0, atol=1e-6, err_msg=metric)
+    assert max(pooled["procrustes"]) < 1e-4
+    np.testing.assert_allclose(per_position["cka"], 1.0, atol=1e-6)
+    assert max(per_position["procrustes"]) < 1e-4
+    assert [r["final"] for r in rows if r["metric"] == "cka" and r["position"] == "all"] == \
+        [0] * (n_layers - 1) + [1]
+
+
+def test_random_twin_scores_lower_and_mlp_gap_is_reported(reverse):
+    _, compiled, inputs, ref = reverse
+    # a random net of the compiled shape, drawn in numpy (no per-op compiles)
+    rng = np.random.default_rng(0)
+    params = {k: rng.normal(0, 0.3, w.shape) for k, w in model_params(compiled.model).items()}
+    random = build_model(compiled.cfg, params)
+    rows = measure.compare_layers(ref, collect(random, inputs, positions="non_bos"), inputs.shape[1] - 1,
+                                  mlp=True, mlp_steps=30, positions=False)
+    pooled = _by(rows)
+    assert max(pooled["cka"][1:]) < 0.95 and min(pooled["procrustes"]) > 0.1
+    gap = [r["value"] - a for r, a in zip((r for r in rows if r["metric"] == "mlp_r2_to_ref"),
+                                          pooled["affine_r2_to_ref"])]
+    np.testing.assert_allclose(pooled["mlp_minus_affine"], gap)
+    assert all(r["position"] == "all" for r in rows)
+
+
+def test_constant_position_drops_procrustes_keeps_nothing_undefined():
+    # position 1 of X is constant: Procrustes (and CKA) are undefined there and dropped
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(8 * 2, 3))
+    X[0::2] = 1.0
+    acts = {"blocks.0.resid_pre": X}
+    rows = measure.compare_layers({"blocks.0.resid_pre": rng.normal(size=(16, 3))}, acts, 2, positions=True)
+    per_position = [(r["position"], r["metric"]) for r in rows if r["position"] != "all"]
+    assert (2, "procrustes") in per_position and (1, "procrustes") not in per_position
+    assert all(np.isfinite(r["value"]) for r in rows)
+
+
+@pytest.mark.parametrize("program", ["reverse", "frac_prevs"])
+def test_compiled_net_is_fully_accurate(program):
+    task = grid.twin_task(program)
+    acc = measure.heldout_accuracy(task.compile().model, task)
+    assert acc == dict(acc=1.0, exact=1.0, matched=1.0, train_acc=1.0)
+
+
+def test_heldout_ceiling_counts_classes_never_trained():
+    # count's table: its one held-out all-equal row has count 5, which no training row has
+    count = grid.twin_task("count")
+    y_tr, y_ev = count.table("train")[1], count.table("eval")[1]
+    unseen = ~np.isin(y_ev, np.unique(y_tr))
+    assert unseen.any() and measure.heldout_ceiling(count) == pytest.approx(1 - unseen.mean())
+    assert measure.heldout_ceiling(grid.twin_task("reverse")) == 1.0
+    assert measure.heldout_ceiling(grid.twin_task("frac_prevs")) == 1.0      # numerical
+    rows = [dict(program="count", source="compiled", width=1.0, seed=0, metric="acc", value=1.0)] + [
+        dict(program="count", source="trained", width=1.0, seed=s, metric="acc", value=v)
+        for s, v in enumerate((1 - unseen.mean(), 0.9))]
+    out = tables.with_ceiling(rows)
+    assert [r["value"] for r in out if r["metric"] == "reached"] == [1.0, 0.0]
+    assert [r["value"] for r in out if r["source"] == "ceiling"] == [measure.heldout_ceiling(count)]
+
+
+# ------------------------------------------------------------------ summary tables, on rows written by hand
+def test_variable_summary_reads_birth_final_and_best_layer():
+    base = dict(family="library", program="p", width=1.0, seed=0, sop="x", sop_kind="mlp")
+    rows = [dict(base, layer_index=i, final=int(i == 3), metric="r2_to_sop", value=v)
+            for i, v in ((1, 0.5), (2, 0.9), (3, 0.7))]
+    rows.append(dict(base, layer_index=3, final=1, metric="r2_from_sop", value=0.25))
+    got = {r["quantity"]: r for r in tables.variable_summary(rows)}
+    assert {q: r["value"] for q, r in got.items()} == dict(
+        r2_to_sop_birth=0.5, r2_to_sop_max=0.9, r2_to_sop_final=0.7, r2_from_sop_final=0.25)
+    assert all(r["birth_layer"] == 1 for r in got.values())
+
+
+def test_decompiler_by_size_is_the_per_seed_fraction_right():
+    rows = []
+    for seed, right in ((0, (1, 0, 1)), (1, (1, 1, 0))):
+        for program, (n_lines, ok) in enumerate(zip((2, 2, 5), right)):
+            rows.append(dict(train_weights="clean", test_weights="clean", seed=seed, program=program,
+                             n_lines=n_lines, n_ops=n_lines, metric="exact", value=float(ok)))
+    table = {r["n_lines"]: r for r in tables.decompiler_by_size(rows)}
+    assert table[2]["mean"] == pytest.approx(0.75) and table[2]["programs"] == 2
+    assert table[5]["mean"] == pytest.approx(0.5) and table[5]["programs"] == 1
+    assert table["all"]["mean"] == pytest.approx(2 / 3) and table["all"]["programs"] == 3
+    assert all(r["n"] == 2 for r in table.values())
+    # per-seed fractions at size 5: 1 and 0, the widest spread two seeds can have; the
+    # interval stays inside [0, 1] (a t-interval would be [-5.9, 6.9])
+    assert table[2]["values"] == "0.5 1" and table[5]["values"] == "1 0"
+    assert 0 < table[5]["lo"] < 1e-6 and 1 - 1e-6 < table[5]["hi"] < 1
+    lo, hi = bounded_ci(0.75, np.std([0.5, 1.0], ddof=1), 2, (0.0, 1.0))
+    assert (table[2]["lo"], table[2]["hi"]) == pytest.approx((lo, hi)) and 0 < lo < 0.75 < hi < 1
+
+
+def test_decompiler_on_twins_leaves_out_programs_seen_in_training():
+    probes = [dict(program=p, source="trained", width=1.0, twin_seed=s, seen_in_training=int(p == "seen"),
+                   applicable=int(s == 0)) for p in ("a", "b", "seen") for s in (0, 1)]
+    rows = [dict(probe, train_weights="clean", seed=dec, metric="equivalent", value=v)
+            for probe in probes if probe["applicable"] for dec, v in ((0, 1.0), (1, 0.0))]
+    rows = [dict(r, value=1.0) if r["program"] == "b" else r for r in rows]   # b: right for both decompilers
+    (r,) = tables.decompiler_on_twins(rows, probes)
+    # seed 0: a and b right -> 1; seed 1: only b -> 1/2; "seen" (right for seed 0) is not averaged
+    assert r["mean"] == pytest.approx(0.75) and r["n"] == 2
+    assert (r["applicable"], r["nets"]) == (2, 4)
+    assert 0 <= r["lo"] < r["mean"] < r["hi"] <= 1
+    lo, hi = bounded_ci(0.75, np.std([1.0, 0.5], ddof=1), 2, (0.0, 1.0))
+    assert (r["lo"], r["hi"]) == pytest.approx((lo, hi))
+
+
+def test_a_cka_on_1_up_to_float_error_keeps_a_point_interval():
+    # the CKA of a net and its two scrambles: 1 up to float error, on both sides of 1
+    rows = [dict(metric="cka", seed=s, value=v) for s, v in ((0, 1.0000000000000009), (1, 0.9999999999999981))]
+    (r,) = aggregate(rows, ("metric",), bounds=tables.by_metric)
+    assert r["lo"] > 0.999 and r["hi"] <= 1.0
+
+
+def _acc_rows():
+    """Two programs x two seeds of a twin, plus each compiled net."""
+    rows = []
+    for program, accs in (("p", (1.0, 0.8)), ("q", (0.9, 0.9))):
+        rows.append(dict(family="library", program=program, source="compiled", width=1.0, seed=0, metric="acc",
+                         value=1.0))
+        rows += [dict(family="library", program=program, source="trained", width=1.0, seed=s, metric="acc",
+                      value=v) for s, v in enumerate(accs)]
+    return rows
+
+
+def _layer_rows():
+    """compiled_vs_trained at the final layer: cka and the MLP-minus-affine gap, two programs x two seeds."""
+    rows = []
+    for program, seed, cka, affine, mlp in (("p", 0, 0.9, 0.5, 0.8), ("p", 1, 0.7, 0.6, 0.7),
+                                            ("q", 0, 0.5, 0.9, 0.95), ("q", 1, 0.3, 0.2, 0.1)):
+        base = dict(comparison="compiled_vs_trained", family="library", program=program, width=1.0, layer_index=2,
+                    layer_label="0.mlp", final=1, seed=seed)
+        rows += [dict(base, metric="cka", value=cka), dict(base, metric="mlp_minus_affine", value=mlp - affine)]
+    return rows
+
+
+def test_summary_rows_pool_programs_within_a_seed_and_copy_the_decompiler_rows():
+    acc = _acc_rows()
+    by_size = [dict(train_weights="clean", test_weights="clean", n_lines="all", metric=m, mean=0.4, lo=0.1, hi=0.8,
+                    n=3, programs=9) for m in ("exact", "equivalent")]
+    rows = tables.summary_rows(acc, _layer_rows(), [], by_size, [])
+    got = {(r["section"], r["quantity"]): r for r in rows}
+    twin = got[("twin held-out accuracy", "family=library width=1.0 metric=acc")]
+    # seed 0: (1.0 + 0.9) / 2, seed 1: (0.8 + 0.9) / 2
+    assert twin["mean"] == pytest.approx(0.9) and twin["n"] == 2
+    assert 0 <= twin["lo"] < 0.9 < twin["hi"] <= 1      # an accuracy interval stays in [0, 1]
+    cka = got[("final layer", "comparison=compiled_vs_trained width=1.0 metric=cka")]
+    assert cka["mean"] == pytest.approx(0.6) and 0 <= cka["lo"] and cka["hi"] <= 1
+    gap = got[("final layer", "comparison=compiled_vs_trained width=1.0 metric=mlp_minus_affine")]
+    # the gap by hand: seed 0 (0.3 + 0.05) / 2, seed 1 (0.1 - 0.1) / 2; unbounded: a plain t-interval
+    assert gap["mean"] == pytest.approx(0.0875)
+    half = 12.706204736174707 * np.std([0.175, 0.0], ddof=1) / math.sqrt(2)
+    assert (gap["lo"], gap["hi"]) == pytest.approx((0.0875 - half, 0.0875 + half))
+    anchors = [r for r in rows if r["section"] == "anchor"]
+    assert len(anchors) == 3 and all((r["mean"], r["lo"], r["hi"]) == (0.4, 0.1, 0.8) for r in anchors)
+
+
+def test_summary_bounds_follow_the_quantity_summarised():
+    def bounds(section, quantity):
+        return tables.summary_bounds(dict(section=section, quantity=quantity))
+    assert bounds("final layer", "comparison=compiled_vs_trained width=1.0 metric=cka") == (0.0, 1.0)
+    assert bounds("final layer", "comparison=compiled_vs_trained width=1.0 metric=mlp_minus_affine") is None
+    assert bounds("final layer", "comparison=trained_vs_trained width=1.0 metric=procrustes") == (0, math.sqrt(2))
+    assert bounds("RASP variables", "sop_kind=mlp width=1.0 quantity=r2_to_sop_final") == (-math.inf, 1.0)
+    assert bounds("anchor", "TraDe functionally equivalent: 73% (Thurnherr & Riesen 2024)") == (0.0, 1.0)
+
+
+# ------------------------------------------------------------------ end to end
+def test_smoke_path_end_to_end(tmp_path):
+    paths = run_study(cvt, "smoke", tmp_path, progress=False, presets={"smoke": SHRUNK})
+    assert len(paths) == 22 and all(p.stat().st_size > 5000 for p in paths)   # 11 figures, PNG + PDF
+    table_dir = tmp_path / "figures"
+    acc = read_rows(table_dir / "twin_accuracy.csv")
+    trained = [r for r in acc if r["source"] == "trained" and r["metric"] == "acc"]
+    assert len(trained) == 1 and trained[0]["n"] == 2 and 0 <= trained[0]["lo"] <= trained[0]["hi"] <= 1
+    layers = read_rows(table_dir / "layers.csv")
+    assert {r["comparison"] for r in layers} == {"compiled_vs_trained", "trained_vs_trained", "compiled_vs_scrambled"}
+    for r in layers:
+        if r["comparison"] == "compiled_vs_scrambled" and r["metric"] == "cka":
+            assert r["mean"] == pytest.approx(1.0, abs=1e-6)
+    summary = read_rows(table_dir / "summary.csv")
+    assert {r["section"] for r in summary} >= {"twin held-out accuracy", "final layer", "RASP variables",
+                                               "decompiler, held-out programs", "decompiler on fountain nets",
+                                               "anchor"}
+    assert all(r["lo"] <= r["mean"] + 1e-12 and r["mean"] <= r["hi"] + 1e-12 for r in summary)
+    probes = read_rows(next((tmp_path / "analyses" / measure.DECOMPILER_ANALYSIS).glob("*.probes.csv")))
+    assert probes and not any(p["seen_in_training"] for p in probes)
+    # an analysis is reused when its runs and settings are unchanged, and only then
+    done = sorted((tmp_path / "analyses").rglob("*.json"))
+    stamps = [p.stat().st_mtime_ns for p in done]
+    cvt.run(SHRUNK, tmp_path, progress=False)
+    assert [p.stat().st_mtime_ns for p in done] == stamps
+    # (redrawing from the tables alone, raw runs deleted, is tests/test_studies.py's check)
