@@ -8,8 +8,10 @@ Helpers at the bottom compare outputs and run many compiled models cheaply.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable
 
+from toymodels.rasp import evaluate
 from toymodels.rasp import library as lib
 from toymodels.rasp import rasp
 from toymodels.rasp.rasp import Comparison
@@ -237,3 +239,20 @@ LIBRARY = [
     LibraryProgram("make_running_count", lambda n: lib.make_running_count(rasp.tokens, "a"),
                    tuple("abc")),
 ]
+
+
+# Every input over a, b, c up to length 4, and a program's outputs on them (an exception's
+# name where it raises): two programs with equal outputs compute the same function there.
+ABC = ("a", "b", "c")
+INPUTS = [list(xs) for n in range(1, 5) for xs in itertools.product(ABC, repeat=n)]
+
+
+def outputs(program):
+    """A program's outputs on INPUTS, exceptions by class name."""
+    out = []
+    for xs in INPUTS:
+        try:
+            out.append(evaluate(program, xs))
+        except Exception as e:  # noqa: BLE001
+            out.append(type(e).__name__)
+    return out

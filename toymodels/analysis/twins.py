@@ -22,7 +22,6 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from toymodels.analysis.activations import default_layers
 from toymodels.analysis.similarity import (
     affine_r2_split,
     debiased_linear_cka,

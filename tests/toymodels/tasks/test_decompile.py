@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import jax
@@ -14,23 +13,11 @@ from toymodels.decompile import parse_program, weight_tokens
 from toymodels.decompile.evaluate import strip
 from toymodels.decompile.weights import program_vectors
 from toymodels.model import TransformerConfig
-from toymodels.rasp import evaluate
+from rasp_cases import ABC, outputs
 from toymodels.tasks import make_task
 from toymodels.train import TrainConfig, Trainer
 
-ABC = ("a", "b", "c")
-INPUTS = [list(xs) for n in range(1, 5) for xs in itertools.product(ABC, repeat=n)]
 SMALL = {"n_programs": 40, "n_eval": 8, "max_weight_tokens": 64, "max_program_tokens": 48}
-
-
-def outputs(program):
-    out = []
-    for xs in INPUTS:
-        try:
-            out.append(evaluate(program, xs))
-        except Exception as e:  # noqa: BLE001
-            out.append(type(e).__name__)
-    return out
 
 
 @pytest.fixture(scope="module")
