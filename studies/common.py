@@ -7,7 +7,6 @@ and ``figures(table_dir)``; its ``__main__`` calls ``study_main``.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -15,6 +14,7 @@ from types import ModuleType
 from toymodels import enable_compilation_cache, plotting
 from toymodels.cli import init_distributed, study_args
 from toymodels.config import ConfigError
+from toymodels.store import remove_results
 
 
 def default_out(study: ModuleType, preset: str) -> Path:
@@ -29,7 +29,11 @@ def table_dir(study: ModuleType, preset: str, out: Path) -> Path:
 def run_study(study: ModuleType, preset: str, out: Path | None = None, *, resume: bool = True,
               progress: bool = True, figures_only: bool = False, presets: dict | None = None) -> list[Path]:
     """Run (resumably), summarise and draw one study; ``presets`` overrides ``study.PRESETS``
-    (tests pass a shrunk copy made with ``dataclasses.replace``)."""
+    (tests pass a shrunk copy made with ``dataclasses.replace``).
+
+    ``resume=False`` first deletes the study's own results in ``out`` (runs/, groups/,
+    analyses/, repro.json and the smoke preset's figures/), and nothing else: a folder
+    holding anything else is refused, naming it, before anything is deleted."""
     presets = study.PRESETS if presets is None else presets
     if preset not in presets:
         raise ConfigError(f"preset={preset!r} is not allowed for study {study.NAME!r}: "
@@ -37,8 +41,8 @@ def run_study(study: ModuleType, preset: str, out: Path | None = None, *, resume
     out = Path(out) if out else default_out(study, preset)
     tables = table_dir(study, preset, out)
     if not figures_only:
-        if not resume and out.exists():
-            shutil.rmtree(out)
+        if not resume:
+            remove_results(out, tables if tables.parent == out else None)
         study.run(presets[preset], out, progress=progress)
         study.summarize(out, tables)
     return study.figures(tables)

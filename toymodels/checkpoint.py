@@ -4,7 +4,10 @@ A checkpoint holds the train state (params and optimizer state of every run,
 flattened to numbered leaves), the step, the host-side ``TrainLog`` and the
 resolved config. Data and dropout keys derive from (seed, step), so the seed in
 the config plus the step IS the RNG state. Orbax writes each checkpoint to a
-temporary folder and renames it when complete, so a killed save is never read.
+temporary folder and renames it when complete, so a killed save is never read (and
+its temporary folder is removed when the folder is next opened). A complete checkpoint
+that no longer restores (a file truncated by a crash or a full disk) is moved aside to
+``damaged-<step>`` and the next older one is used: see ``Checkpointer.restore``.
 """
 
 from __future__ import annotations
@@ -26,25 +29,34 @@ def _canonical(obj: Any) -> Any:
     return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
 
-def _diff(a: Any, b: Any, path: str = "") -> list[str]:
-    """Every leaf where two JSON configs differ, as "path: checkpoint has a, this run has b"."""
+def config_diff(a: Any, b: Any, saved: str = "checkpoint", path: str = "") -> list[str]:
+    """Every leaf where two JSON configs differ, as "path: <saved> has a, this run has b"."""
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in sorted(set(a) | set(b)):
-            out += _diff(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
+            out += config_diff(a.get(k), b.get(k), saved, f"{path}.{k}" if path else str(k))
         return out
-    return [] if a == b else [f"{path}: checkpoint has {a!r}, this run has {b!r}"]
+    return [] if a == b else [f"{path}: {saved} has {a!r}, this run has {b!r}"]
+
+
+def _why(err: BaseException) -> str:
+    """An exception as one short line (orbax/tensorstore messages run to pages)."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {text[:160]}"
 
 
 class Checkpointer:
     """Saves (state, log, config) under ``directory``; refuses checkpoints of another config."""
 
-    def __init__(self, directory: str | os.PathLike, config: dict, max_to_keep: int = 2):
+    def __init__(self, directory: str | os.PathLike, config: dict, max_to_keep: int = 2,
+                 read_only: bool = False):
+        """``read_only``: for readers (``toymodels.store``): creates, cleans and saves nothing."""
         self.directory = Path(directory).absolute()
         self.config = _canonical(config)
         self.manager = ocp.CheckpointManager(
             self.directory, options=ocp.CheckpointManagerOptions(
-                max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False),
+                max_to_keep=max_to_keep, create=not read_only, enable_async_checkpointing=False,
+                cleanup_tmp_directories=not read_only, read_only=read_only),
             item_names=("state", "log", "config"))
 
     def save(self, state: TrainState, log: TrainLog) -> None:
@@ -61,12 +73,50 @@ class Checkpointer:
         return self.manager.latest_step()
 
     def restore(self, abstract: TrainState, check_config: bool = True) -> tuple[TrainState, TrainLog] | None:
-        """The newest complete checkpoint, or None if there is none."""
-        step = self.manager.latest_step()
-        if step is None:
-            return None
+        """The newest checkpoint that restores, or None if there is none.
+
+        A checkpoint of another config is refused (ConfigError naming the fields). A newer
+        one that does not restore (damaged) is moved aside to ``damaged-<step>`` with one
+        printed line, and the next older one is tried: orbax never saves a step at or below
+        its newest, so a damaged newest one left in place would block every later save.
+        If none restores, training starts from scratch (said in one line): the numbers are
+        the same, only time is lost, and nothing is deleted.
+        """
+        skipped = []
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                return self._restore(step, abstract, check_config)
+            except ConfigError:
+                raise
+            except Exception as err:   # orbax/tensorstore raise plain Exception for a truncated file
+                aside = self._set_aside(step)
+                skipped.append(step)
+                print(f"checkpoint step {step} in {self.directory} does not restore ({_why(err)}); "
+                      + (f"moved it to {aside.name} and trying an older one" if aside else "skipping it"),
+                      flush=True)
+        if skipped:
+            print(f"no checkpoint in {self.directory} restores (damaged: steps {skipped}); "
+                  "training starts from step 0", flush=True)
+        return None
+
+    def restore_step(self, step: int, abstract: TrainState,
+                     check_config: bool = True) -> tuple[TrainState, TrainLog]:
+        """Exactly checkpoint ``step`` (e.g. a group's final state); a ConfigError naming the
+        folder if it is missing or does not restore. Moves nothing: readers never write."""
+        if step not in self.manager.all_steps():
+            raise ConfigError(f"no checkpoint of step {step} in {self.directory} (steps there: "
+                              f"{sorted(self.manager.all_steps())})")
+        try:
+            return self._restore(step, abstract, check_config)
+        except ConfigError:
+            raise
+        except Exception as err:
+            raise ConfigError(f"checkpoint step {step} in {self.directory} does not restore ({_why(err)}); "
+                              "it is damaged") from err
+
+    def _restore(self, step: int, abstract: TrainState, check_config: bool) -> tuple[TrainState, TrainLog]:
         saved = self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
-        diffs = _diff(saved, self.config) if check_config else []
+        diffs = config_diff(saved, self.config) if check_config else []
         if diffs:
             raise ConfigError(f"checkpoint in {self.directory} (step {step}) was written by a different "
                               "config; refusing to resume. Differences:\n  " + "\n  ".join(diffs[:20])
@@ -78,6 +128,20 @@ class Checkpointer:
             state=ocp.args.StandardRestore(target), log=ocp.args.JsonRestore()))
         params, opt = jax.tree.unflatten(treedef, [got["state"][k] for k in sorted(got["state"])])
         return TrainState(params, opt, int(step)), TrainLog.from_json(got["log"])
+
+    def _set_aside(self, step: int) -> Path | None:
+        """Rename a damaged step folder to ``damaged-<step>`` (orbax ignores that name); process 0 only."""
+        src = self.directory / str(step)
+        if jax.process_index() != 0 or not src.is_dir():
+            return None
+        dst = self.directory / f"damaged-{step}"
+        n = 1
+        while dst.exists():
+            n += 1
+            dst = self.directory / f"damaged-{step}.{n}"
+        os.rename(src, dst)
+        self.manager.reload()
+        return dst
 
     def close(self) -> None:
         """Release the checkpoint manager."""

@@ -19,7 +19,8 @@ from toymodels.trainlog import TrainLog, TrainResult, TrainState
 def fit(trainer: Trainer, runs: Runs, directory: str | os.PathLike, *, progress: bool = True,
         extra_config: dict | None = None, every_s: float = 60.0, teacher=None,
         start: TrainState | None = None) -> TrainResult:
-    """Train ``runs`` with checkpoints in ``directory``; resumes from the newest one there.
+    """Train ``runs`` with checkpoints in ``directory``; resumes from the newest one there that
+    restores (a damaged newer one is moved aside with one printed line: ``Checkpointer.restore``).
 
     A checkpoint is written at the first chunk boundary ``every_s`` seconds after the
     last one, and at the end. Where a run resumes never changes its numbers.

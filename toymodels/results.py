@@ -2,15 +2,19 @@
 
 A row is one number: (run, step, tokens, task, metric, value) plus the run's
 per-run hyperparameters. Files are written to a temporary name in the same
-folder and renamed, so a crash never leaves a half-written table.
+folder and renamed, so a crash never leaves a half-written table; a temporary left by a
+kill is removed when its file is next written. A folder of results counts as complete
+only when its record (``done.json``, written last) vouches for every file in it.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -19,12 +23,37 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 FIELDS = ("run", "seed", "lr", "weight_decay", "dropout", "step", "tokens", "task", "metric", "value")
+RECORD = "done.json"
+# what tempfile.mkstemp(prefix=".<name>.", suffix=".tmp") names: 8 random [a-z0-9_]
+_TMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+
+
+def is_stale_tmp(name: str) -> bool:
+    """True for the name of a temporary ``atomic_write_bytes`` makes (left behind by a kill)."""
+    return bool(_TMP.match(name))
+
+
+def clean_stale_tmp(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Remove the temporaries a killed ``atomic_write_bytes`` left in ``folder`` (only
+    those of file ``name``, if given); nothing else is touched. Returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    gone = []
+    for p in folder.iterdir():
+        m = _TMP.match(p.name)
+        if m and (name is None or m["name"] == name) and p.is_file() and not p.is_symlink():
+            p.unlink(missing_ok=True)
+            gone.append(p)
+    return gone
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it: never half-written."""
+    """Write ``data`` to a temporary file beside ``path`` and rename it: never half-written.
+    Temporaries of ``path`` left by an earlier kill are removed first (one writer per file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_tmp(path.parent, path.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         umask = os.umask(0)
@@ -79,6 +108,42 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
     """Rows back, with numeric columns as numbers."""
     with open(path, newline="") as f:
         return [{k: _num(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def write_record(folder: str | os.PathLike, files: Sequence[str], **extra) -> None:
+    """Write ``folder/done.json`` (call it LAST): size and sha256 of each named file there,
+    plus ``extra``; the folder counts as complete only while every file still matches."""
+    folder = Path(folder)
+    write_json(folder / RECORD, {**extra, "files": {
+        n: {"bytes": (folder / n).stat().st_size, "sha256": sha256_file(folder / n)} for n in files}})
+
+
+def record_problem(folder: str | os.PathLike) -> str | None:
+    """Why ``folder``'s files do not verify against its ``done.json``, naming the file; None if they do."""
+    folder = Path(folder)
+    record = folder / RECORD
+    if not folder.is_dir():
+        return f"{folder} does not exist"
+    try:
+        files = json.loads(record.read_text())["files"]
+        wanted = {str(n): (int(w["bytes"]), str(w["sha256"])) for n, w in files.items()}
+    except FileNotFoundError:
+        return f"{record} is missing (the run was stopped before its records were complete)"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return f"{record} is damaged (not the record run_sweep writes)"
+    for name, (size, digest) in sorted(wanted.items()):
+        path = folder / name
+        if not path.is_file():
+            return f"{path} is missing"
+        if path.stat().st_size != size or sha256_file(path) != digest:
+            return f"{path} does not match {RECORD} ({path.stat().st_size} bytes, recorded {size}): " \
+                   "truncated, damaged or edited"
+    return None
 
 
 def _num(v: str):

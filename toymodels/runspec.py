@@ -41,8 +41,9 @@ class RunSpec:
     group: str = ""
 
     def __post_init__(self):
-        if not _RUN_ID.match(self.run_id):
-            raise ConfigError(f"run_id={self.run_id!r} is not allowed: use letters, digits and _.=,+-")
+        if not _RUN_ID.match(self.run_id) or self.run_id in (".", ".."):
+            raise ConfigError(f"run_id={self.run_id!r} is not allowed: use letters, digits and _.=,+- "
+                              "(not '.' or '..' alone: a run id names a folder under runs/)")
         object.__setattr__(self, "tasks", tuple(self.tasks))
         object.__setattr__(self, "tags", tuple(self.tags))
         if self.mixture is None:

@@ -1,10 +1,14 @@
 """Sweeps: a list of runs -> groups that share array shapes -> one vmapped program per group.
 
 Every ``RunSpec`` (``toymodels.runspec``) with the same group key trains in one
-group; runs whose results are complete are skipped, so rerunning a sweep resumes
-it. Groups are trained in an order where every ``init_from``/``teacher`` run is
-done before its users. The results folder layout is described in
-``toymodels.store``, which reads it.
+group; runs whose results are complete (records verify) are skipped, so rerunning a
+sweep resumes it. A run whose earlier group folder is still there trains in that same
+group again, so the group's checkpoint resumes it (a damaged run record is rewritten
+from the final checkpoint without training). Groups are trained in an order where
+every ``init_from``/``teacher`` run is done before its users. A run whose training
+loss turns non-finite is kept out: the rest of its group is retrained without it and
+written, and the sweep ends with ``NonFiniteRuns`` naming it. The results folder
+layout is described in ``toymodels.store``, which reads it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -21,10 +26,11 @@ from jax.sharding import Mesh
 
 from toymodels.config import ConfigError
 from toymodels.fit import fit
-from toymodels.results import repro_record, train_rows, write_json, write_rows
+from toymodels.results import (RECORD, clean_stale_tmp, repro_record, train_rows, write_json, write_record,
+                               write_rows)
 from toymodels.runs import pad_runs, runs_mesh, shard_runs, to_host
 from toymodels.runspec import RunSpec, runs_of
-from toymodels.store import complete, final_params
+from toymodels.store import MEMBERS, check_run, final_params, group_members, refuse_other_checkpoints
 from toymodels.train import Trainer
 
 
@@ -41,11 +47,20 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+class NonFiniteRuns(ConfigError, FloatingPointError):
+    """Runs whose training loss became non-finite; the sweep's other runs were written."""
+
+
+# Trainer's message (toymodels.train): "non-finite training loss in run(s) [1, 3] during steps 10..20"
+_NON_FINITE = re.compile(r"run\(s\) \[([\d, ]*)\] during steps (\d+)\.\.(\d+)")
+
+
 def run_sweep(specs: Iterable[RunSpec], out: str | os.PathLike, *, progress: bool = True,
               mesh: Mesh | None = None, checkpoint_every_s: float = 60.0) -> None:
     """Train every incomplete run of ``specs``, one vmapped program per shape group.
 
     Checkpoints are written at most every ``checkpoint_every_s`` seconds (0: every chunk).
+    Raises ``NonFiniteRuns`` at the end, naming them, if any run's loss became non-finite.
     """
     specs = list(specs)
     ids = [s.run_id for s in specs]
@@ -53,52 +68,130 @@ def run_sweep(specs: Iterable[RunSpec], out: str | os.PathLike, *, progress: boo
     if dupes:
         raise ConfigError(f"run ids must be unique; repeated: {', '.join(dupes)}")
     by_id = {s.run_id: s for s in specs}
-    groups: dict[tuple, list[RunSpec]] = {}
     for spec in specs:
         Trainer(spec.model, spec.train, dict(spec.tasks), spec.mixture)   # validate before any compile
         _check_dependencies(spec, by_id)
-        if not complete(out, spec):
-            groups.setdefault(spec.group_key(), []).append(spec)
     out = Path(out)
+    refuse_other_checkpoints(out, specs)
+    todo = set()
+    for spec in specs:
+        problem = check_run(out, spec)
+        if problem is not None:
+            todo.add(spec.run_id)
+            if problem:
+                print(f"run {spec.run_id}: {problem}; retraining it", flush=True)
     if jax.process_index() == 0:
+        for folder in (out, *sorted((out / "runs").glob("*")), *sorted((out / "groups").glob("*"))):
+            clean_stale_tmp(folder)   # temporaries a kill left (only that name pattern)
         write_json(out / "repro.json", repro_record())
     mesh = mesh or runs_mesh()
-    todo = sum(len(g) for g in groups.values())
+    groups = _plan(specs, out, todo)
     if progress:
-        print(f"sweep: {len(specs)} runs, {len(specs) - todo} complete, {todo} to train in "
+        print(f"sweep: {len(specs)} runs, {len(specs) - len(todo)} complete, {len(todo)} to train in "
               f"{len(groups)} group(s) on {mesh.devices.size} device(s)", flush=True)
-    for gi, (key, members) in enumerate(_dependency_order(groups, by_id)):
-        model, train, tasks, mixture = key[:4]
-        trainer = Trainer(model, train, dict(tasks), mixture)
-        runs, n_real = shard_runs(runs_of(members), mesh)
-        padded = runs.size
-        group_id = _hash([s.config() for s in members])
-        if progress:
-            print(f"group {gi + 1}/{len(groups)}: {len(members)} runs of {model.n_layers}L d{model.d_model} "
-                  f"({', '.join(s.run_id for s in members[:4])}{', ...' if len(members) > 4 else ''})", flush=True)
-        sharding = runs.seed.sharding
-        teacher = start = None
-        if members[0].teacher:
-            teacher = pad_runs(final_params(out, [by_id[s.teacher] for s in members]), padded, sharding)
-        if members[0].init_from:
-            start = trainer.state_from_params(
-                pad_runs(final_params(out, [by_id[s.init_from] for s in members]), padded, sharding), runs)
-        res = fit(trainer, runs, out / "groups" / group_id, progress=progress,
-                  extra_config={"members": [s.run_id for s in members],
-                                "teachers": [s.teacher for s in members],
-                                "init_from": [s.init_from for s in members]},
-                  every_s=checkpoint_every_s, teacher=teacher, start=start)
-        if jax.process_index() != 0:
+    failed: dict[str, str] = {}
+    for gi, members in enumerate(_dependency_order(groups, by_id, todo)):
+        for m in members:
+            lost = [d for d in m.depends_on() if d in failed]
+            if lost:
+                failed[m.run_id] = f"it depends on run {lost[0]!r}, which failed"
+        members = [m for m in members if m.run_id not in failed]
+        if not members:
             continue
-        T = max(t.seq_len for _, t in tasks)
-        rows = train_rows(res, jax.tree.map(lambda x: x[:n_real], to_host(runs)), [s.run_id for s in members],
-                          train.batch_size * T)
-        for i, spec in enumerate(members):
-            run_dir = out / "runs" / spec.run_id
-            write_json(run_dir / "config.json", {**spec.config(), "group": group_id, "index": i,
-                                                 "group_size": padded})
-            tags = dict(spec.tags)
-            write_rows(run_dir / "metrics.csv", [{**r, **tags} for r in rows if r["run"] == spec.run_id])
+        if progress:
+            print(f"group {gi + 1}/{len(groups)}: {len(members)} runs of {members[0].model.n_layers}L "
+                  f"d{members[0].model.d_model} ({', '.join(s.run_id for s in members[:4])}"
+                  f"{', ...' if len(members) > 4 else ''})", flush=True)
+        _train_group(members, out, by_id, todo, failed, mesh=mesh, progress=progress, every_s=checkpoint_every_s)
+    if failed:
+        raise NonFiniteRuns(f"{len(failed)} run(s) were kept out of the results in {out} (the others were "
+                            "written): " + "; ".join(f"{r!r}: {why}" for r, why in failed.items())
+                            + ". Lower the learning rate or enable grad_clip; a rerun retrains only these.")
+
+
+def _plan(specs: list[RunSpec], out: Path, todo: set[str]) -> list[list[RunSpec]]:
+    """The groups to train. A run whose earlier group folder is there trains in that group
+    again (when all its members are in this sweep with the same configs), so the group's
+    checkpoint resumes it; the others form groups by group key."""
+    by_id = {s.run_id: s for s in specs}
+    groups, placed = [], set()
+    for group_id, info in group_members(out).items():
+        ids = [str(i) for i in info["members"]]
+        if not (set(ids) & todo) or set(ids) & placed or not all(i in by_id for i in ids):
+            continue
+        members = [by_id[i] for i in ids]
+        if len({m.group_key() for m in members}) == 1 and _hash([m.config() for m in members]) == group_id:
+            groups.append(members)
+            placed.update(ids)
+    by_key: dict[tuple, list[RunSpec]] = {}
+    for spec in specs:
+        if spec.run_id in todo and spec.run_id not in placed:
+            by_key.setdefault(spec.group_key(), []).append(spec)
+    return groups + list(by_key.values())
+
+
+def _train_group(members: list[RunSpec], out: Path, by_id: dict[str, RunSpec], todo: set[str],
+                 failed: dict[str, str], **kw) -> None:
+    """Train one group and write its incomplete members' records; a run whose loss turns
+    non-finite goes into ``failed`` and the group is retrained without it."""
+    while any(m.run_id in todo for m in members):
+        try:
+            _fit_group(members, out, by_id, todo, **kw)
+            return
+        except FloatingPointError as err:
+            match = _NON_FINITE.search(str(err))
+            if not match:
+                raise
+            # an index past the real runs is padding: a copy of the last run
+            idx = [min(int(i), len(members) - 1) for i in match[1].split(",") if i.strip()]
+            bad = sorted({members[i].run_id for i in idx})
+            for run_id in bad:
+                failed[run_id] = f"non-finite training loss during steps {match[2]}..{match[3]}"
+            print(f"run(s) {', '.join(bad)}: non-finite training loss during steps {match[2]}..{match[3]}; "
+                  "training the rest of the group without them", flush=True)
+            members = [m for m in members if m.run_id not in bad]
+
+
+def _fit_group(members: list[RunSpec], out: Path, by_id: dict[str, RunSpec], todo: set[str], *,
+               mesh: Mesh, progress: bool, every_s: float) -> None:
+    """Train (or resume) one group in ``groups/<hash of its configs>`` and write the records
+    of its members in ``todo`` (config.json, metrics.csv, then done.json last)."""
+    model, train, tasks, mixture = members[0].group_key()[:4]
+    trainer = Trainer(model, train, dict(tasks), mixture)
+    runs, n_real = shard_runs(runs_of(members), mesh)
+    padded = runs.size
+    group_id = _hash([s.config() for s in members])
+    if jax.process_index() == 0:   # before any checkpoint: names the runs a partial checkpoint holds
+        write_json(out / "groups" / group_id / MEMBERS, {"members": [s.run_id for s in members],
+                                                         "configs": {s.run_id: s.config() for s in members}})
+    sharding = runs.seed.sharding
+    teacher = start = None
+    if members[0].teacher:
+        teacher = pad_runs(final_params(out, [by_id[s.teacher] for s in members]), padded, sharding)
+    if members[0].init_from:
+        start = trainer.state_from_params(
+            pad_runs(final_params(out, [by_id[s.init_from] for s in members]), padded, sharding), runs)
+    res = fit(trainer, runs, out / "groups" / group_id, progress=progress,
+              extra_config={"members": [s.run_id for s in members],
+                            "teachers": [s.teacher for s in members],
+                            "init_from": [s.init_from for s in members]},
+              every_s=every_s, teacher=teacher, start=start)
+    if jax.process_index() != 0:
+        return
+    T = max(t.seq_len for _, t in tasks)
+    rows = train_rows(res, jax.tree.map(lambda x: x[:n_real], to_host(runs)), [s.run_id for s in members],
+                      train.batch_size * T)
+    for i, spec in enumerate(members):
+        if spec.run_id not in todo:
+            continue   # complete already: its records are never rewritten
+        run_dir = out / "runs" / spec.run_id
+        (run_dir / RECORD).unlink(missing_ok=True)   # an old record never vouches for new files
+        write_json(run_dir / "config.json", {**spec.config(), "group": group_id, "index": i,
+                                             "group_size": padded})
+        tags = dict(spec.tags)
+        mine = [{**r, **tags} for r in rows if r["run"] == spec.run_id]
+        write_rows(run_dir / "metrics.csv", mine)
+        write_record(run_dir, ("config.json", "metrics.csv"), rows=len(mine))
 
 
 def _check_dependencies(spec: RunSpec, by_id: dict[str, RunSpec]) -> None:
@@ -113,12 +206,11 @@ def _check_dependencies(spec: RunSpec, by_id: dict[str, RunSpec]) -> None:
             raise ConfigError(f"run {spec.run_id!r}: {field}={dep!r} has a different model architecture")
 
 
-def _dependency_order(groups: dict[tuple, list[RunSpec]],
-                      by_id: dict[str, RunSpec]) -> Iterator[tuple[tuple, list[RunSpec]]]:
+def _dependency_order(groups: list[list[RunSpec]], by_id: dict[str, RunSpec],
+                      todo: set[str]) -> Iterator[list[RunSpec]]:
     """Groups in an order where every init_from/teacher run is trained before its users."""
-    pending = dict(groups)
-    done = {s.run_id for s in by_id.values() if s.run_id not in
-            {m.run_id for ms in groups.values() for m in ms}}
+    pending = dict(enumerate(groups))
+    done = set(by_id) - todo
     while pending:
         ready = [k for k, ms in pending.items() if all(d in done for m in ms for d in m.depends_on())]
         if not ready:
@@ -126,5 +218,5 @@ def _dependency_order(groups: dict[tuple, list[RunSpec]],
             raise ConfigError(f"runs {', '.join(stuck[:8])} depend on each other in a cycle (init_from/teacher)")
         for k in ready:
             members = pending.pop(k)
-            yield k, members
+            yield members
             done.update(m.run_id for m in members)

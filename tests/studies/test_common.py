@@ -4,6 +4,8 @@ shared entry point."""
 import dataclasses
 import importlib
 import shutil
+import types
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +58,46 @@ def test_quickstart_summary_has_seed_counts_bounded_intervals_and_points(tmp_pat
     assert all(0 <= r["lo"] and r["hi"] <= 1 for r in rows if r["metric"] in ("acc", "exact"))
     assert all(r["lo"] >= 0 for r in rows if r["metric"] == "loss")
     assert all(len(str(r["values"]).split()) == 3 for r in rows)
+
+
+def _fake_study(seen: list):
+    """A study that trains nothing: records what its output folder held when run started."""
+    study = types.ModuleType("fake")
+    study.NAME, study.PRESETS = "fake", {"smoke": None, "paper": None}
+    study.run = lambda preset, out, progress=True: seen.append(sorted(p.name for p in out.iterdir()))
+    study.summarize = lambda out, tables: None
+    study.figures = lambda tables: []
+    return study
+
+
+def _results_folder(out):
+    """What a study leaves in its output folder (and a kill's temporary)."""
+    for rel in ("runs/seed0/metrics.csv", "runs/seed0/config.json", "runs/seed0/done.json",
+                "groups/0123456789ab/members.json", "groups/0123456789ab/10/state/d/abc",
+                "analyses/probes/k.csv", "analyses/probes/k.json", "repro.json", ".repro.json.abcd1234.tmp",
+                "figures/curves.csv", "figures/curves.png", "figures/curves.pdf"):
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text("x")
+
+
+def test_no_resume_removes_the_studys_results_and_nothing_else(tmp_path, monkeypatch):
+    seen = []
+    out = tmp_path / "out"
+    _results_folder(out)
+    run_study(_fake_study(seen), "smoke", out, resume=False)
+    assert seen == [[]] and out.is_dir()
+    _results_folder(out)
+    (out / "thesis.tex").write_text("years of work")
+    with pytest.raises(ConfigError, match=r"thesis.tex; refusing to clear it \(nothing was deleted\)"):
+        run_study(_fake_study(seen), "smoke", out, resume=False)
+    assert (out / "thesis.tex").read_text() == "years of work" and (out / "runs" / "seed0" / "done.json").exists()
+    # the paper preset writes its tables under figures/<study>, so out/figures is not its own
+    (out / "thesis.tex").unlink()
+    with pytest.raises(ConfigError, match="figures; refusing"):
+        run_study(_fake_study(seen), "paper", out, resume=False)
+    # --out . in a working directory
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "README.md").write_text("mine")
+    with pytest.raises(ConfigError, match="README.md"):
+        run_study(_fake_study(seen), "smoke", Path("."), resume=False)
+    assert (tmp_path / "README.md").exists() and seen == [[]]

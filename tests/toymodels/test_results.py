@@ -52,3 +52,33 @@ def test_repro_record_names_code_packages_and_devices():
     rec = results.repro_record()
     assert rec["code_version"] == results.code_version() and rec["packages"]["jax"]
     assert rec["device_count"] >= 1 and rec["backend"]
+
+
+def test_record_vouches_for_its_files_and_names_the_one_that_changed(tmp_path):
+    results.write_rows(tmp_path / "metrics.csv", [{"run": "a", "step": i, "value": 0.5} for i in range(11)])
+    results.write_json(tmp_path / "config.json", {"lr": 1e-3})
+    assert "done.json is missing" in results.record_problem(tmp_path)
+    results.write_record(tmp_path, ("metrics.csv", "config.json"), rows=11)
+    assert results.record_problem(tmp_path) is None
+    text = (tmp_path / "metrics.csv").read_text()
+    for damaged in (text[: text.index("\n", len(text) // 2) + 1], text[: len(text) // 2], ""):
+        (tmp_path / "metrics.csv").write_text(damaged)   # cut at a line end, mid-line, emptied
+        assert "metrics.csv does not match done.json" in results.record_problem(tmp_path)
+    (tmp_path / "metrics.csv").write_text(text)
+    assert results.record_problem(tmp_path) is None
+    (tmp_path / "config.json").unlink()
+    assert "config.json is missing" in results.record_problem(tmp_path)
+    (tmp_path / "done.json").write_text('{"files": ')
+    assert "done.json is damaged" in results.record_problem(tmp_path)
+    assert "does not exist" in results.record_problem(tmp_path / "nope")
+
+
+def test_a_killed_writes_temporaries_go_when_its_file_is_next_written(tmp_path):
+    stale = [tmp_path / ".table.csv.ab12_xyz.tmp", tmp_path / ".table.csv.q9w8e7r6.tmp"]
+    kept = [tmp_path / ".other.csv.ab12_xyz.tmp", tmp_path / "notes.tmp", tmp_path / ".table.csv.tmp"]
+    for p in stale + kept:
+        p.write_text("x")
+    results.atomic_write_text(tmp_path / "table.csv", "a\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["table.csv"] + [p.name for p in kept])
+    assert results.clean_stale_tmp(tmp_path) == [kept[0]]   # only the mkstemp pattern, any file
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["table.csv", "notes.tmp", ".table.csv.tmp"])

@@ -50,8 +50,10 @@ def test_runs_of_stacks_one_row_per_spec():
 
 
 def test_bad_specs_are_refused():
-    with pytest.raises(ConfigError, match="run_id"):
-        _spec("a/b")
+    for bad in ("a/b", ".", "..", ""):   # '..' would write into out/ itself
+        with pytest.raises(ConfigError, match="run_id"):
+            _spec(bad)
+    assert _spec("a..b").run_id == "a..b"
     with pytest.raises(ConfigError, match="needs teacher"):
         _spec("a", context="teacher")
     with pytest.raises(ConfigError, match="takes no teacher"):

@@ -1,4 +1,6 @@
 import dataclasses
+import json
+import shutil
 
 import jax
 import numpy as np
@@ -7,7 +9,8 @@ import pytest
 from toymodels.config import ConfigError
 from toymodels.model import TransformerConfig
 from toymodels.runspec import RunSpec
-from toymodels.store import complete, final_params, load_model, load_models, load_rows
+from toymodels.store import (check_run, complete, final_params, foreign_entries, load_model, load_models,
+                              load_rows, remove_results)
 from toymodels.sweep import run_sweep
 from toymodels.tasks import make_task
 from toymodels.trainconfig import TrainConfig
@@ -30,7 +33,7 @@ def test_complete_knows_finished_runs_and_refuses_a_reused_id(sweep):
     out, specs = sweep
     assert all(complete(out, s) for s in specs)
     assert not complete(out, dataclasses.replace(specs[0], run_id="new"))
-    with pytest.raises(ConfigError, match="different config"):
+    with pytest.raises(ConfigError, match=r"(?s)different config.*train.lr: the saved one has 0.001, this run has 0.5"):
         complete(out, dataclasses.replace(specs[0], train=dataclasses.replace(specs[0].train, lr=0.5)))
 
 
@@ -63,3 +66,73 @@ def test_load_models_needs_one_architecture(sweep):
     wide = dataclasses.replace(specs[0], model=dataclasses.replace(M, d_model=32))
     with pytest.raises(ConfigError, match="one architecture"):
         load_models(out, [specs[1], wide])
+
+
+def _copy(sweep, tmp_path):
+    out, specs = sweep
+    shutil.copytree(out, tmp_path / "out")
+    return tmp_path / "out", specs
+
+
+def test_a_run_counts_as_complete_only_while_its_records_verify(sweep, tmp_path, capsys):
+    out, specs = _copy(sweep, tmp_path)
+    run = out / "runs" / "r0"
+    text = (run / "metrics.csv").read_text()
+    cut_at_line = text[: text.index("\n", len(text) // 2) + 1]
+    for name, damaged in [("metrics.csv", cut_at_line), ("metrics.csv", text[:-7]), ("metrics.csv", ""),
+                          ("config.json", (run / "config.json").read_text()[:40]), ("config.json", None),
+                          ("done.json", None)]:
+        keep = (run / name).read_bytes()
+        if damaged is None:
+            (run / name).unlink()
+        else:
+            (run / name).write_text(damaged)
+        assert not complete(out, specs[0]) and name in check_run(out, specs[0])
+        assert {r["run"] for r in load_rows(out)} == {"r1", "r2"}            # skipped ...
+        assert "skipping 1 incomplete run" in capsys.readouterr().err         # ... and said
+        with pytest.raises(ConfigError, match=f"run 'r0' .* not complete: .*{name}"):
+            load_rows(out, ["r0"])                                            # asked for: refused
+        with pytest.raises(ConfigError, match=f"not complete: .*{name}"):
+            load_model(out, specs[0])
+        (run / name).write_bytes(keep)
+        assert complete(out, specs[0])
+
+
+def test_models_are_loaded_only_for_the_config_they_were_trained_with(sweep):
+    out, specs = sweep
+    other = dataclasses.replace(specs[0], train=dataclasses.replace(specs[0].train, lr=0.5))
+    for load in (lambda: load_model(out, other), lambda: load_models(out, [other]), lambda: final_params(out, [other])):
+        with pytest.raises(ConfigError, match=r"(?s)different config.*train.lr: the saved one has 0.001"):
+            load()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")   # orbax's unread futures
+def test_a_damaged_final_checkpoint_is_refused_naming_its_folder(sweep, tmp_path):
+    out, specs = _copy(sweep, tmp_path)
+    group = json.loads((out / "runs" / "r2" / "config.json").read_text())["group"]
+    final = out / "groups" / group / "6"
+    biggest = max((p for p in final.rglob("*") if p.is_file() and "state" in p.parts), key=lambda p: p.stat().st_size)
+    biggest.write_bytes(biggest.read_bytes()[:10])
+    with pytest.raises(ConfigError, match=f"(?s)checkpoint step 6 in .*{group} does not restore.*Delete .*r2"):
+        load_model(out, specs[2])
+    assert final.is_dir()   # a reader moves nothing
+
+
+def test_remove_results_deletes_only_what_a_sweep_wrote(sweep, tmp_path):
+    out, _ = _copy(sweep, tmp_path)
+    (out / "analyses" / "probes").mkdir(parents=True)
+    (out / "analyses" / "probes" / "k.csv").write_text("a\n1\n")
+    (out / "analyses" / "positions.csv").write_text("a\n1\n")
+    (out / "figures").mkdir()
+    for name in ("curves.csv", "curves.png", "curves.pdf", ".curves.png.abcd1234.tmp"):
+        (out / "figures" / name).write_text("x")
+    (out / ".repro.json.k2j3h4g5.tmp").write_text("{")
+    for stray in (out / "runs" / "r0" / "thesis.tex", out / "figures" / "notes.txt", out / "thesis.tex"):
+        stray.write_text("years of work")
+        with pytest.raises(ConfigError, match=f"{stray.name}; refusing to clear it"):
+            remove_results(out, out / "figures")
+        assert stray.read_text() == "years of work" and (out / "repro.json").exists()   # nothing was deleted
+        stray.unlink()
+    assert foreign_entries(out) == [out / "figures"]   # without the study's table folder, figures/ is not ours
+    remove_results(out, out / "figures")
+    assert out.is_dir() and not list(out.iterdir())

@@ -10,7 +10,7 @@ from toymodels.params import param_paths
 from toymodels.programs import clear_program_caches, programs_built
 from toymodels.runspec import RunSpec
 from toymodels.store import final_params, load_rows
-from toymodels.sweep import grid, run_sweep
+from toymodels.sweep import NonFiniteRuns, grid, run_sweep
 from toymodels.tasks import make_task
 from toymodels.train import Trainer
 from toymodels.trainconfig import TrainConfig
@@ -69,8 +69,46 @@ def test_reused_run_id_with_other_config_is_refused(tmp_path):
     spec = _specs()[0]
     run_sweep([spec], tmp_path, progress=False)
     other = dataclasses.replace(spec, train=dataclasses.replace(spec.train, steps=20))
-    with pytest.raises(ConfigError, match="different config"):
+    with pytest.raises(ConfigError, match=r"(?s)different config.*train.steps: the saved one has 12, this run has 20"):
         run_sweep([other], tmp_path, progress=False)
+    # a checkpoint of the id (here: its results deleted, as after a kill before they were written)
+    # lives in another group folder: refused too, naming the field and the folder
+    for f in (tmp_path / "runs" / spec.run_id).iterdir():
+        f.unlink()
+    with pytest.raises(ConfigError, match=r"(?s)checkpoint in .*groups/\w+ .*train.steps: the saved one has 12"):
+        run_sweep([other], tmp_path, progress=False)
+    assert len(list((tmp_path / "groups").iterdir())) == 1
+
+
+def test_a_damaged_run_is_rewritten_from_its_groups_checkpoint_and_stale_temporaries_go(tmp_path, capsys):
+    specs = _specs()[:2]
+    run_sweep(specs, tmp_path, progress=False)
+    run = tmp_path / "runs" / specs[0].run_id
+    whole = (run / "metrics.csv").read_text()
+    (run / "metrics.csv").write_text(whole[: len(whole) // 2])   # cut mid-line
+    stale = [run / ".metrics.csv.ab12cd34.tmp", tmp_path / ".repro.json.x_y_z_w_.tmp"]
+    kept = tmp_path / "notes.tmp"
+    for p in stale + [kept]:
+        p.write_text("x")
+    capsys.readouterr()
+    run_sweep(specs, tmp_path, progress=False)
+    said = capsys.readouterr().out
+    assert f"run {specs[0].run_id}: {run / 'metrics.csv'} does not match done.json" in said and "retraining" in said
+    assert "resuming from step 12" in said            # its group's final checkpoint: nothing retrained
+    assert (run / "metrics.csv").read_text() == whole
+    assert not any(p.exists() for p in stale) and kept.exists()
+
+
+def test_a_diverging_run_is_named_and_kept_out_while_the_rest_of_its_group_is_written(tmp_path, capsys):
+    ok, bad = _specs()[:2]
+    bad = dataclasses.replace(bad, run_id="boom", train=dataclasses.replace(bad.train, lr=1e6))
+    with pytest.raises(NonFiniteRuns, match=r"'boom': non-finite training loss during steps \d+\.\.\d+"):
+        run_sweep([ok, bad], tmp_path, progress=False)
+    assert {r["run"] for r in load_rows(tmp_path)} == {ok.run_id}
+    assert not (tmp_path / "runs" / "boom").exists()
+    with pytest.raises(ConfigError, match="'boom'"):    # a ConfigError: the command line exits with the message
+        run_sweep([ok, bad], tmp_path, progress=True)
+    assert "1 complete, 1 to train" in capsys.readouterr().out
 
 
 def test_duplicate_run_ids_are_refused(tmp_path):
