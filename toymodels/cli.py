@@ -16,7 +16,7 @@ import jax
 import tyro
 
 from toymodels import enable_compilation_cache
-from toymodels.config import ConfigError
+from toymodels.config import ConfigError, check_range, check_seed
 from toymodels.model import TransformerConfig
 from toymodels.runspec import RunSpec
 from toymodels.schedule import Event, Mixture
@@ -24,6 +24,11 @@ from toymodels.store import load_rows
 from toymodels.sweep import run_sweep
 from toymodels.tasks import TASKS, make_task
 from toymodels.trainconfig import TrainConfig
+
+try:   # tyro's (private, versioned) parse-error hook: config errors as one line, not a box
+    from tyro import _errors as tyro_errors
+except ImportError:   # pragma: no cover - older tyro: its own error box is shown instead
+    tyro_errors = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,13 +41,44 @@ class TrainArgs:
     """task fields as TASK.FIELD=VALUE, e.g. --task_set sort.length=6 markov.vocab_size=16"""
     events: tuple[str, ...] = ()
     """mixture events as KIND:TASK:STEP[:FRACTION], e.g. --events drop:sort:500 replay:sort:800:0.05"""
-    seeds: tuple[int, ...] = (0,)   # one run per seed (train.seed is replaced); all train as one program
+    seeds: tuple[int, ...] | None = None
+    """one run per seed, all trained as one program (default: the one run of --train.seed;
+    giving both is refused)"""
     fit_model_to_tasks: bool = True
     """set model.vocab_size / max_seq_len to what the tasks need (overrides those two fields)"""
     out: str = "results/train"   # results folder: runs/<seed id>/metrics.csv, checkpoints in groups/
     checkpoint_every_s: float = 60.0   # 0 = at every chunk boundary
     progress: bool = True   # progress line on stderr
     distributed: bool = False   # call jax.distributed.initialize() first (one process per host)
+
+    def __post_init__(self):
+        check_range("checkpoint_every_s", self.checkpoint_every_s, 0.0, float("inf"))
+        if not self.tasks:
+            raise ConfigError("--tasks is empty: name at least one registered task")
+        if self.seeds is not None:
+            if not self.seeds:
+                raise ConfigError("--seeds was given no seeds: give at least one, or leave it out to "
+                                  "train the one run of --train.seed")
+            for s in self.seeds:
+                check_seed("--seeds", s)
+            if self.train.seed != TrainConfig.seed:
+                raise ConfigError(f"give either --seeds or --train.seed, not both (--seeds {list(self.seeds)} "
+                                  f"would replace --train.seed {self.train.seed})")
+        if self.model.myopic or self.model.myopic_beta:
+            raise ConfigError("--model.myopic / --model.myopic_beta are not used in training (one program "
+                              "serves myopic and vanilla runs): use --train.myopic / --train.myopic_beta")
+
+
+def _cli(cls, argv, **kwargs):
+    """``tyro.cli``; a config value that fails its check prints ``error: <message>`` and exits 2."""
+    def hook(event):
+        if isinstance(event, tyro_errors.InstantiationFailure):
+            print(f"error: {event.message}", file=sys.stderr)
+            sys.exit(2)
+    if tyro_errors is None:
+        return tyro.cli(cls, args=argv, use_underscores=True, **kwargs)
+    with tyro_errors.on_parse_error(hook):
+        return tyro.cli(cls, args=argv, use_underscores=True, **kwargs)
 
 
 def _coerce(cls, field: str, raw: str):
@@ -88,15 +124,19 @@ def build_mixture(names, events) -> Mixture:
         if len(parts) not in (3, 4):
             raise ConfigError(f"--events {item!r} is not KIND:TASK:STEP[:FRACTION]")
         try:
-            evs.append(Event(parts[0], parts[1], int(parts[2]), float(parts[3]) if len(parts) == 4 else 0.0))
+            step, fraction = int(parts[2]), float(parts[3]) if len(parts) == 4 else 0.0
         except ValueError:
             raise ConfigError(f"--events {item!r}: STEP must be an integer and FRACTION a number") from None
+        try:   # the Event's own message names what is wrong (kind, step, fraction)
+            evs.append(Event(parts[0], parts[1], step, fraction))
+        except ConfigError as e:
+            raise ConfigError(f"--events {item!r}: {e}") from None
     return Mixture(tuple(names), events=tuple(evs))
 
 
 def parse_train_args(argv=None) -> TrainArgs:
     """The training command's flags (``sys.argv`` when ``argv`` is None)."""
-    return tyro.cli(TrainArgs, args=argv, use_underscores=True, prog="python -m toymodels")
+    return _cli(TrainArgs, argv, prog="python -m toymodels")
 
 
 def train_specs(args: TrainArgs) -> list[RunSpec]:
@@ -107,8 +147,9 @@ def train_specs(args: TrainArgs) -> list[RunSpec]:
     if args.fit_model_to_tasks:
         model = dataclasses.replace(model, vocab_size=max(t.vocab.size for t in tasks.values()),
                                     max_seq_len=max(t.seq_len for t in tasks.values()))
+    seeds = args.seeds if args.seeds is not None else (args.train.seed,)
     return [RunSpec(f"seed{s}", model, dataclasses.replace(args.train, seed=s), tuple(tasks.items()), mixture)
-            for s in args.seeds]
+            for s in seeds]
 
 
 def init_distributed(enabled: bool) -> None:
@@ -148,4 +189,4 @@ class StudyArgs:
 
 def study_args(argv=None) -> StudyArgs:
     """A study command's flags (``sys.argv`` when ``argv`` is None)."""
-    return tyro.cli(StudyArgs, args=argv, use_underscores=True)
+    return _cli(StudyArgs, argv)

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 Array = jax.Array
@@ -35,7 +36,8 @@ def position_axis(name: str) -> int:
 class Intervention:
     """Replace activation x by ``scale * x + value`` at ``positions`` (all if None).
 
-    ``positions``: int indices or a bool mask over the query/position axis.
+    ``positions``: int indices in [-T, T) or a bool mask of length T over the query/position
+    axis; other positions raise when applied (unless traced: under jit they are not checked).
     Build them with ``ablate``, ``mean_ablate``, ``patch`` and ``steer``.
     """
     scale: Any
@@ -48,11 +50,31 @@ class Intervention:
             return new.astype(x.dtype)
         axis = position_axis(name)
         T = x.shape[axis]
+        check_positions(name, self.positions, T)
         pos = jnp.asarray(self.positions)
         mask = pos if pos.dtype == jnp.bool_ else jnp.zeros(T, bool).at[pos].set(True)
         shape = [1] * x.ndim
         shape[axis] = T
         return jnp.where(mask.reshape(shape), new, x).astype(x.dtype)
+
+
+def check_positions(name: str, positions, T: int) -> None:
+    """Index positions lie in [-T, T) and a mask has T entries; traced positions (under jit
+    or vmap) cannot be read and are not checked."""
+    if any(isinstance(p, jax.core.Tracer) for p in jax.tree.leaves(positions)):
+        return
+    pos = np.asarray(positions)
+    if pos.dtype == np.bool_:
+        if pos.shape != (T,):
+            raise IndexError(f"intervention on {name!r}: a position mask must have shape ({T},) "
+                             f"(T={T} positions), got {pos.shape}")
+    elif not np.issubdtype(pos.dtype, np.integer):
+        raise IndexError(f"intervention on {name!r}: positions must be integers or a bool mask, "
+                         f"got {pos.dtype}")
+    elif pos.size and (pos.min() < -T or pos.max() >= T):
+        bad = pos[(pos < -T) | (pos >= T)].reshape(-1)[0].item()
+        raise IndexError(f"intervention on {name!r}: position {bad} is out of range for T={T} "
+                         f"positions (allowed: -{T}..{T - 1})")
 
 
 def ablate(positions=None) -> Intervention:
@@ -136,4 +158,5 @@ def forward(model, inputs: Array, names: Iterable[str] = ()) -> tuple[Array, dic
     if fn is None:
         _check_names(model, names, {})
         fn = _FORWARDS[key] = jax.jit(lambda s, x: run_with_cache(nnx.merge(graphdef, s), x, names))
+    model.check_inputs(inputs)   # under jit the ids are traced and cannot be checked
     return fn(state, inputs)

@@ -20,9 +20,10 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
-from toymodels.config import ConfigError, check_choice, check_int, check_range
+from toymodels.config import ConfigError, check_bool, check_choice, check_int, check_range, set_field
 from toymodels.hooks import Hooks
 
 Array = jax.Array
@@ -49,27 +50,27 @@ class TransformerConfig:
     output_kind: Literal["logits", "vectors"] = "logits"   # logits over the vocab, or vectors in R^d_output
     d_output: int = 0
     init_std: float = 0.02     # residual-output projections use init_std / sqrt(2 n_layers)
-    myopic: bool = False       # myopic gradient (Wu, Morris & Levine 2024); forward unchanged
+    myopic: bool = False       # myopic gradient (Wu et al. 2024) of direct calls; training uses train.myopic
     myopic_beta: float = 0.0
     """0 = myopic, 1 = vanilla gradient; scales each past-position gradient link (k links: beta**k)"""
     ln_eps: float = 1e-5       # LayerNorm epsilon (added to the variance)
 
     def __post_init__(self):
-        check_int("n_layers", self.n_layers, 0)
-        check_int("d_model", self.d_model, 1)
-        check_int("n_heads", self.n_heads, 1)
-        check_int("d_head", self.d_head, 0)
+        ints = {"n_layers": 0, "d_model": 1, "n_heads": 1, "d_head": 0, "d_mlp": -1, "vocab_size": 1,
+                "max_seq_len": 1, "d_input": 0, "d_output": 0}
+        for f, lo in ints.items():
+            set_field(self, f, check_int(f, getattr(self, f), lo))
+        for f in ("pos_embed", "tie_embeddings", "causal", "use_bias", "myopic"):
+            set_field(self, f, check_bool(f, getattr(self, f)))
         if self.d_head == 0 and self.d_model % self.n_heads:
             raise ConfigError(
                 f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}: "
                 "choose n_heads dividing d_model, or set d_head explicitly")
-        check_int("d_mlp", self.d_mlp, -1)
-        check_int("vocab_size", self.vocab_size, 1)
-        check_int("max_seq_len", self.max_seq_len, 1)
         check_choice("norm", self.norm, ("layernorm", "none"))
         check_choice("act", self.act, ("gelu", "relu"))
-        check_range("dropout", self.dropout, 0.0, 1.0, hi_open=True)
-        check_range("myopic_beta", self.myopic_beta, 0.0, 1.0)
+        for f, lo, hi, hi_open in (("dropout", 0.0, 1.0, True), ("myopic_beta", 0.0, 1.0, False),
+                                   ("init_std", 0.0, math.inf, False), ("ln_eps", 0.0, math.inf, False)):
+            set_field(self, f, check_range(f, getattr(self, f), lo, hi, hi_open=hi_open))
         check_choice("input_kind", self.input_kind, ("tokens", "vectors"))
         check_choice("output_kind", self.output_kind, ("logits", "vectors"))
         if self.input_kind == "vectors":
@@ -293,6 +294,17 @@ class Transformer(nnx.Module):
             names.append(f"{p}.resid_post")
         return names + ["final"]
 
+    def check_inputs(self, inputs) -> None:
+        """Raise on token ids outside [0, vocab_size) (which would embed as NaN); ids that are
+        traced (under jit or vmap) cannot be read and are not checked."""
+        if self.cfg.input_kind != "tokens" or isinstance(inputs, jax.core.Tracer):
+            return
+        ids, V = np.asarray(inputs), self.cfg.vocab_size
+        bad = ids[(ids < 0) | (ids >= V)] if ids.size else ids
+        if bad.size:
+            raise ValueError(f"token ids must be in [0, vocab_size={V}); got {bad.reshape(-1)[0].item()!r} "
+                             f"({bad.size} id(s) out of range)")
+
     def __call__(self, inputs: Array, *, key: Array | None = None, dropout_rate=None,
                  myopic: bool | None = None, myopic_beta=None,
                  past_resid: Array | None = None, hooks: Hooks | None = None) -> Array:
@@ -311,6 +323,7 @@ class Transformer(nnx.Module):
         rate = cfg.dropout if dropout_rate is None else dropout_rate
         if cfg.input_kind == "tokens":
             B, T = inputs.shape
+            self.check_inputs(inputs)
             x_BTD = jnp.take(self.W_E[...], inputs, axis=0)
         else:
             B, T, I = inputs.shape

@@ -10,7 +10,8 @@ the runs are (``place_like``).
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, Sequence
+import numbers
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +19,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from toymodels.config import ConfigError, check_range
+from toymodels.config import ConfigError, check_range, check_seed
 from toymodels.model import TransformerConfig
 from toymodels.schedule import Mixture, MixtureParams
 from toymodels.trainconfig import TrainConfig
@@ -46,18 +47,45 @@ class Runs(NamedTuple):
         return jax.tree.map(lambda x: x[idx], self)
 
 
+# Per-run scalar fields: (lo, hi, lo open, hi open) of the allowed interval.
+_RANGES = {"lr": (0.0, math.inf, True, False), "weight_decay": (0.0, math.inf, False, False),
+           "dropout": (0.0, 1.0, False, True), "myopic_beta": (0.0, 1.0, False, False)}
+
+
+def _column(name: str, vals) -> list:
+    """One value per run as a list (NumPy and JAX arrays become Python values)."""
+    if hasattr(vals, "tolist"):
+        vals = vals.tolist()
+    if isinstance(vals, (str, bytes)) or not isinstance(vals, Iterable):
+        raise ConfigError(f"{name}={vals!r} is not allowed: give a list with one value per run")
+    return list(vals)
+
+
+def _row(name: str, i: int, vals) -> list:
+    """Run ``i``'s list of event steps / fractions / weights (a bare number is a list of one)."""
+    if isinstance(vals, numbers.Number):
+        return [vals]
+    if isinstance(vals, (str, bytes)) or not isinstance(vals, Iterable):
+        raise ConfigError(f"{name}[{i}]={vals!r} is not allowed: give a list of numbers per run")
+    return list(vals)
+
+
 def make_runs(tcfg: TrainConfig, mcfg: TransformerConfig, mixture: Mixture, *,
               seeds: Sequence[int] | None = None, **per_run: Sequence[Any]) -> Runs:
     """Runs from configs; ``per_run`` overrides a field with one value per run.
 
     e.g. ``make_runs(t, m, mix, seeds=[0, 1], lr=[1e-3, 3e-3])``; ``event_steps`` takes
-    one list of event steps per run, ``fractions`` one list of replay fractions.
+    one list of event steps per run, ``fractions`` one list of replay fractions, ``weights``
+    one list of task weights. Every value is checked like its config field.
     """
     valid = {"lr", "weight_decay", "dropout", "myopic_beta", "event_steps", "fractions", "weights"}
     unknown = sorted(set(per_run) - valid)
     if unknown:
         raise ConfigError(f"unknown per-run field(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
-    seeds = [tcfg.seed] if seeds is None else list(seeds)
+    seeds = [tcfg.seed] if seeds is None else _column("seeds", seeds)
+    if not seeds:
+        raise ConfigError("seeds=[] is not allowed: give at least one seed (one run per seed)")
+    per_run = {k: _column(k, v) for k, v in per_run.items()}
     n = max([len(seeds)] + [len(v) for v in per_run.values()])
     for name, vals in [("seeds", seeds)] + list(per_run.items()):
         if len(vals) not in (1, n):
@@ -67,21 +95,35 @@ def make_runs(tcfg: TrainConfig, mcfg: TransformerConfig, mixture: Mixture, *,
         vals = [default] if vals is None else list(vals)
         return vals * n if len(vals) == 1 else vals
 
-    base = mixture.params()
+    seeds = [check_seed(f"seeds[{i}]", s) for i, s in enumerate(col(seeds, None))]
+    defaults = {"lr": tcfg.lr, "weight_decay": tcfg.weight_decay, "dropout": mcfg.dropout,
+                "myopic_beta": tcfg.myopic_beta}
+    vals = {f: [check_range(f"{f}[{i}]", v, lo, hi, lo_open=lo_open, hi_open=hi_open)
+                for i, v in enumerate(col(per_run.get(f), defaults[f]))]
+            for f, (lo, hi, lo_open, hi_open) in _RANGES.items()}
+    if not tcfg.myopic and any(b != 0.0 for b in vals["myopic_beta"]):
+        raise ConfigError(f"myopic_beta={vals['myopic_beta']} is not allowed with myopic=False: only "
+                          "myopic training uses a beta; set TrainConfig(myopic=True)")
+    mixes = []
+    base_w = list(mixture.weights or (1.0,) * len(mixture.tasks))
+    for i, (w, st, fr) in enumerate(zip(col(per_run.get("weights"), base_w),
+                                        col(per_run.get("event_steps"), [e.step for e in mixture.events]),
+                                        col(per_run.get("fractions"), [e.fraction for e in mixture.events]))):
+        try:
+            mix = mixture.with_values(_row("weights", i, w), _row("event_steps", i, st),
+                                      _row("fractions", i, fr))
+            mix.check_steps(tcfg.steps)
+        except ConfigError as e:
+            raise ConfigError(f"run {i}: {e}") from None
+        mixes.append(mix)
     mix = MixtureParams(
-        jnp.asarray(col(per_run.get("weights"), np.asarray(base.weights)), jnp.float32),
-        jnp.asarray(col(per_run.get("event_steps"), np.asarray(base.event_steps)), jnp.int32).reshape(n, -1),
-        jnp.asarray(col(per_run.get("fractions"), np.asarray(base.fractions)), jnp.float32).reshape(n, -1))
-    for f, lo, hi in (("dropout", 0, 0.999), ("myopic_beta", 0, 1), ("weight_decay", 0, math.inf)):
-        for v in col(per_run.get(f), 0.0):
-            check_range(f, float(v), lo, hi)
-    return Runs(
-        seed=jnp.asarray(col(seeds, None), jnp.int32),
-        lr=jnp.asarray(col(per_run.get("lr"), tcfg.lr), jnp.float32),
-        weight_decay=jnp.asarray(col(per_run.get("weight_decay"), tcfg.weight_decay), jnp.float32),
-        dropout=jnp.asarray(col(per_run.get("dropout"), mcfg.dropout), jnp.float32),
-        myopic_beta=jnp.asarray(col(per_run.get("myopic_beta"), tcfg.myopic_beta), jnp.float32),
-        mixture=mix)
+        jnp.asarray([m.weights or (1.0,) * len(m.tasks) for m in mixes], jnp.float32),
+        jnp.asarray([[e.step for e in m.events] for m in mixes], jnp.int32).reshape(n, -1),
+        jnp.asarray([[e.fraction for e in m.events] for m in mixes], jnp.float32).reshape(n, -1))
+    return Runs(seed=jnp.asarray(seeds, jnp.int32), lr=jnp.asarray(vals["lr"], jnp.float32),
+                weight_decay=jnp.asarray(vals["weight_decay"], jnp.float32),
+                dropout=jnp.asarray(vals["dropout"], jnp.float32),
+                myopic_beta=jnp.asarray(vals["myopic_beta"], jnp.float32), mixture=mix)
 
 
 def runs_exec(runs: Runs) -> str:

@@ -8,20 +8,25 @@ B, then drops B at step 5000. Events:
                                 of every batch (the other tasks share the rest)
 Event steps, fractions and base weights live in ``MixtureParams`` arrays, so a
 vmapped ensemble can give every run its own drop step or replay fraction.
+An event step must be <= the run's ``steps`` (checked when training starts), or
+``NEVER``: an event that never fires, so runs with and without it share one program.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+import math
+from typing import Iterable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from toymodels.config import ConfigError, check_choice, check_int, check_range
+from toymodels.config import (INT32_MAX, ConfigError, check_choice, check_int, check_range, check_str, fail,
+                              set_field)
 
 Array = jax.Array
 EVENT_KINDS = ("drop", "add", "replay")
+NEVER = 2 ** 30   # an event step no run reaches: the event never fires
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,8 +39,9 @@ class Event:
 
     def __post_init__(self):
         check_choice("event.kind", self.kind, EVENT_KINDS)
-        check_int("event.step", self.step, 0)
-        check_range("event.fraction", self.fraction, 0.0, 1.0)
+        check_str("event.task", self.task)
+        set_field(self, "step", check_int("event.step", self.step, 0, INT32_MAX))
+        set_field(self, "fraction", check_range("event.fraction", self.fraction, 0.0, 1.0))
 
 
 class MixtureParams(NamedTuple):
@@ -53,9 +59,16 @@ class Mixture:
     events: tuple[Event, ...] = ()
 
     def __post_init__(self):
-        object.__setattr__(self, "tasks", tuple(self.tasks))
-        object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
-        object.__setattr__(self, "events", tuple(self.events))
+        for f in ("tasks", "weights", "events"):
+            if isinstance(getattr(self, f), (str, bytes)) or not isinstance(getattr(self, f), Iterable):
+                fail(f"mixture.{f}", getattr(self, f), "must be a sequence")
+        set_field(self, "tasks", tuple(check_str("mixture.tasks entry", t) for t in self.tasks))
+        set_field(self, "weights", tuple(float(check_range(f"mixture.weights[{i}]", w, 0.0, math.inf))
+                                         for i, w in enumerate(self.weights)))
+        set_field(self, "events", tuple(self.events))
+        for ev in self.events:
+            if not isinstance(ev, Event):
+                fail("mixture.events entry", ev, "must be an Event(kind, task, step[, fraction])")
         if not self.tasks:
             raise ConfigError("mixture.tasks is empty: name at least one task to train on")
         if len(set(self.tasks)) != len(self.tasks):
@@ -63,7 +76,7 @@ class Mixture:
         if self.weights and len(self.weights) != len(self.tasks):
             raise ConfigError(f"mixture.weights has {len(self.weights)} entries for "
                               f"{len(self.tasks)} tasks; give one weight per task or none")
-        if any(w < 0 for w in self.weights) or (self.weights and sum(self.weights) <= 0):
+        if self.weights and sum(self.weights) <= 0:
             raise ConfigError(f"mixture.weights={self.weights!r}: weights must be >= 0 with a positive sum")
         last: dict[str, int] = {}
         for ev in self.events:
@@ -73,6 +86,21 @@ class Mixture:
             if ev.step < last.get(ev.task, -1):
                 raise ConfigError(f"events for task {ev.task!r} must be listed in step order")
             last[ev.task] = ev.step
+
+    def check_steps(self, steps: int) -> None:
+        """Every event fires within a run of ``steps`` steps, or is marked ``NEVER``."""
+        for ev in self.events:
+            if ev.step > steps and ev.step != NEVER:
+                fail(f"event {ev.kind}:{ev.task} step", ev.step, f"must be <= steps={steps} (it would never "
+                     f"fire); use schedule.NEVER={NEVER} for an event that never fires")
+
+    def with_values(self, weights, event_steps, fractions) -> "Mixture":
+        """This mixture with one run's own weights, event steps and fractions, checked alike."""
+        if len(event_steps) != len(self.events) or len(fractions) != len(self.events):
+            raise ConfigError(f"give {len(self.events)} event step(s) and fraction(s) per run, one per "
+                              f"mixture event; got {len(event_steps)} and {len(fractions)}")
+        return Mixture(self.tasks, tuple(weights), tuple(
+            Event(e.kind, e.task, s, f) for e, s, f in zip(self.events, event_steps, fractions)))
 
     def params(self) -> MixtureParams:
         """The mixture's numbers as arrays (rows of the runs axis once stacked)."""

@@ -9,6 +9,7 @@ NaN check and the ``on_chunk`` callback (checkpoints, ``toymodels.fit``).
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import re
 import time
 from typing import Callable, Mapping
@@ -61,6 +62,13 @@ def validate(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: Mapping[str, Tas
             raise ConfigError(f"trainable={tcfg.trainable!r} matches no parameter; parameters: {', '.join(paths)}")
     if tcfg.warmup_steps > tcfg.steps:
         raise ConfigError(f"warmup_steps={tcfg.warmup_steps} exceeds steps={tcfg.steps}")
+    mixture.check_steps(tcfg.steps)
+    # Training takes myopia from TrainConfig alone (one program serves myopic and vanilla
+    # models), so the model's own switch would be silently ignored: refuse it.
+    if mcfg.myopic or mcfg.myopic_beta != 0.0:
+        raise ConfigError(f"model.myopic={mcfg.myopic}, model.myopic_beta={mcfg.myopic_beta} are not used in "
+                          "training: set train.myopic (and train.myopic_beta) instead and leave the model's "
+                          "at their defaults (False, 0.0)")
 
 
 def task_config(task: Task) -> dict:
@@ -138,6 +146,9 @@ class Trainer:
 
     def model(self, state: TrainState, run: int = 0) -> Transformer:
         """Run ``run``'s model as an ordinary nnx module (for analysis)."""
+        n = jax.tree.leaves(state.params)[0].shape[0]
+        if isinstance(run, bool) or not isinstance(run, numbers.Integral) or not -n <= run < n:
+            raise IndexError(f"run={run!r} is out of range: this state holds {n} run(s) (0..{n - 1})")
         graphdef = abstract_model(self.model_cfg)[0]
         return nnx.merge(graphdef, jax.tree.map(lambda x: x[run], state.params))
 

@@ -1,7 +1,9 @@
 """``TrainConfig``: every training hyperparameter shared by the runs of one program.
 
 Per-run values (seed, lr, weight decay, myopic beta) here are defaults; a set of
-runs overrides them row by row (``toymodels.runs.make_runs``).
+runs overrides them row by row (``toymodels.runs.make_runs``). Myopia is set here,
+not on the model: training refuses ``TransformerConfig.myopic``, and a beta other
+than 0 needs ``myopic=True`` (it would otherwise be ignored).
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Literal, get_args
+from typing import Iterable, Literal, get_args
 
 import numpy as np
 
-from toymodels.config import ConfigError, check_choice, check_int, check_range
+from toymodels.config import (ConfigError, check_bool, check_choice, check_int, check_range, check_seed,
+                              check_str, fail, set_field)
 
 Context = Literal["live", "teacher", "none"]
 CONTEXTS = get_args(Context)
@@ -54,27 +57,36 @@ class TrainConfig:
     grad_diagnostics: bool = False
 
     def __post_init__(self):
-        for f in ("steps", "batch_size", "chunk_steps", "n_evals", "eval_batch"):
-            check_int(f, getattr(self, f), 1)
-        check_int("warmup_steps", self.warmup_steps, 0)
-        check_range("lr", self.lr, 0.0, math.inf, lo_open=True)
-        check_range("weight_decay", self.weight_decay, 0.0, math.inf)
+        for f, lo in (("steps", 1), ("batch_size", 1), ("chunk_steps", 1), ("n_evals", 1),
+                      ("eval_batch", 1), ("warmup_steps", 0)):
+            set_field(self, f, check_int(f, getattr(self, f), lo))
+        for f in ("seed", "eval_seed"):
+            set_field(self, f, check_seed(f, getattr(self, f)))
+        for f in ("myopic", "grad_diagnostics"):
+            set_field(self, f, check_bool(f, getattr(self, f)))
+        # eps > 0: a parameter whose gradient is exactly 0 (the stopped key bias) would get 0/0.
+        for f, lo, hi, lo_open, hi_open in (
+                ("lr", 0.0, math.inf, True, False), ("weight_decay", 0.0, math.inf, False, False),
+                ("min_lr_frac", 0.0, 1.0, False, False), ("b1", 0.0, 1.0, False, True),
+                ("b2", 0.0, 1.0, False, True), ("eps", 0.0, math.inf, True, False),
+                ("grad_clip", 0.0, math.inf, False, False), ("myopic_beta", 0.0, 1.0, False, False)):
+            set_field(self, f, check_range(f, getattr(self, f), lo, hi, lo_open=lo_open, hi_open=hi_open))
         check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
-        check_range("min_lr_frac", self.min_lr_frac, 0.0, 1.0)
-        check_range("b1", self.b1, 0.0, 1.0, hi_open=True)
-        check_range("b2", self.b2, 0.0, 1.0, hi_open=True)
-        check_range("grad_clip", self.grad_clip, 0.0, math.inf)
         check_choice("eval_spacing", self.eval_spacing, ("linear", "log"))
-        object.__setattr__(self, "eval_at", tuple(self.eval_at))
+        if isinstance(self.eval_at, (str, bytes)) or not isinstance(self.eval_at, Iterable):
+            fail("eval_at", self.eval_at, "must be a sequence of integer steps")
+        set_field(self, "eval_at", tuple(check_int("eval_at step", s, 0) for s in self.eval_at))
         for s in self.eval_at:
-            check_int("eval_at step", s, 0)
             if s > self.steps:
                 raise ConfigError(f"eval_at step {s} is beyond steps={self.steps}")
-        check_range("myopic_beta", self.myopic_beta, 0.0, 1.0)
+        if self.myopic_beta != 0.0 and not self.myopic:
+            fail("myopic_beta", self.myopic_beta, "only myopic training uses a beta; set myopic=True "
+                 "(or leave myopic_beta at its default 0.0)")
         check_choice("context", self.context, CONTEXTS)
         if self.grad_diagnostics and self.context != "live":
             raise ConfigError(f"grad_diagnostics needs context='live' (got {self.context!r}): the "
                               "off-diagonal gradient only exists when the past is the model's own")
+        check_str("trainable", self.trainable)
         try:
             re.compile(self.trainable)
         except re.error as e:

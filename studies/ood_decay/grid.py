@@ -19,11 +19,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from studies.ood_decay.presets import A_LENGTH, CHUNK, MODULUS, OFF, Preset
+from studies.ood_decay.presets import A_LENGTH, CHUNK, MODULUS, Preset
 from toymodels.config import ConfigError
 from toymodels.model import TransformerConfig
 from toymodels.params import n_params
-from toymodels.schedule import Event, Mixture
+from toymodels.schedule import NEVER, Event, Mixture
 from toymodels.runspec import RunSpec
 from toymodels.tasks import make_task
 from toymodels.tasks.languages import held_out_tasks, language_suite
@@ -116,7 +116,7 @@ def cell(P: Preset, case: str, size, reg, seed: int, axis: str) -> list[RunSpec]
         # index into steps: 0 = phase 1, 1 = the decay window, 2 = relearning
         phase = {"pre": 0, "never1": 0, "relearn": 2, "never_relearn": 2}.get(role, 1)
         run_id = f"{role}_p{replay:g}" if role == "drop" else role
-        events = tuple(Event("replay", t, OFF if x_share is None else 0, (x_share or 0.0) / len(x_tasks))
+        events = tuple(Event("replay", t, NEVER if x_share is None else 0, (x_share or 0.0) / len(x_tasks))
                        for t in x_tasks)
         tc = TrainConfig(steps=P.steps[phase], batch_size=P.batch_size, lr=lr, weight_decay=wd,
                          warmup_steps=P.warmup, lr_schedule="constant", n_evals=P.n_evals[1 if phase == 1 else 0],

@@ -57,7 +57,6 @@ PRESETS = {
 CRITERION = 0.9        # relearning target: this fraction of X's accuracy just before the drop
 CENSOR = 3.0           # fitted half-lives beyond this many decay windows count as not reached
 NO_DECAY = 0.1         # a curve that got worse by less than this fraction of its start did not decay
-OFF = 2 ** 30          # an event step no run reaches: the event never fires
 MODULUS = 10           # a, b in [0, 10): two-digit sums, 20 held-out pairs (a, b)
 A_LENGTH = 12
 CHUNK = 500            # training steps per jitted chunk (a run's numbers do not depend on it)

@@ -7,7 +7,7 @@ import typing
 import pytest
 
 from toymodels.cli import (StudyArgs, TrainArgs, build_mixture, build_tasks, init_distributed, parse_train_args,
-                           study_args, train_specs)
+                           study_args, train_main, train_specs)
 from toymodels.config import ConfigError
 from toymodels.model import TransformerConfig
 
@@ -90,6 +90,9 @@ def test_train_specs_one_per_seed_with_the_model_fitted_to_the_tasks():
     (lambda: build_tasks(["nope"], ["nope.a=1"]), "unknown task 'nope'"),
     (lambda: build_mixture(["a"], ["drop:a"]), "is not KIND:TASK:STEP"),
     (lambda: build_mixture(["a"], ["drop:a:x"]), "STEP must be an integer"),
+    (lambda: build_mixture(["a"], ["remove:a:10"]), r"'remove:a:10': event.kind='remove' is not allowed: choose"),
+    (lambda: build_mixture(["a"], ["drop:a:-5"]), r"'drop:a:-5': event.step=-5 is not allowed: must be an integer"),
+    (lambda: build_mixture(["a"], ["replay:a:5:1.5"]), r"event.fraction=1.5 is not allowed: must be in"),
 ])
 def test_bad_task_and_event_flags_name_the_problem(call, match):
     with pytest.raises(ConfigError, match=match):
@@ -106,3 +109,37 @@ def test_build_mixture_reads_fractions_and_distributed_is_off_by_default():
 def test_the_training_command_is_python_m_toymodels():
     proc = subprocess.run([sys.executable, "-m", "toymodels", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "python -m toymodels" in proc.stdout
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--train.lr", "inf"], r"lr=inf is not allowed: must be a finite number in \(0.0, inf\)"),
+    (["--train.eps", "-1"], r"eps=-1.0 is not allowed"),
+    (["--model.init_std", "nan"], r"init_std=nan is not allowed"),
+    (["--seeds"], r"--seeds was given no seeds: give at least one"),
+    (["--seeds", "99999999999"], r"--seeds=99999999999 .*int32 PRNG seed range"),
+    (["--seeds", "1", "2", "--train.seed", "5"], r"give either --seeds or --train.seed, not both"),
+    (["--model.myopic", "--train.myopic"], r"--model.myopic .* use --train.myopic"),
+    (["--checkpoint_every_s", "nan"], r"checkpoint_every_s=nan"),
+])
+def test_bad_flag_values_print_one_error_line_and_exit_2(argv, match, capsys):
+    with pytest.raises(SystemExit) as e:
+        train_main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and err.startswith("error: "), err
+    assert re.search(match, err), err
+
+
+def test_config_errors_after_parsing_print_one_line_too(tmp_path):
+    with pytest.raises(SystemExit) as e:
+        train_main(["--events", "drop:markov:99999", "--train.steps", "1000", "--out", str(tmp_path / "o"),
+                    "--no_progress"])
+    assert re.fullmatch(r"error: event drop:markov step=99999 is not allowed: must be <= steps=1000 .*",
+                        str(e.value.code))
+    with pytest.raises(SystemExit) as e:
+        train_main(["--events", "remove:markov:10"])
+    assert str(e.value.code).startswith("error: --events 'remove:markov:10': event.kind='remove'")
+
+
+def test_seeds_default_to_train_seed():
+    assert [s.run_id for s in train_specs(parse_train_args(["--train.seed", "4"]))] == ["seed4"]
+    assert [s.train.seed for s in train_specs(parse_train_args(["--seeds", "1", "2"]))] == [1, 2]

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from toymodels.hooks import ablate, mean_ablate, patch, run_with_cache, run_with_interventions, steer
+from toymodels.hooks import ablate, forward, mean_ablate, patch, run_with_cache, run_with_interventions, steer
 from toymodels.model import init_model
 
 
@@ -131,3 +131,36 @@ def test_position_steering_of_final_touches_only_that_position(model, tiny_cfg):
     diff = np.asarray(got["final"] - clean["final"])
     np.testing.assert_allclose(diff[:, 1], np.ones_like(diff[:, 1]), atol=1e-6)
     assert not np.delete(diff, 1, axis=1).any()
+
+
+@pytest.mark.parametrize("name, positions, T", [
+    ("blocks.0.resid_post", [8], 8), ("blocks.0.resid_post", [-9], 8), ("blocks.0.attn.pattern", [2, 30], 8),
+    ("pos_embed", [8], 8)])
+def test_out_of_range_positions_raise_naming_the_activation_and_T(model, name, positions, T):
+    x = jnp.zeros((2, T), jnp.int32)
+    with pytest.raises(IndexError, match=rf"intervention on '{name}': position -?\d+ is out of range for T={T}"):
+        run_with_interventions(model, x, {name: ablate(positions)})
+    run_with_interventions(model, x, {name: ablate([0, T - 1, -T])})   # the edges are fine
+
+
+def test_a_mask_of_the_wrong_length_raises(model):
+    with pytest.raises(IndexError, match=r"'final': a position mask must have shape \(5,\)"):
+        run_with_interventions(model, jnp.zeros((1, 5), jnp.int32), {"final": ablate(np.ones(4, bool))})
+
+
+def test_traced_positions_are_not_checked(model):
+    x = jnp.zeros((1, 5), jnp.int32)
+    f = jax.jit(lambda p: run_with_interventions(model, x, {"final": ablate(p)}))
+    np.testing.assert_allclose(f(jnp.array([1])), run_with_interventions(model, x, {"final": ablate([1])}),
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [16, -1])
+def test_token_ids_out_of_range_raise_instead_of_nan_logits(model, bad):
+    x = jnp.zeros((2, 5), jnp.int32).at[1, 3].set(bad)
+    with pytest.raises(ValueError, match=rf"token ids must be in \[0, vocab_size=16\); got {bad}"):
+        model(x)
+    with pytest.raises(ValueError, match="vocab_size=16"):
+        run_with_cache(model, x, ["final"])
+    with pytest.raises(ValueError, match="vocab_size=16"):
+        forward(model, x, ["final"])

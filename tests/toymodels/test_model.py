@@ -188,6 +188,9 @@ def test_dropout_only_with_key(tiny_cfg):
     (dict(myopic_beta=2.0), "myopic_beta"),
     (dict(input_kind="vectors"), "d_input"),
     (dict(output_kind="vectors", tie_embeddings=True, d_output=2), "tie_embeddings"),
+    (dict(init_std=float("nan")), r"init_std=nan is not allowed: must be a finite number"),
+    (dict(ln_eps=-1e-5), r"ln_eps=-1e-05 is not allowed"),
+    (dict(pos_embed="yes"), r"pos_embed='yes' is not allowed: must be True or False"),
 ])
 def test_bad_config_raises_clear_error(bad, match):
     with pytest.raises(ConfigError, match=match):

@@ -10,11 +10,13 @@ from flax import nnx
 from toymodels.config import ConfigError
 from toymodels.model import TransformerConfig
 from toymodels.params import param_paths
-from toymodels.schedule import Event, Mixture
+from toymodels.runs import to_host
+from toymodels.schedule import NEVER, Event, Mixture
 from toymodels.tasks import Batch, Task, make_task
 from toymodels.tasks.base import masked_mean, token_losses
 from toymodels.train import Trainer, task_configs, validate
 from toymodels.trainconfig import TrainConfig
+from toymodels.trainlog import TrainState
 
 MODEL = TransformerConfig(n_layers=1, d_model=32, n_heads=2, vocab_size=16, max_seq_len=16)
 MARKOV = make_task("markov", vocab_size=16, length=16)
@@ -130,6 +132,16 @@ def test_nan_loss_raises_naming_run_and_steps():
     (lambda: Trainer(MODEL, TrainConfig(), {"m": MARKOV}, Mixture(("x",))), "not among the tasks"),
     (lambda: Trainer(MODEL, TrainConfig(steps=10, warmup_steps=20), {"m": MARKOV}), "warmup_steps"),
     (lambda: Trainer(MODEL, TrainConfig(), {}), "tasks is empty"),
+    (lambda: Trainer(MODEL, TrainConfig(steps=1000), {"m": MARKOV},
+                     Mixture(("m",), events=(Event("drop", "m", 99999),))),
+     r"event drop:m step=99999 is not allowed: must be <= steps=1000 .*schedule.NEVER"),
+    (lambda: Trainer(dataclasses.replace(MODEL, myopic=True), TrainConfig(), {"m": MARKOV}),
+     r"model.myopic=True.* not used in training: set train.myopic"),
+    (lambda: Trainer(dataclasses.replace(MODEL, myopic_beta=0.5), TrainConfig(), {"m": MARKOV}),
+     r"model.myopic_beta=0.5 are not used in training"),
+    (lambda: Trainer(MODEL, TrainConfig(), {"m": MARKOV}).runs(seeds=[0, 0], myopic_beta=[0.0, 1.0]),
+     r"myopic_beta=\[0.0, 1.0\] is not allowed with myopic=False"),
+    (lambda: Trainer(MODEL, TrainConfig(), {"m": MARKOV}).runs(seeds=[]), r"give at least one seed"),
 ])
 def test_bad_config_raises_before_compiling(build, match):
     with pytest.raises(ConfigError, match=match):
@@ -249,3 +261,17 @@ def test_gradient_diagnostics_match_a_direct_computation():
     np.testing.assert_allclose(got["offdiag_ratio"][0], np.linalg.norm(off) / np.linalg.norm(g_myo), rtol=1e-3)
     np.testing.assert_allclose(got["offdiag_cos"][0], off @ g_myo / np.linalg.norm(off) / np.linalg.norm(g_myo),
                                atol=1e-3)
+
+
+def test_an_event_that_never_fires_is_allowed_beyond_steps():
+    mix = Mixture(("m",), events=(Event("drop", "m", NEVER),))
+    runs = Trainer(MODEL, TrainConfig(steps=10), {"m": MARKOV}, mix).runs(event_steps=[[NEVER], [3]])
+    assert to_host(runs.mixture.event_steps).tolist() == [[NEVER], [3]]
+
+
+def test_model_of_a_run_out_of_range_names_the_run_count():
+    trainer = Trainer(MODEL, TrainConfig(), {"m": MARKOV})
+    state = TrainState({"w": jnp.zeros((2, 3))}, None, 0)
+    for run in (7, 2, -3, 1.0):
+        with pytest.raises(IndexError, match=r"run=.* is out of range: this state holds 2 run\(s\) \(0..1\)"):
+            trainer.model(state, run=run)

@@ -65,7 +65,9 @@ def _is_number(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, str)
 
 
-ERROR = object()  # fn raised: the interpreter would raise too, so the value cannot occur
+# A SequenceMap or predicate raised: the interpreter would raise too, so the pair cannot occur
+# (pairs are a superset: inputs are treated as independent). A Map raising is an error.
+ERROR = object()
 
 
 def _safe(fn, *args):
@@ -73,6 +75,16 @@ def _safe(fn, *args):
         return fn(*args)
     except Exception:  # noqa: BLE001
         return ERROR
+
+
+def _map_value(node: Node, v):
+    """A Map's output for one value its input can take. An exception is a compile error, as
+    the interpreter raises on it too (compiled, it would silently become a zero)."""
+    try:
+        return node.fn(v)
+    except Exception as e:  # noqa: BLE001
+        raise CompileError(f"{node}: its function raised {type(e).__name__}: {e} on the input value "
+                           f"{v!r} of {node.inputs[0]!r}; the interpreter raises here too") from None
 
 
 def _outputs(outs, none: bool) -> ValueSet:
@@ -142,7 +154,7 @@ def _infer(node: Node, vs: dict[Node, ValueSet], vocab, n: int) -> ValueSet:
         return ValueSet(sorted_values(values + [0] if empty else values))
     if op == "map":
         x = vs[node.inputs[0]]
-        return _outputs([_safe(node.fn, v) for v in x.values], x.may_be_none)
+        return _outputs([_map_value(node, v) for v in x.values], x.may_be_none)
     if op == "sequence_map":
         x, y = (vs[i] for i in node.inputs)
         none = x.may_be_none or y.may_be_none

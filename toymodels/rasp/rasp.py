@@ -14,11 +14,15 @@ Semantics (see ``interpreter.py``):
     one must select values that are all equal, and gives ``None`` when it
     selects nothing.
   * Annotations (``named``, ``numerical``, ``categorical``) update the
-    expression in place and return it, as in Tracr.
+    expression in place and return it (Tracr returns a copy; programs here,
+    e.g. the decompiler's parser, rely on in place). The primitives ``tokens``,
+    ``indices`` and ``length`` are shared by every program, so annotating one
+    returns an annotated copy and never changes them for anyone else.
 """
 
 from __future__ import annotations
 
+import copy
 import enum
 import itertools
 from collections.abc import Callable
@@ -81,9 +85,13 @@ class RASPExpr:
 
 
 def annotate(expr: RASPExpr, **annotations) -> RASPExpr:
-    """Sets annotations on ``expr`` in place (as Tracr does) and returns it."""
+    """Sets annotations on ``expr`` in place and returns it; a primitive (tokens, indices,
+    length) is copied first, so the shared module-level ones never change."""
     if "encoding" in annotations and not isinstance(annotations["encoding"], Encoding):
         raise RASPError(f"encoding must be an Encoding, got {annotations['encoding']!r}")
+    if isinstance(expr, (TokensType, IndicesType, LengthType)):
+        expr = copy.copy(expr)
+        expr.unique_id, expr._annotations = next(RASPExpr._ids), dict(expr._annotations)
     expr._annotations.update(annotations)
     return expr
 

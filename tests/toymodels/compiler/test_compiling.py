@@ -112,7 +112,23 @@ def test_tracr_failure_c_categorical_aggregate_of_nothing_is_none():
 def test_compile_errors_name_the_offending_node(make, match):
     with pytest.raises(CompileError, match=match):
         compile_program(make(), "ab", 4)
-    rasp.categorical(rasp.tokens)  # undo the in-place annotation of the shared primitive
+    assert rasp.is_categorical(rasp.tokens)   # annotating the shared primitive changed nothing
+
+
+def test_annotating_a_primitive_does_not_break_later_compiles():
+    with pytest.raises(CompileError, match="tokens.*categorical"):
+        compile_program(rasp.numerical(rasp.tokens), "ab", 4)
+    model = compile_program(lib.make_reverse(rasp.tokens), "ab", 4)
+    assert model.run(["BOS", "a", "b"]) == ["b", "a"]
+
+
+def test_a_map_whose_function_raises_is_a_compile_error_as_in_the_interpreter():
+    inv = rasp.numerical(rasp.Map(lambda x: 1 / (x - 1), rasp.indices)).named("inv")
+    with pytest.raises(ZeroDivisionError):
+        evaluate(inv, "ab")
+    with pytest.raises(CompileError, match=r"'inv' \(Map\): its function raised ZeroDivisionError.*input value 1"):
+        compile_program(inv, "ab", 4)
+    assert not accepts(inv, "ab", 4)
 
 
 def test_accepts_is_the_front_end_verdict():

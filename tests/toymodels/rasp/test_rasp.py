@@ -99,7 +99,16 @@ def test_categorical_aggregate_of_different_values_fails_naming_the_node():
         evaluate(rasp.numerical(rasp.Aggregate(every, rasp.tokens, default=0)), "ab")
 
 
-def test_annotations_are_in_place_like_tracr():
+def test_annotating_a_primitive_returns_a_copy_and_leaves_the_shared_one_alone():
+    for prim in (rasp.tokens, rasp.indices, rasp.length):
+        num = rasp.numerical(prim)
+        assert num is not prim and rasp.is_numerical(num) and type(num) is type(prim)
+        assert rasp.is_categorical(prim) and prim.named("x") is not prim
+    assert rasp.tokens.name == "tokens" and rasp.length.name == "length"
+    assert rasp.length.named("n").name == "n" and evaluate(rasp.numerical(rasp.length), "abc") == [3, 3, 3]
+
+
+def test_annotations_of_other_expressions_are_in_place():
     m = rasp.Map(lambda x: x, rasp.tokens)
     assert rasp.numerical(m) is m and rasp.is_numerical(m)
     assert rasp.categorical(m) is m and rasp.is_categorical(m)
