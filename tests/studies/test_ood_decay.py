@@ -16,7 +16,7 @@ from toymodels.analysis.decay import weight_decay_half_life
 from toymodels.analysis.stats import aggregate
 from toymodels.config import ConfigError
 from toymodels.params import n_params
-from toymodels.results import read_rows, write_rows
+from toymodels.results import read_rows, write_record, write_rows
 from toymodels.tables import index_runs
 
 SMOKE = PRESETS["smoke"]
@@ -287,7 +287,9 @@ def test_decay_curves_mean_and_bounded_interval():
 def test_summarize_writes_bounded_tables_and_leaves_censored_values_out(tmp_path):
     rows = _two_seed_runs(floors=(0.2, 0.9))                               # seed 1: X does not decay
     for run in {r["run"] for r in rows}:
-        write_rows(tmp_path / "runs" / run / "metrics.csv", [r for r in rows if r["run"] == run])
+        mine = [r for r in rows if r["run"] == run]
+        write_rows(tmp_path / "runs" / run / "metrics.csv", mine)
+        write_record(tmp_path / "runs" / run, ("metrics.csv",), rows=len(mine))   # as run_sweep does, last
     tables.summarize(tmp_path, tmp_path / "figures")
     got = {p.stem: read_rows(p) for p in (tmp_path / "figures").glob("*.csv")}
     assert set(got) == {"decay_curves", "fits", "scaling", "forgetting"}   # no measures, relearn or case D
