@@ -105,9 +105,9 @@ def _run_info(out: Path, spec: RunSpec) -> dict:
     return json.loads((out / "runs" / spec.run_id / "config.json").read_text())
 
 
-def _restore_group(out: Path, spec: RunSpec) -> TrainState:
-    """Final state of the group holding ``spec`` (all its runs, padding included)."""
-    info = _run_info(out, spec)
+def _restore_group(out: Path, spec: RunSpec, info: dict) -> TrainState:
+    """Final state of the group holding ``spec`` (all its runs, padding included); ``info``:
+    the run's verified config.json (``_run_info``)."""
     trainer = Trainer(spec.model, spec.train, dict(spec.tasks), spec.mixture)
     runs = runs_of([spec] * info["group_size"])   # only shapes matter for the target
     folder = out / "groups" / info["group"]
@@ -132,7 +132,7 @@ def final_params(out: str | os.PathLike, specs: Sequence[RunSpec]):
     for spec in specs:
         info = _run_info(out, spec)
         if info["group"] not in cache:
-            cache[info["group"]] = _restore_group(out, spec).params
+            cache[info["group"]] = _restore_group(out, spec, info).params
         rows.append(jax.tree.map(lambda x, i=info["index"]: x[i], cache[info["group"]]))
     return jax.tree.map(lambda *xs: jnp.stack(xs), *rows)
 
@@ -168,9 +168,10 @@ def load_rows(out: str | os.PathLike, run_ids: Iterable[str] | None = None) -> l
 def load_model(out: str | os.PathLike, spec: RunSpec) -> Transformer:
     """The trained model of a completed run, from its group's final checkpoint."""
     out = Path(out)
-    state = _restore_group(out, spec)
+    info = _run_info(out, spec)
+    state = _restore_group(out, spec, info)
     trainer = Trainer(spec.model, spec.train, dict(spec.tasks), spec.mixture)
-    return trainer.model(state, run=_run_info(out, spec)["index"])
+    return trainer.model(state, run=info["index"])
 
 
 def load_models(out: str | os.PathLike, specs: Sequence[RunSpec]) -> list[Transformer]:
