@@ -91,8 +91,16 @@ def sd_from_t_interval(lo: float, hi: float, n: int, level: float = 0.95) -> flo
 
 
 def bounds_by(column: str, table: Mapping[str, Bounds] = METRIC_BOUNDS) -> Callable[[dict], Bounds | None]:
-    """A ``bounds`` argument for ``aggregate``: look up a group's ``column`` (e.g. "metric") in ``table``."""
-    return lambda key: table.get(key.get(column))
+    """A ``bounds`` argument for ``aggregate``: look up a group's ``column`` (e.g. "metric") in ``table``.
+
+    ``column`` must be one of the grouping keys: otherwise every group would silently get no
+    bounds, so that is refused."""
+    def lookup(key: dict) -> Bounds | None:
+        if column not in key:
+            raise KeyError(f"bounds_by({column!r}) needs {column!r} among aggregate's keys (got "
+                           f"{sorted(key)}); group by it, or pass the bounds themselves")
+        return table.get(key[column])
+    return lookup
 
 
 def _sort_key(k: tuple):

@@ -16,6 +16,7 @@ from toymodels.tasks import (  # noqa: F401 -- importing a task module registers
     text,
 )
 from toymodels.tasks.base import (
+    SPLITS,
     TASKS,
     Batch,
     Task,
@@ -23,9 +24,11 @@ from toymodels.tasks.base import (
     make_task,
     masked_mean,
     metrics,
+    next_token_batch,
     register,
     token_losses,
 )
 
-__all__ = ["Batch", "Task", "Vocab", "TASKS", "register", "make_task", "metrics",
-           "masked_mean", "token_losses"]
+# What a task defined outside the library needs (examples/my_task.py) is importable from here.
+__all__ = ["Batch", "Task", "Vocab", "TASKS", "SPLITS", "register", "make_task", "metrics",
+           "masked_mean", "next_token_batch", "token_losses"]

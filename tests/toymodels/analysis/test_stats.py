@@ -117,3 +117,11 @@ def test_rebound_recomputes_a_table_interval_exactly():
     (r,) = rebound([t], (0.0, 1.0))
     assert (r["lo"], r["hi"]) == pytest.approx((b["lo"], b["hi"]))
     assert rebound([t], None) == [t]
+
+
+def test_bounds_by_refuses_a_column_that_is_not_grouped():
+    rows = [{"metric": "acc", "step": 0, "value": v} for v in (0.0, 0.1, 0.05)]
+    with pytest.raises(KeyError, match=r"bounds_by\('metric'\) needs 'metric' among aggregate's keys"):
+        aggregate(rows, ("step",), bounds=bounds_by("metric"))
+    (row,) = aggregate(rows, ("metric", "step"), bounds=bounds_by("metric"))
+    assert row["lo"] >= 0.0
