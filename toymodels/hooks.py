@@ -8,6 +8,10 @@ Activation layouts: residual-like names are (B, T, D), except ``pos_embed``, whi
 (T, D) (one for the whole batch); ``attn.q/k/v/z`` are (B, T, H, K); ``attn.scores``
 and ``attn.pattern`` are (B, H, T, S) (query T, key S); ``mlp.pre/post`` are (B, T, F).
 ``final`` is the residual after the final norm, i.e. what the unembedding reads.
+``attn.result`` (B, T, H, D) is head h's output z_h @ W_O[h] (without b_O); it costs H x the
+memory, so the forward pass computes it only when a cache or intervention asks for it
+(``Hooks.wants``). ``ln1.rstd``, ``ln2.rstd`` and ``final.rstd`` (B, T, 1) are a LayerNorm's
+1/sqrt(var + eps); models with norm="none" have no norm and no rstd names.
 """
 
 from __future__ import annotations
@@ -45,7 +49,9 @@ class Intervention:
     positions: Any = None
 
     def apply(self, name: str, x: Array) -> Array:
-        new = jnp.asarray(self.scale) * x + jnp.broadcast_to(self.value, x.shape)
+        scale = jnp.asarray(self.scale)
+        # where, not a product: 0 * -inf (masked attention scores) would be NaN, not 0
+        new = jnp.where(scale == 0, 0.0, scale * x) + jnp.broadcast_to(self.value, x.shape)
         if self.positions is None:
             return new.astype(x.dtype)
         axis = position_axis(name)
@@ -109,9 +115,19 @@ class Hooks:
         iv = self.interventions.get(name)
         if iv is not None:
             x = iv.apply(name, x)
-        if any(fnmatch.fnmatchcase(name, p) for p in self.patterns):
+        if self.caches(name):
             self.cache[name] = x
         return x
+
+    def caches(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
+
+    def edits(self, name: str) -> bool:
+        return name in self.interventions
+
+    def wants(self, name: str) -> bool:
+        """Whether this call caches or edits ``name``: opt-in activations are computed only then."""
+        return self.edits(name) or self.caches(name)
 
 
 def _check_names(model, names: Iterable[str], interventions: Mapping[str, Any]) -> None:

@@ -5,6 +5,7 @@ Shape letters used in names throughout toymodels:
   D d_model                H heads          K d_head
   F d_mlp                  V vocab          I input features   O output features
   N = B*T (flattened tokens)
+  L residual points (n_layers + 1)   C components of a residual   P runs of a patching sweep
 
 Activations are kept 2-D (N, D) around dense layers: XLA:CPU compiles the
 backward of 3-D dot_generals with an element-wise epilogue (tanh-GELU) much
@@ -105,16 +106,20 @@ class LayerNorm(nnx.Module):
         self.bias = _zeros((d,))
         self.eps = eps
 
-    def __call__(self, x_ND: Array) -> Array:
+    def __call__(self, x_ND: Array, hooks: Hooks | None = None, name: str = "") -> Array:
+        """``hooks``: exposes ``{name}.rstd`` (..., 1), the 1/sqrt(var + eps) factor."""
         mean = x_ND.mean(-1, keepdims=True)
         xc = x_ND - mean
         var = (xc * xc).mean(-1, keepdims=True)
+        r = jax.lax.rsqrt(var + self.eps)
+        if hooks is not None:
+            r = hooks(f"{name}.rstd", r)
         lead = (None,) * (x_ND.ndim - 1)
-        return xc * jax.lax.rsqrt(var + self.eps) * self.scale[...][lead] + self.bias[...][lead]
+        return xc * r * self.scale[...][lead] + self.bias[...][lead]
 
 
 class Identity(nnx.Module):
-    def __call__(self, x: Array) -> Array:
+    def __call__(self, x: Array, hooks: Hooks | None = None, name: str = "") -> Array:
         return x
 
 
@@ -206,7 +211,14 @@ class Attention(nnx.Module):
                 p_diag_BTH = jax.lax.stop_gradient(p_diag_BTH)
             z_BTHK = z_BTHK + p_diag_BTH[..., None] * (v - vp)
         z_BTHK = hooks(f"{name}.z", z_BTHK)
-        out = z_BTHK.reshape(B * T, H * K) @ self.W_O[...].reshape(H * K, D)
+        W_O = self.W_O[...]
+        out = z_BTHK.reshape(B * T, H * K) @ W_O.reshape(H * K, D)
+        if hooks.wants(f"{name}.result"):
+            # Per-head outputs cost H x the memory: computed only on request. Caching them
+            # leaves the output as it was (bitwise); an edit makes it their sum over heads.
+            r_BTHD = hooks(f"{name}.result", jnp.einsum("bthk,hkd->bthd", z_BTHK, W_O))
+            if hooks.edits(f"{name}.result"):
+                out = r_BTHD.sum(2).reshape(B * T, D)
         if self.b_O is not None:
             out = out + self.b_O[...][None]
         return out.reshape(B, T, D)
@@ -245,14 +257,14 @@ class Block(nnx.Module):
 
     def __call__(self, x_BTD, *, past_BTD, hooks, name, rate, key, myopic_beta=None):
         x_BTD = hooks(f"{name}.resid_pre", x_BTD)
-        h = self.ln1(x_BTD)
+        h = self.ln1(x_BTD, hooks, f"{name}.ln1")
         hp = None if past_BTD is None else self.ln1(past_BTD)
         a = hooks(f"{name}.attn.out", self.attn(h, hp, hooks, f"{name}.attn", myopic_beta))
         k1, k2 = (None, None) if key is None else jax.random.split(key)
         x_BTD = x_BTD + dropout(a, rate, k1)
         if self.mlp is not None:
             x_BTD = hooks(f"{name}.resid_mid", x_BTD)
-            m = hooks(f"{name}.mlp.out", self.mlp(self.ln2(x_BTD), hooks, f"{name}.mlp"))
+            m = hooks(f"{name}.mlp.out", self.mlp(self.ln2(x_BTD, hooks, f"{name}.ln2"), hooks, f"{name}.mlp"))
             x_BTD = x_BTD + dropout(m, rate, k2)
         return hooks(f"{name}.resid_post", x_BTD)
 
@@ -283,16 +295,20 @@ class Transformer(nnx.Module):
             self.b_U = _zeros((cfg.d_output,)) if cfg.use_bias else None
 
     def hook_names(self) -> list[str]:
-        """Every activation name this model exposes, in forward order."""
+        """Every activation name this model exposes, in forward order. Opt-in (computed only
+        when cached or edited): ``blocks.{i}.attn.result``. The ``*.rstd`` names (a
+        LayerNorm's 1/sqrt(var + eps)) are absent with norm="none"."""
+        ln = self.cfg.norm != "none"
         names = ["embed"] + (["pos_embed"] if self.cfg.pos_embed else [])
         for i in range(self.cfg.n_layers):
             p = f"blocks.{i}"
-            names += [f"{p}.resid_pre"] + [f"{p}.attn.{n}" for n in
-                                           ("q", "k", "v", "scores", "pattern", "z", "out")]
+            names += [f"{p}.resid_pre"] + [f"{p}.ln1.rstd"] * ln + [f"{p}.attn.{n}" for n in
+                                           ("q", "k", "v", "scores", "pattern", "z", "result", "out")]
             if self.cfg.mlp_dim:
-                names += [f"{p}.resid_mid", f"{p}.mlp.pre", f"{p}.mlp.post", f"{p}.mlp.out"]
+                names += [f"{p}.resid_mid"] + [f"{p}.ln2.rstd"] * ln + [
+                    f"{p}.mlp.pre", f"{p}.mlp.post", f"{p}.mlp.out"]
             names.append(f"{p}.resid_post")
-        return names + ["final"]
+        return names + ["final.rstd"] * ln + ["final"]
 
     def check_inputs(self, inputs) -> None:
         """Raise on token ids outside [0, vocab_size) (which would embed as NaN); ids that are
@@ -345,7 +361,7 @@ class Transformer(nnx.Module):
                 past = sg + beta * (past - sg)  # forward: exactly sg; gradient scaled by beta
             x_BTD = block(x_BTD, past_BTD=past, hooks=hooks, name=f"blocks.{i}", rate=rate,
                           key=keys[i], myopic_beta=beta if myopic and past is None else None)
-        x_BTD = hooks("final", self.ln_final(x_BTD))
+        x_BTD = hooks("final", self.ln_final(x_BTD, hooks, "final"))
         x_ND = x_BTD.reshape(B * T, -1)
         if cfg.output_kind == "logits":
             W_U = self.W_E[...].T if cfg.tie_embeddings else self.W_U[...]

@@ -146,3 +146,31 @@ def save(fig, path: str | os.PathLike, pdf: bool = True, dpi: float | None = Non
             written.append(path.with_suffix(f".{ext}"))
     plt.close(fig)
     return written
+
+
+def attention_patterns(pattern_HTS, tokens: Sequence[str] | None = None, title: str | None = None,
+                       ncols: int = 4):
+    """One panel per head of one input's attention pattern (H, T, S) (rows: queries, columns:
+    keys), on one 0..1 colour scale; ``tokens`` (length T = S) label both axes."""
+    p_HTS = np.asarray(pattern_HTS, dtype=float)
+    if p_HTS.ndim != 3:
+        raise ValueError(f"pattern_HTS must be (heads, queries, keys), got shape {p_HTS.shape} "
+                         "(for a cached (B, H, T, S) pattern pass one input's, e.g. pattern[0])")
+    H, T, S = p_HTS.shape
+    if tokens is not None and not len(tokens) == T == S:
+        raise ValueError(f"tokens has {len(tokens)} labels for a {T} x {S} pattern: give one per position")
+    fig, axes = grid(H, ncols=ncols, width=0.25 * S + 1.2, height=0.25 * T + 0.9)
+    with plt.rc_context(STYLE):
+        for h, ax in enumerate(axes[:H]):
+            im = ax.imshow(p_HTS[h], vmin=0.0, vmax=1.0, cmap="Blues", aspect="equal")
+            ax.grid(False)
+            ax.set_title(f"head {h}")
+            if tokens is not None:
+                ax.set_xticks(range(S), [str(t) for t in tokens], rotation=90)
+                ax.set_yticks(range(T), [str(t) for t in tokens])
+            ax.set_xlabel("key")
+            ax.set_ylabel("query")
+        fig.colorbar(im, ax=axes[:H], shrink=0.8, label="attention")
+        if title:
+            fig.suptitle(title)
+    return fig

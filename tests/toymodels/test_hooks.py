@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from toymodels.hooks import ablate, forward, mean_ablate, patch, run_with_cache, run_with_interventions, steer
+from toymodels.hooks import Hooks, ablate, forward, mean_ablate, patch, run_with_cache, run_with_interventions, steer
 from toymodels.model import init_model
 
 
@@ -164,3 +164,20 @@ def test_token_ids_out_of_range_raise_instead_of_nan_logits(model, bad):
         run_with_cache(model, x, ["final"])
     with pytest.raises(ValueError, match="vocab_size=16"):
         forward(model, x, ["final"])
+
+
+def test_wants_names_cached_or_edited():
+    hooks = Hooks(["blocks.*.attn.result"], {"blocks.0.attn.z": ablate()})
+    assert hooks.wants("blocks.1.attn.result") and hooks.caches("blocks.1.attn.result")
+    assert hooks.wants("blocks.0.attn.z") and hooks.edits("blocks.0.attn.z")
+    assert not hooks.wants("blocks.1.attn.z") and not Hooks().wants("final")
+
+
+@pytest.mark.parametrize("positions", [None, [1, 3]])
+def test_patching_masked_attention_scores_gives_no_nan(model, tiny_cfg, positions):
+    # masked scores are -inf: 0 * -inf would be NaN, so a replaced value must not be multiplied
+    x = _pair(tiny_cfg)[0]
+    name = "blocks.0.attn.scores"
+    out, cache = run_with_cache(model, x, [name])
+    np.testing.assert_array_equal(run_with_interventions(model, x, {name: patch(cache[name], positions)}), out)
+    assert np.all(np.isfinite(np.asarray(run_with_interventions(model, x, {name: ablate(positions)}))))

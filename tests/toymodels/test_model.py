@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 from toymodels.config import ConfigError, replace
-from toymodels.hooks import patch, run_with_cache, steer
+from toymodels.hooks import Hooks, Intervention, patch, run_with_cache, run_with_interventions, steer
 from toymodels.model import Transformer, TransformerConfig, init_model, param_count, residual_inputs
 
 
@@ -235,3 +235,59 @@ def test_no_context_output_ignores_earlier_tokens():
     out_x, out_y = model(x, past_resid=zeros), model(y, past_resid=zeros)
     np.testing.assert_allclose(out_x[:, -1], out_y[:, -1], atol=1e-6)
     assert not np.allclose(model(x)[:, -1], model(y)[:, -1], atol=1e-3)   # with context it does not
+
+
+class _Recording(Hooks):
+    def __call__(self, name, x):
+        self.seen = getattr(self, "seen", []) + [name]
+        return super().__call__(name, x)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_per_head_results_are_opt_in_and_leave_the_outputs_bitwise(tiny_cfg, jit):
+    model = init_model(replace(tiny_cfg, init_std=0.3), 8)
+    for i, block in enumerate(model.blocks):
+        block.attn.b_O[...] = jax.random.normal(jax.random.key(i), (tiny_cfg.d_model,))
+    x = _tokens(tiny_cfg)
+    run = lambda names: run_with_cache(model, x, names)
+    run = jax.jit(run, static_argnums=0) if jit else run
+    plain, _ = run(("blocks.*.attn.out",))
+    out, cache = run(("blocks.*.attn.result", "blocks.*.attn.out"))
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(plain))
+    for i in range(tiny_cfg.n_layers):
+        r_BTHD = cache[f"blocks.{i}.attn.result"]
+        assert r_BTHD.shape == (3, 10, tiny_cfg.n_heads, tiny_cfg.d_model)
+        np.testing.assert_allclose(r_BTHD.sum(2) + model.blocks[i].attn.b_O[...][None, None],
+                                   cache[f"blocks.{i}.attn.out"], atol=1e-5)
+    hooks = _Recording()
+    model(x, hooks=hooks)                     # nothing asked: no per-head outputs computed
+    assert "blocks.0.attn.z" in hooks.seen and not any(n.endswith(".result") for n in hooks.seen)
+
+
+def test_editing_head_results_edits_the_attention_output(tiny_cfg):
+    model = init_model(replace(tiny_cfg, init_std=0.3), 9)
+    x = _tokens(tiny_cfg)
+    z_off = Intervention(jnp.ones((1, 1, tiny_cfg.n_heads, 1)).at[0, 0, 1].set(0.0), 0.0)   # head 1 off
+    by_z = run_with_interventions(model, x, {"blocks.0.attn.z": z_off})
+    by_result = run_with_interventions(model, x, {"blocks.0.attn.result": z_off})
+    np.testing.assert_allclose(by_result, by_z, atol=1e-5)
+    assert np.abs(np.asarray(by_z - model(x))).max() > 1e-3
+    _, cache = run_with_cache(model, x, ["blocks.1.attn.result"])
+    own = run_with_interventions(model, x, {"blocks.1.attn.result": patch(cache["blocks.1.attn.result"])})
+    np.testing.assert_allclose(own, model(x), atol=1e-5)
+
+
+def test_layernorm_scales_are_the_inverse_standard_deviations(tiny_cfg):
+    model = init_model(replace(tiny_cfg, init_std=0.3), 10)
+    x = _tokens(tiny_cfg)
+    names = ["blocks.1.resid_post", "blocks.1.resid_mid", "final.rstd", "blocks.1.ln2.rstd", "blocks.0.ln1.rstd"]
+    _, cache = run_with_cache(model, x, names)
+    for resid, scale in (("blocks.1.resid_post", "final.rstd"), ("blocks.1.resid_mid", "blocks.1.ln2.rstd")):
+        want = 1.0 / np.sqrt(np.var(np.asarray(cache[resid], np.float64), -1, keepdims=True) + tiny_cfg.ln_eps)
+        assert cache[scale].shape == (3, 10, 1)
+        np.testing.assert_allclose(cache[scale], want, rtol=1e-5)
+    # norm="none" (compiled RASP nets): no norm, so no scale names
+    bare = init_model(replace(tiny_cfg, norm="none"), 0)
+    assert not [n for n in bare.hook_names() if n.endswith(".rstd")]
+    with pytest.raises(KeyError, match="no activation matches 'final.rstd'"):
+        run_with_cache(bare, x, ["final.rstd"])

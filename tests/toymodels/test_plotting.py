@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from toymodels import plotting
 
@@ -63,3 +64,23 @@ def test_seed_values_reads_one_or_many():
     assert plotting.seed_values({"values": 0.5}) == [0.5]
     assert plotting.seed_values({"values": "0.1 0.2"}) == [0.1, 0.2]
     assert plotting.seed_values({}) == []
+
+
+def test_attention_patterns_draws_one_labelled_panel_per_head(tmp_path):
+    plotting.use_file_backend()
+    p_HTS = np.random.default_rng(0).dirichlet(np.ones(5), size=(3, 5))
+    fig = plotting.attention_patterns(p_HTS, tokens=["BOS", "a", "b", "c", "d"], title="layer 0", ncols=2)
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.images]
+    assert len(panels) == 3 and [ax.get_title() for ax in panels] == ["head 0", "head 1", "head 2"]
+    assert [t.get_text() for t in panels[1].get_xticklabels()] == ["BOS", "a", "b", "c", "d"]
+    assert [t.get_text() for t in panels[1].get_yticklabels()] == ["BOS", "a", "b", "c", "d"]
+    np.testing.assert_array_equal(panels[2].images[0].get_array(), p_HTS[2])
+    assert fig.get_suptitle() == "layer 0"
+    assert all(p.stat().st_size for p in plotting.save(fig, tmp_path / "attn"))
+
+
+def test_attention_patterns_refuses_a_batch_or_mismatched_tokens():
+    with pytest.raises(ValueError, match=r"pass one input's, e.g. pattern\[0\]"):
+        plotting.attention_patterns(np.zeros((2, 3, 4, 4)))
+    with pytest.raises(ValueError, match="tokens has 3 labels for a 4 x 4 pattern"):
+        plotting.attention_patterns(np.zeros((2, 4, 4)), tokens=["a", "b", "c"])
