@@ -31,10 +31,13 @@ from flax import nnx
 
 from toymodels.checkpoint import Checkpointer, config_diff
 from toymodels.config import ConfigError
-from toymodels.model import Transformer, abstract_model
+from toymodels.model import Transformer, TransformerConfig, abstract_model
 from toymodels.results import RECORD, is_stale_tmp, read_rows, record_problem
 from toymodels.runspec import RunSpec, runs_of
+from toymodels.schedule import Event, Mixture
+from toymodels.tasks import TASKS, Task, make_task
 from toymodels.train import Trainer
+from toymodels.trainconfig import TrainConfig
 from toymodels.trainlog import TrainState
 
 MEMBERS = "members.json"
@@ -165,9 +168,69 @@ def load_rows(out: str | os.PathLike, run_ids: Iterable[str] | None = None) -> l
     return rows
 
 
-def load_model(out: str | os.PathLike, spec: RunSpec) -> Transformer:
-    """The trained model of a completed run, from its group's final checkpoint."""
+def _tuples(x):
+    """JSON data with lists as tuples (configs hold tuples; JSON writes them as lists)."""
+    if isinstance(x, list):
+        return tuple(_tuples(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _tuples(v) for k, v in x.items()}
+    return x
+
+
+def _task(saved: dict) -> Task:
+    """A task from its ``task_config`` (a field holding a task is one too, by its name)."""
+    if saved.get("name") not in TASKS:
+        raise ConfigError(f"task {saved.get('name')!r} is not registered (registered: {', '.join(sorted(TASKS))}); "
+                          "a task defined outside the library: import its module before loading by run id")
+    fields = {k: _task(v) if isinstance(v, dict) and "name" in v else _tuples(v)
+              for k, v in saved.items() if k != "name"}
+    return make_task(saved["name"], **fields)
+
+
+def run_spec(out: str | os.PathLike, run_id: str) -> RunSpec:
+    """The RunSpec of completed run ``run_id``, rebuilt from its ``runs/<id>/config.json``
+    (its ``group`` label, which changes batching only, is not recorded and is left empty;
+    tasks come in the mixture's order, then any others by label).
+    An unknown id raises naming the folder and runs that are there; a run of a task that
+    is not registered (defined outside the library) needs its module imported first."""
     out = Path(out)
+    root = out / "runs"
+    run_dir = root / str(run_id)
+    if Path(run_id).name != run_id or run_id in (".", "..") or not run_dir.is_dir():
+        there = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        raise ConfigError(f"no run {run_id!r} in {root}: " + (
+            f"runs there: {', '.join(there[:8])}{f' (and {len(there) - 8} more)' if len(there) > 8 else ''}"
+            if there else "it holds no runs"))
+    problem = record_problem(run_dir)
+    if problem is not None:
+        raise ConfigError(f"run {run_id!r} in {out} is not complete: {problem}; rerun the sweep to (re)train it")
+    saved = json.loads((run_dir / "config.json").read_text())
+    try:
+        mix = saved["mixture"]
+        # config.json sorts task labels; the mixture keeps the order they were given in
+        labels = [t for t in mix["tasks"] if t in saved["tasks"]]
+        labels += sorted(set(saved["tasks"]) - set(labels))
+        spec = RunSpec(
+            saved["run_id"], TransformerConfig(**saved["model"]), TrainConfig(**_tuples(saved["train"])),
+            tuple((label, _task(saved["tasks"][label])) for label in labels),
+            Mixture(tuple(mix["tasks"]), tuple(mix["weights"]), tuple(Event(**e) for e in mix["events"])),
+            tuple(_tuples(saved["tags"]).items()), init_from=saved["init_from"], teacher=saved["teacher"])
+    except (KeyError, TypeError) as e:
+        raise ConfigError(f"{run_dir / 'config.json'} does not rebuild a RunSpec ({type(e).__name__}: {e}); "
+                          "pass the run's RunSpec instead of its id") from None
+    diffs = config_diff({k: saved.get(k) for k in spec.config()}, spec.config(), saved="config.json")
+    if diffs:   # written by code with other config fields, or a value JSON cannot carry back
+        raise ConfigError(f"run {run_id!r}: its config.json does not rebuild the same RunSpec (written by "
+                          "code with other config fields, or holding a value JSON cannot carry back); pass "
+                          "the RunSpec instead of its id. Differences:\n  " + "\n  ".join(diffs[:20]))
+    return spec
+
+
+def load_model(out: str | os.PathLike, spec: RunSpec | str) -> Transformer:
+    """The trained model of a completed run (its RunSpec, or its run id: ``run_spec``),
+    from its group's final checkpoint."""
+    out = Path(out)
+    spec = run_spec(out, spec) if isinstance(spec, str) else spec
     info = _run_info(out, spec)
     state = _restore_group(out, spec, info)
     trainer = Trainer(spec.model, spec.train, dict(spec.tasks), spec.mixture)

@@ -8,9 +8,11 @@ import pytest
 
 from toymodels.config import ConfigError
 from toymodels.model import TransformerConfig
+from toymodels.results import write_json, write_record
 from toymodels.runspec import RunSpec
+from toymodels.schedule import Event, Mixture
 from toymodels.store import (check_run, complete, final_params, foreign_entries, load_model, load_models,
-                              load_rows, remove_results)
+                              load_rows, remove_results, run_spec)
 from toymodels.sweep import run_sweep
 from toymodels.tasks import make_task
 from toymodels.trainconfig import TrainConfig
@@ -136,3 +138,29 @@ def test_remove_results_deletes_only_what_a_sweep_wrote(sweep, tmp_path):
     assert foreign_entries(out) == [out / "figures"]   # without the study's table folder, figures/ is not ours
     remove_results(out, out / "figures")
     assert out.is_dir() and not list(out.iterdir())
+
+
+def test_a_model_loads_by_run_id_as_by_its_spec(sweep):
+    out, specs = sweep
+    for spec in (specs[1], specs[2]):
+        assert run_spec(out, spec.run_id) == spec
+        for a, b in zip(jax.tree.leaves(load_model(out, spec.run_id)), jax.tree.leaves(load_model(out, spec))):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(ConfigError, match=r"no run 'r9' in .*runs: runs there: r0, r1, r2"):
+        load_model(out, "r9")
+    with pytest.raises(ConfigError, match="no run '../r0'"):
+        load_model(out, "../r0")
+
+
+def test_run_spec_rebuilds_nested_tasks_tuples_events_and_tags(tmp_path):
+    tasks = (("lang", make_task("language", held_out_pair=(1, 2))),
+             ("few", make_task("pool", base=make_task("copy", length=4), n=3)))
+    spec = RunSpec("x", M, TrainConfig(steps=6, eval_at=(2, 4), trainable="W_U"), tasks,
+                   Mixture(("lang", "few"), (1.0, 2.0), (Event("drop", "few", 3),)), tags=(("pair", (1, 2)),))
+    run_dir = tmp_path / "runs" / "x"
+    write_json(run_dir / "config.json", {**spec.config(), "group": "0" * 12, "index": 0, "group_size": 1})
+    write_record(run_dir, ("config.json",))
+    assert run_spec(tmp_path, "x") == spec
+    (run_dir / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="not complete: .*config.json does not match"):
+        run_spec(tmp_path, "x")
