@@ -6,8 +6,13 @@ row of ``Runs``. A chunk is a ``lax.fori_loop`` over a traced number of steps, s
 an eval grid of any spacing compiles once. Programs are cached on their configs,
 so equal configs share one compile.
 
-Data and dropout keys are ``fold_in(seed key, step)``: a run's numbers do not
-depend on how training is chunked, which is what makes resume exact.
+Data and dropout keys are ``fold_in(seed key, data_offset + step)``: a run's numbers
+do not depend on how training is chunked, which is what makes resume exact.
+
+With ``TrainConfig.stop_when`` a second chunk program, ``chunk_until``, also carries each
+run's stop step: every ``stop_every`` steps it evaluates the criterion on the run's eval
+batch (a ``lax.cond`` on the step alone, so it stays one branch under vmap) and from its
+stop step on a run's params and optimizer state pass through unchanged.
 """
 
 from __future__ import annotations
@@ -62,6 +67,15 @@ def lr_factor(tcfg: TrainConfig, step: Array) -> Array:
     return warm * (tcfg.min_lr_frac + (1.0 - tcfg.min_lr_frac) * cos)
 
 
+def param_masks(tcfg: TrainConfig, params) -> tuple[list[bool], list[bool]]:
+    """Per leaf of ``params``: is it trained (``tcfg.trainable``), and is it decayed (``tcfg.decay``:
+    "matrices" decays the W_* leaves only, not biases nor LayerNorm)."""
+    paths = param_paths(params)
+    trained = [not tcfg.trainable or re.fullmatch(tcfg.trainable, p) is not None for p in paths]
+    decayed = [tcfg.decay == "all" or p.rpartition(".")[2].startswith("W_") for p in paths]
+    return trained, decayed
+
+
 class Programs(NamedTuple):
     """The compiled functions that train and evaluate one group of runs."""
     graphdef: Any
@@ -69,6 +83,9 @@ class Programs(NamedTuple):
     opt_init: Callable    # params (E, ...) -> fresh optimizer state
     chunk: Callable       # (params, opt, runs, teacher, start, n_steps) -> (params, opt, mean loss (E,))
     evaluate: Callable    # (params, eval sets, teacher) -> task -> metric -> (E,)
+    # With a stop criterion: (params, opt, runs, teacher, start, n_steps, stop step (E,), eval batch
+    # of the criterion's task) -> (params, opt, mean loss (E,), stop step (E,)); else None.
+    chunk_until: Callable | None = None
 
 
 @functools.lru_cache(maxsize=64)
@@ -102,8 +119,9 @@ def build_programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tupl
     T = max(t.seq_len for t in train_tasks)
     adam = optax.scale_by_adam(tcfg.b1, tcfg.b2, tcfg.eps)
     # Frozen parameters (not matching tcfg.trainable) get neither updates nor decay.
-    trainable = jax.tree.unflatten(jax.tree.structure(abstract), [
-        not tcfg.trainable or re.fullmatch(tcfg.trainable, p) is not None for p in param_paths(abstract)])
+    trained, decayed = param_masks(tcfg, abstract)
+    trainable, decays = (jax.tree.unflatten(jax.tree.structure(abstract), m) for m in (trained, decayed))
+    rule = tcfg.stop_rule()
 
     def past_of(teacher, inputs):
         """The residual streams attention reads its past keys/values from (None = its own)."""
@@ -122,8 +140,9 @@ def build_programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tupl
     def step_one(step, carry, run, teacher):
         params, opt, loss_sum = carry
         key = jax.random.key(run.seed)
-        k_data = jax.random.fold_in(jax.random.fold_in(key, _DATA), step)
-        k_drop = jax.random.fold_in(jax.random.fold_in(key, _DROPOUT), step) if use_dropout else None
+        stream = step + tcfg.data_offset if tcfg.data_offset else step   # where the data stream stands
+        k_data = jax.random.fold_in(jax.random.fold_in(key, _DATA), stream)
+        k_drop = jax.random.fold_in(jax.random.fold_in(key, _DROPOUT), stream) if use_dropout else None
         batch = sample_mixture(train_tasks, mixture.probs(step, run.mixture), k_data, tcfg.batch_size, T)
         loss, grads = jax.value_and_grad(loss_fn)(params, batch, k_drop, run, teacher)
         if tcfg.grad_clip > 0:
@@ -131,14 +150,38 @@ def build_programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tupl
             grads = jax.tree.map(lambda g: g * jnp.minimum(1.0, tcfg.grad_clip / (norm + 1e-12)), grads)
         updates, opt = adam.update(grads, opt)
         lr = run.lr * lr_factor(tcfg, step)
-        params = jax.tree.map(lambda p, u, train: p - lr * (u + run.weight_decay * p) if train else p,
-                              params, updates, trainable)
+        params = jax.tree.map(lambda p, u, train, decay: (p - lr * (u + run.weight_decay * p) if decay
+                                                          else p - lr * u) if train else p,
+                              params, updates, trainable, decays)
         return params, opt, loss_sum + loss
 
     def chunk_one(params, opt, run, teacher, start, n_steps):
         body = lambda i, c: step_one(start + i, c, run, teacher)  # noqa: E731
         params, opt, loss_sum = jax.lax.fori_loop(0, n_steps, body, (params, opt, jnp.float32(0)))
         return params, opt, loss_sum / jnp.maximum(n_steps, 1)
+
+    def check_stop(params, stop, step, batch, teacher):
+        """``stop`` set to ``step`` if it is unset, ``step`` is a check step and the criterion holds.
+        The predicate depends on the step alone, so under vmap the eval stays one real branch."""
+        def met():
+            value = task_metrics(nnx.merge(graphdef, params), rule.task, batch, teacher)[rule.metric]
+            hit = value >= rule.threshold if rule.op == ">=" else value <= rule.threshold
+            return jnp.where(hit, jnp.minimum(stop, step), stop)
+        return jax.lax.cond(step % tcfg.stop_every == 0, met, lambda: stop)
+
+    def chunk_until_one(params, opt, run, teacher, stop, start, n_steps, batch):
+        """``chunk_one`` that checks the stop criterion at every multiple of stop_every in
+        [start, start + n_steps] (``start`` itself only at 0: a chunk that ends there checked it)
+        and leaves a stopped run's params and optimizer state as they were at its stop step."""
+        def body(i, c):
+            params, opt, loss_sum, stop = c
+            new_params, new_opt, loss_sum = step_one(start + i, (params, opt, loss_sum), run, teacher)
+            params, opt = jax.tree.map(lambda old, new: jnp.where(stop <= start + i, old, new),
+                                       (params, opt), (new_params, new_opt))
+            return params, opt, loss_sum, check_stop(params, stop, start + i + 1, batch, teacher)
+        stop = jax.lax.cond(start == 0, lambda: check_stop(params, stop, start, batch, teacher), lambda: stop)
+        params, opt, loss_sum, stop = jax.lax.fori_loop(0, n_steps, body, (params, opt, jnp.float32(0), stop))
+        return params, opt, loss_sum / jnp.maximum(n_steps, 1), stop
 
     def offdiag_diagnostics(params, batch, loss):
         """Split the loss gradient into its myopic part and the off-diagonal rest."""
@@ -152,24 +195,34 @@ def build_programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tupl
         return {"offdiag_ratio": n_off / jnp.maximum(n_myo, 1e-30),
                 "offdiag_cos": dot(g_off, g_myo) / jnp.maximum(n_off * n_myo, 1e-30)}
 
+    def task_metrics(model, name, b, teacher):
+        return metrics(model(b.inputs, past_resid=past_of(teacher, b.inputs)), b, task_map[name].loss)
+
     def eval_one(params, eval_sets, teacher):
         model = nnx.merge(graphdef, params)
         out = {}
         for name, b in eval_sets.items():
-            loss = task_map[name].loss
-            out[name] = metrics(model(b.inputs, past_resid=past_of(teacher, b.inputs)), b, loss)
+            out[name] = task_metrics(model, name, b, teacher)
             if tcfg.grad_diagnostics:
-                out[name].update(offdiag_diagnostics(params, b, loss))
+                out[name].update(offdiag_diagnostics(params, b, task_map[name].loss))
         return out
 
+    def over_runs(fn, per_run, *shared):
+        """``fn(*per_run, *shared)`` for every run: vmapped, or each in turn (``lax.map``)."""
+        if runs_exec == "vmap" or per_run[2].seed.shape[0] == 1:
+            return jax.vmap(fn, in_axes=(0,) * len(per_run) + (None,) * len(shared))(*per_run, *shared)
+        return jax.lax.map(lambda xs: fn(*xs, *shared), per_run)
+
     def chunk_runs(params, opt, run, teacher, start, n_steps):
-        if runs_exec == "vmap" or run.seed.shape[0] == 1:
-            return jax.vmap(chunk_one, in_axes=(0, 0, 0, 0, None, None))(params, opt, run, teacher, start, n_steps)
-        return jax.lax.map(lambda prrt: chunk_one(*prrt, start, n_steps), (params, opt, run, teacher))
+        return over_runs(chunk_one, (params, opt, run, teacher), start, n_steps)
+
+    def chunk_until_runs(params, opt, run, teacher, start, n_steps, stop, batch):
+        return over_runs(chunk_until_one, (params, opt, run, teacher, stop), start, n_steps, batch)
 
     chunk = jax.jit(chunk_runs, donate_argnums=(0, 1))
+    chunk_until = jax.jit(chunk_until_runs, donate_argnums=(0, 1)) if rule else None
     evaluate = jax.jit(jax.vmap(eval_one, in_axes=(0, None, 0)))
-    return Programs(graphdef, *_init_programs(mcfg), chunk, evaluate)
+    return Programs(graphdef, *_init_programs(mcfg), chunk, evaluate, chunk_until)
 
 
 def clear_program_caches() -> None:

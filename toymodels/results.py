@@ -156,8 +156,11 @@ def _num(v: str):
     return v
 
 
-def train_rows(result, runs, run_ids: Sequence[str], tokens_per_step: int) -> list[dict]:
-    """Tidy rows of a ``TrainResult`` (eval metrics per task, and chunk-mean training loss)."""
+def train_rows(result, runs, run_ids: Sequence[str], tokens_per_step: int, stopping: bool = False) -> list[dict]:
+    """Tidy rows of a ``TrainResult`` (eval metrics per task, and chunk-mean training loss).
+
+    ``stopping`` (the runs trained under ``TrainConfig.stop_when``): one more row per run, task
+    "train", metric "stopped", value 1 at its stop step, or 0 at the last step if never met."""
     hp = {f: np.asarray(getattr(runs, f)) for f in ("seed", "lr", "weight_decay", "dropout")}
     rows = []
     for e, rid in enumerate(run_ids):
@@ -170,6 +173,11 @@ def train_rows(result, runs, run_ids: Sequence[str], tokens_per_step: int) -> li
         for j, step in enumerate(result.chunk_ends):
             rows.append({**base, "step": int(step), "tokens": int(step) * tokens_per_step,
                          "task": "train", "metric": "train_loss", "value": float(result.train_loss[e, j])})
+        if stopping:
+            stop, last = int(result.stop_step[e]), int(result.eval_steps[-1])
+            met = stop <= last
+            rows.append({**base, "step": stop if met else last, "tokens": (stop if met else last) * tokens_per_step,
+                         "task": "train", "metric": "stopped", "value": float(met)})
     return rows
 
 

@@ -67,7 +67,7 @@ class RunSpec:
     def config(self) -> dict:
         """The run's resolved config as JSON data: what config.json records and the group hash hashes."""
         return json.loads(json.dumps({
-            "run_id": self.run_id, "model": dataclasses.asdict(self.model), "train": dataclasses.asdict(self.train),
+            "run_id": self.run_id, "model": dataclasses.asdict(self.model), "train": self.train.as_dict(),
             "tasks": task_configs(dict(self.tasks)),
             "mixture": dataclasses.asdict(self.mixture), "tags": dict(self.tags),
             "init_from": self.init_from, "teacher": self.teacher}, default=str))

@@ -3,7 +3,8 @@
 One ``Trainer`` trains E runs that share array shapes as ONE compiled program
 (``toymodels.programs``); every per-run hyperparameter is a row of ``Runs``
 (``toymodels.runs``). Python touches the host once per chunk: eval, progress,
-NaN check and the ``on_chunk`` callback (checkpoints, ``toymodels.fit``).
+NaN check, stop steps and the ``on_chunk`` callback (checkpoints, ``toymodels.fit``).
+``Trainer.continue_training`` trains a trained state on, with its data stream continued.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from toymodels.config import ConfigError, check_choice
+from toymodels.config import ConfigError, check_bool, check_choice, replace
 from toymodels.model import Transformer, TransformerConfig, abstract_model
 from toymodels.params import param_paths
-from toymodels.programs import Programs, build_programs
-from toymodels.runs import Runs, make_runs, runs_exec, to_host
-from toymodels.schedule import Mixture
-from toymodels.tasks.base import Batch, Task
+from toymodels.programs import Programs, build_programs, param_masks
+from toymodels.runs import Runs, make_runs, place_like, runs_exec, to_host
+from toymodels.schedule import NEVER, Mixture
+from toymodels.tasks.base import Batch, Task, metrics
 from toymodels.trainconfig import TrainConfig
 from toymodels.trainlog import Progress, TrainLog, TrainResult, TrainState
 
@@ -60,6 +61,12 @@ def validate(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: Mapping[str, Tas
         paths = param_paths(abstract_model(mcfg)[1])
         if not any(re.fullmatch(tcfg.trainable, p) for p in paths):
             raise ConfigError(f"trainable={tcfg.trainable!r} matches no parameter; parameters: {', '.join(paths)}")
+    rule = tcfg.stop_rule()
+    if rule is not None and rule.task not in tasks:
+        raise ConfigError(f"stop_when={tcfg.stop_when!r} names task {rule.task!r}; tasks: {', '.join(tasks)}")
+    if rule is not None and rule.metric not in metric_names(tasks[rule.task].loss):
+        raise ConfigError(f"stop_when={tcfg.stop_when!r}: task {rule.task!r} has no metric {rule.metric!r}; "
+                          f"metrics: {', '.join(metric_names(tasks[rule.task].loss))}")
     if tcfg.warmup_steps > tcfg.steps:
         raise ConfigError(f"warmup_steps={tcfg.warmup_steps} exceeds steps={tcfg.steps}")
     mixture.check_steps(tcfg.steps)
@@ -69,6 +76,15 @@ def validate(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: Mapping[str, Tas
         raise ConfigError(f"model.myopic={mcfg.myopic}, model.myopic_beta={mcfg.myopic_beta} are not used in "
                           "training: set train.myopic (and train.myopic_beta) instead and leave the model's "
                           "at their defaults (False, 0.0)")
+
+
+def metric_names(loss: str) -> list[str]:
+    """The metrics ``metrics`` reports for a task with this loss (from shapes alone: nothing runs)."""
+    xent = loss == "xent"
+    out = jax.ShapeDtypeStruct((1, 1, 2), jnp.float32)
+    targets = jax.ShapeDtypeStruct((1, 1) if xent else (1, 1, 2), jnp.int32 if xent else jnp.float32)
+    mask = jax.ShapeDtypeStruct((1, 1), jnp.float32)
+    return list(jax.eval_shape(lambda o, t, m: metrics(o, Batch(t, t, m), loss), out, targets, mask))
 
 
 def task_config(task: Task) -> dict:
@@ -114,6 +130,10 @@ class Trainer:
     def init(self, runs: Runs) -> TrainState:
         """Fresh parameters and optimizer state of every run, at step 0."""
         params, opt = self.programs(runs).init(runs.seed)
+        sharding = getattr(runs.seed, "sharding", None)
+        if sharding is not None and len(sharding.device_set) > 1:
+            # XLA leaves init's output mostly replicated: the second chunk would recompile
+            params, opt = place_like((params, opt), sharding)
         return TrainState(params, opt, 0)
 
     def state_from_params(self, params, runs: Runs) -> TrainState:
@@ -126,6 +146,70 @@ class Trainer:
         params = jax.tree.map(jnp.copy, params)
         return TrainState(params, self.programs(runs).opt_init(params), 0)
 
+    def continuation(self, start: TrainResult | TrainState, runs: Runs, *, steps: int,
+                     mixture: Mixture | None = None, tasks: Mapping[str, Task] | None = None,
+                     keep_optimizer: bool = True, **train_overrides) -> tuple["Trainer", Runs, TrainState]:
+        """The (trainer, runs, state) that train ``start`` on for ``steps`` more steps; see
+        ``continue_training`` (which trains them; ``fit`` them instead for checkpoints)."""
+        state = start.state if isinstance(start, TrainResult) else start
+        state = state._replace(step=int(state.step))
+        if "data_offset" in train_overrides:
+            raise ConfigError("data_offset is set by continue_training (to where the state's data stream "
+                              "stopped); build a Trainer yourself to choose another")
+        check_bool("keep_optimizer", keep_optimizer)
+        tcfg = replace(self.train_cfg, **{"eval_at": (), **train_overrides, "steps": steps,
+                                          "data_offset": self.train_cfg.data_offset + state.step})
+        same = mixture is None and tasks is None
+        tasks = self.tasks if tasks is None else dict(tasks)
+        host = to_host(runs)
+        # Each run keeps its own values, except of a field the overrides set for every run.
+        per_run = {"seeds": host.seed, "lr": host.lr, "weight_decay": host.weight_decay,
+                   "dropout": host.dropout, "myopic_beta": host.myopic_beta}
+        per_run = {k: v for k, v in per_run.items() if {"seeds": "seed"}.get(k, k) not in train_overrides}
+
+        def shift(e: int) -> int:
+            """An event at old step e fires at new step e - state.step (at once if it has fired)."""
+            return NEVER if e == NEVER or e - state.step > steps else max(e - state.step, 0)
+        if same:   # the same mixture, where it stood
+            mixture = self.mixture.with_values(self.mixture.weights, [shift(e.step) for e in self.mixture.events],
+                                               [e.fraction for e in self.mixture.events])
+            per_run.update(weights=host.mixture.weights, fractions=host.mixture.fractions,
+                           event_steps=[[shift(int(e)) for e in row] for row in host.mixture.event_steps])
+        trainer = Trainer(self.model_cfg, tcfg, tasks, mixture)
+        runs = place_like(trainer.runs(**per_run), runs.seed.sharding)
+        params = jax.tree.map(jnp.copy, state.params)   # training donates its state's buffers
+        if not keep_optimizer:
+            return trainer, runs, TrainState(params, trainer.programs(runs).opt_init(params), 0)
+        abstract = abstract_model(self.model_cfg)[1]
+        if param_masks(tcfg, abstract)[0] != param_masks(self.train_cfg, abstract)[0]:
+            raise ConfigError(f"keep_optimizer=True needs the same trained parameters, but trainable="
+                              f"{tcfg.trainable!r} differs from {self.train_cfg.trainable!r}: Adam's moments "
+                              "were accumulated for another set; pass keep_optimizer=False for a fresh optimizer")
+        return trainer, runs, TrainState(params, jax.tree.map(jnp.copy, state.opt), 0)
+
+    def continue_training(self, start: TrainResult | TrainState, runs: Runs, *, steps: int,
+                          mixture: Mixture | None = None, tasks: Mapping[str, Task] | None = None,
+                          keep_optimizer: bool = True, progress: bool = True, teacher=None,
+                          **train_overrides) -> TrainResult:
+        """Train ``start`` (this trainer's result or state of ``runs``) ``steps`` more steps.
+
+        The data stream continues where it stopped (``data_offset`` = this config's + the state's
+        step), so no batch is replayed; params are ``start``'s, and so is Adam's state unless
+        ``keep_optimizer=False`` (refused when the trainable set changes). ``mixture``/``tasks``:
+        train on a new mixture (its events count from the continuation's step 0; every run gets
+        its default rows); by default this mixture goes on where it stood (events shifted).
+        ``train_overrides``: TrainConfig fields (lr, warmup_steps, stop_when, ...); a per-run
+        field named there replaces every run's value, else each run keeps its own. The rest of
+        this config carries over (``eval_at`` excepted), ``stop_when`` too: a run that already
+        meets it stops at step 0 (``stop_when=""`` trains every run on).
+        The result's steps count from 0 again. The warmup and lr schedule start over, so only
+        with a constant lr and no warmup do n steps plus k continued equal n + k steps bit for
+        bit; under a cosine schedule the continuation runs its own cosine over ``steps``.
+        """
+        trainer, runs, state = self.continuation(start, runs, steps=steps, mixture=mixture, tasks=tasks,
+                                                 keep_optimizer=keep_optimizer, **train_overrides)
+        return trainer.train(runs, state, progress=progress, teacher=teacher)
+
     def abstract_state(self, runs: Runs) -> TrainState:
         """Shapes and dtypes of ``init(runs)`` without computing it (checkpoint restore target)."""
         params, opt = jax.eval_shape(self.programs(runs).init, runs.seed)
@@ -133,7 +217,7 @@ class Trainer:
 
     def describe(self, runs: Runs) -> dict:
         """The resolved configuration as JSON-ready data (stored with results and checkpoints)."""
-        return {"model": dataclasses.asdict(self.model_cfg), "train": dataclasses.asdict(self.train_cfg),
+        return {"model": dataclasses.asdict(self.model_cfg), "train": self.train_cfg.as_dict(),
                 "tasks": task_configs(self.tasks),
                 "mixture": dataclasses.asdict(self.mixture),
                 "runs": jax.tree.map(lambda x: x.tolist(), to_host(runs._asdict()))}
@@ -181,8 +265,12 @@ class Trainer:
         ``on_chunk(state, log)`` runs after every chunk (e.g. to checkpoint), with the
         metrics of that chunk already on the host. ``teacher``: frozen parameters (leading
         runs axis) whose residual streams each run reads its past from (``context='teacher'``).
+        With ``stop_when``, once every run has stopped the remaining chunks are skipped: the
+        state jumps to ``steps`` (the frozen params are what those chunks would have left),
+        the remaining eval steps record the frozen models, and ``on_chunk`` runs once more
+        with that final state (no new chunk in the log).
         """
-        tcfg = self.train_cfg
+        tcfg, rule = self.train_cfg, self.train_cfg.stop_rule()
         runs = runs if runs is not None else self.runs()
         self.check_teacher(runs, teacher)
         programs = self.programs(runs)
@@ -190,6 +278,10 @@ class Trainer:
         state = state if state is not None else self.init(runs)
         log = log if log is not None else TrainLog()
         eval_sets = self.eval_sets()
+        stop = None
+        if rule is not None:   # the stop steps live on the device between chunks, and in the log
+            log.stop_step = log.stop_step if log.stop_step is not None else np.full(runs.size, NEVER, np.int32)
+            stop = place_like(jnp.asarray(log.stop_step, jnp.int32), runs.seed.sharding)
         eval_steps = set(int(s) for s in tcfg.eval_steps())
         bounds = _chunk_bounds(tcfg.eval_steps(), tcfg.chunk_steps, state.step)
         tokens_per_step = runs.size * tcfg.batch_size * max(t.seq_len for t in self.tasks.values())
@@ -199,27 +291,41 @@ class Trainer:
             log.evals[state.step] = to_host(evaluate(state.params, eval_sets, teacher))
         # Without a callback, a chunk's metrics are fetched after the next chunk is
         # dispatched, so the device never waits on the host. A callback (checkpoint)
-        # needs the state before the next chunk consumes (donates) its buffers.
-        pending = None
+        # needs the state before the next chunk consumes (donates) its buffers; a stop
+        # criterion needs the stop steps, so training ends at the first chunk end where
+        # every run has stopped, with or without a callback.
+        pending, wait = None, on_chunk is not None or rule is not None
         for start, end in bounds:
-            params, opt, loss = chunk(state.params, state.opt, runs, teacher, start, end - start)
+            if log.all_stopped():
+                break
+            if rule is None:
+                params, opt, loss = chunk(state.params, state.opt, runs, teacher, start, end - start)
+            else:
+                params, opt, loss, stop = programs.chunk_until(state.params, state.opt, runs, teacher, start,
+                                                               end - start, stop, eval_sets[rule.task])
             state = TrainState(params, opt, end)
             ev = evaluate(params, eval_sets, teacher) if end in eval_steps else None
             if pending is not None:
                 self._finish(pending, log, bar, on_chunk)
-            pending = (start, end, loss, ev, state)
-            if on_chunk is not None:
+            pending = (start, end, loss, ev, state, stop)
+            if wait:
                 self._finish(pending, log, bar, on_chunk)
                 pending = None
         if pending is not None:
             self._finish(pending, log, bar, on_chunk)
+        if state.step < tcfg.steps:   # every run has stopped: the chunks left would change nothing
+            ev = to_host(evaluate(state.params, eval_sets, teacher))
+            log.evals.update({s: ev for s in sorted(eval_steps) if s > state.step})
+            state = TrainState(state.params, state.opt, tcfg.steps)
+            if on_chunk is not None:
+                on_chunk(state, log)
         bar.close()
         return log.result(state, runs.size, time.perf_counter() - t0)
 
     @staticmethod
     def _finish(pending, log: TrainLog, bar, on_chunk):
         """Bring a finished chunk's metrics to the host, check for NaN, log, report, call back."""
-        start, end, loss, ev, state = pending
+        start, end, loss, ev, state, stop = pending
         loss = to_host(loss)
         bad = np.flatnonzero(~np.isfinite(loss))
         if bad.size:
@@ -227,6 +333,8 @@ class Trainer:
                                      f"{start}..{end}: lower the learning rate or enable grad_clip")
         log.train_loss.append(loss)
         log.chunk_ends.append(end)
+        if stop is not None:
+            log.stop_step = to_host(stop)
         if ev is not None:
             log.evals[end] = to_host(ev)
         bar.update(end, float(loss.mean()))

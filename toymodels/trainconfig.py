@@ -11,15 +11,29 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Iterable, Literal, get_args
+from typing import Iterable, Literal, NamedTuple, get_args
 
 import numpy as np
 
-from toymodels.config import (ConfigError, check_bool, check_choice, check_int, check_range, check_seed,
-                              check_str, fail, set_field)
+from toymodels.config import (INT32_MAX, ConfigError, check_bool, check_choice, check_int, check_range,
+                              check_seed, check_str, fail, set_field)
 
 Context = Literal["live", "teacher", "none"]
 CONTEXTS = get_args(Context)
+Decay = Literal["all", "matrices"]
+DECAYS = get_args(Decay)
+# Fields added after results and checkpoints were first written: ``as_dict`` leaves them out at
+# their defaults, so a config that does not use them is described (saved, hashed) as before.
+LATER_FIELDS = ("decay", "data_offset", "stop_when", "stop_every")
+_STOP = re.compile(r"\s*(?P<task>.+)\.(?P<metric>[A-Za-z_]\w*)\s*(?P<op>>=|<=)\s*(?P<threshold>\S+)\s*")
+
+
+class StopRule(NamedTuple):
+    """A parsed ``stop_when``: a run stops once ``metric`` of ``task`` is ``op`` ``threshold``."""
+    task: str
+    metric: str
+    op: str            # ">=" (accuracy-like) or "<=" (loss-like)
+    threshold: float   # compared in float32, like the metric
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +43,10 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.1
+    # What weight decay shrinks: "all" parameters, or only the weight matrices and embeddings
+    # (parameters named W_*: W_E, W_pos, W_U, W_QKV, W_O, W_in, W_out), not biases nor
+    # LayerNorm scales/biases, as most reference implementations do.
+    decay: Decay = "all"
     warmup_steps: int = 0
     lr_schedule: Literal["constant", "cosine"] = "constant"   # learning-rate shape after warmup
     min_lr_frac: float = 0.0        # cosine floor, as a fraction of lr
@@ -43,6 +61,10 @@ class TrainConfig:
     eval_batch: int = 256
     eval_seed: int = 12345
     seed: int = 0
+    # Where the run's data stream starts: step s draws its batch (and dropout) with key
+    # fold_in(seed, data_offset + s). Trainer.continue_training sets it to where the trained
+    # state's stream stopped, so a continuation never replays the batches already seen.
+    data_offset: int = 0
     myopic: bool = False
     myopic_beta: float = 0.0
     trainable: str = ""             # regex over parameter paths (e.g. "W_U"); "" = train all
@@ -55,10 +77,17 @@ class TrainConfig:
     # the off-diagonal rest (vanilla - myopic): metrics offdiag_ratio (norm ratio) and
     # offdiag_cos (cosine between the two).
     grad_diagnostics: bool = False
+    # Train each run until a criterion: "TASK.METRIC>=X" (accuracy-like) or "TASK.METRIC<=X"
+    # (loss-like) on the task's fixed eval set, checked every ``stop_every`` steps (step 0
+    # included) inside the compiled loop. A run that meets it at step s keeps its params and
+    # optimizer state of step s from then on (TrainResult.stop_step); training ends once every
+    # run has stopped. "" = train every run all ``steps``.
+    stop_when: str = ""
+    stop_every: int = 50
 
     def __post_init__(self):
         for f, lo in (("steps", 1), ("batch_size", 1), ("chunk_steps", 1), ("n_evals", 1),
-                      ("eval_batch", 1), ("warmup_steps", 0)):
+                      ("eval_batch", 1), ("warmup_steps", 0), ("data_offset", 0), ("stop_every", 1)):
             set_field(self, f, check_int(f, getattr(self, f), lo))
         for f in ("seed", "eval_seed"):
             set_field(self, f, check_seed(f, getattr(self, f)))
@@ -83,6 +112,11 @@ class TrainConfig:
             fail("myopic_beta", self.myopic_beta, "only myopic training uses a beta; set myopic=True "
                  "(or leave myopic_beta at its default 0.0)")
         check_choice("context", self.context, CONTEXTS)
+        check_choice("decay", self.decay, DECAYS)
+        if self.data_offset + self.steps > INT32_MAX:
+            fail("data_offset", self.data_offset, f"data_offset + steps must fit int32 (<= {INT32_MAX})")
+        check_str("stop_when", self.stop_when)
+        self.stop_rule()
         if self.grad_diagnostics and self.context != "live":
             raise ConfigError(f"grad_diagnostics needs context='live' (got {self.context!r}): the "
                               "off-diagonal gradient only exists when the past is the model's own")
@@ -91,6 +125,26 @@ class TrainConfig:
             re.compile(self.trainable)
         except re.error as e:
             raise ConfigError(f"trainable={self.trainable!r} is not a valid regular expression: {e}") from None
+
+    def as_dict(self) -> dict:
+        """The fields as a dict, a ``LATER_FIELDS`` one only where it differs from its default."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in LATER_FIELDS or getattr(self, f.name) != f.default}
+
+    def stop_rule(self) -> StopRule | None:
+        """``stop_when`` parsed (None when empty); which tasks and metrics exist is checked by
+        ``toymodels.train.validate``."""
+        if not self.stop_when:
+            return None
+        m = _STOP.fullmatch(self.stop_when)
+        try:
+            threshold = float(m["threshold"]) if m else math.nan
+        except ValueError:
+            threshold = math.nan
+        if not math.isfinite(threshold):
+            fail("stop_when", self.stop_when, "write TASK.METRIC>=X or TASK.METRIC<=X with a finite number X, "
+                 "e.g. 'sort.acc>=0.99' or 'markov.loss<=2.1'")
+        return StopRule(m["task"].strip(), m["metric"], m["op"], threshold)
 
     def eval_steps(self) -> np.ndarray:
         """Steps at which every task is evaluated (always includes 0 and ``steps``)."""

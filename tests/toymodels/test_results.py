@@ -82,3 +82,17 @@ def test_a_killed_writes_temporaries_go_when_its_file_is_next_written(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["table.csv"] + [p.name for p in kept])
     assert results.clean_stale_tmp(tmp_path) == [kept[0]]   # only the mkstemp pattern, any file
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["table.csv", "notes.tmp", ".table.csv.tmp"])
+
+
+def test_train_rows_record_where_each_run_stopped():
+    log = TrainLog({0: {"copy": {"acc": np.asarray([0.1, 0.2])}}, 8: {"copy": {"acc": np.asarray([0.9, 0.5])}}},
+                   [np.asarray([1.2, 2.2])], [8])
+    log.stop_step = np.asarray([4, 2**30], np.int32)
+    res = log.result(TrainState({}, {}, 8), n_runs=2, seconds=0.0)
+
+    class Runs:
+        seed, lr, weight_decay, dropout = np.asarray([0, 1]), np.asarray([1e-3, 2e-3]), np.zeros(2), np.zeros(2)
+    stopped = [(r["run"], r["step"], r["value"]) for r in results.train_rows(res, Runs, ["a", "b"], 10, stopping=True)
+               if r["metric"] == "stopped"]
+    assert stopped == [("a", 4, 1.0), ("b", 8, 0.0)]
+    assert not [r for r in results.train_rows(res, Runs, ["a", "b"], 10) if r["metric"] == "stopped"]

@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -15,8 +16,8 @@ from toymodels.schedule import NEVER, Event, Mixture
 from toymodels.tasks import Batch, Task, make_task
 from toymodels.tasks.base import masked_mean, token_losses
 from toymodels.train import Trainer, task_configs, validate
-from toymodels.trainconfig import TrainConfig
-from toymodels.trainlog import TrainState
+from toymodels.trainconfig import LATER_FIELDS, TrainConfig
+from toymodels.trainlog import TrainLog, TrainState
 
 MODEL = TransformerConfig(n_layers=1, d_model=32, n_heads=2, vocab_size=16, max_seq_len=16)
 MARKOV = make_task("markov", vocab_size=16, length=16)
@@ -142,6 +143,13 @@ def test_nan_loss_raises_naming_run_and_steps():
     (lambda: Trainer(MODEL, TrainConfig(), {"m": MARKOV}).runs(seeds=[0, 0], myopic_beta=[0.0, 1.0]),
      r"myopic_beta=\[0.0, 1.0\] is not allowed with myopic=False"),
     (lambda: Trainer(MODEL, TrainConfig(), {"m": MARKOV}).runs(seeds=[]), r"give at least one seed"),
+    (lambda: Trainer(MODEL, TrainConfig(stop_when="copy.acc>=0.9"), {"m": MARKOV}),
+     r"stop_when='copy.acc>=0.9' names task 'copy'; tasks: m"),
+    (lambda: Trainer(MODEL, TrainConfig(stop_when="m.accuracy>=0.9"), {"m": MARKOV}),
+     r"task 'm' has no metric 'accuracy'; metrics: acc, exact, loss"),
+    (lambda: Trainer(TransformerConfig(n_layers=1, d_model=8, n_heads=2, max_seq_len=4, input_kind="vectors",
+                                       d_input=2, output_kind="vectors", d_output=1),
+                     TrainConfig(stop_when="nan.acc>=0.5"), {"nan": _NaNTask()}), r"no metric 'acc'; metrics: loss$"),
 ])
 def test_bad_config_raises_before_compiling(build, match):
     with pytest.raises(ConfigError, match=match):
@@ -199,6 +207,7 @@ def test_describe_model_and_abstract_state_agree_with_init():
         [(x.shape, x.dtype) for x in jax.tree.leaves(state.params)]
     desc = trainer.describe(runs)
     assert desc["runs"]["seed"] == [3, 4] and desc["model"]["d_model"] == 32 and "markov" in desc["tasks"]
+    assert not set(LATER_FIELDS) & set(desc["train"])   # unused newer fields: described (checkpointed) as before
     model_leaves = jax.tree.leaves(nnx.state(trainer.model(state, run=1), nnx.Param))
     for got, stacked in zip(model_leaves, jax.tree.leaves(state.params)):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(stacked[1]))
@@ -275,3 +284,120 @@ def test_model_of_a_run_out_of_range_names_the_run_count():
     for run in (7, 2, -3, 1.0):
         with pytest.raises(IndexError, match=r"run=.* is out of range: this state holds 2 run\(s\) \(0..1\)"):
             trainer.model(state, run=run)
+
+
+# -- continuing a trained state on a continued data stream --------------------------------------
+
+TWO = {"markov": MARKOV, "sort": make_task("sort", length=4, n_symbols=8)}
+
+
+def test_continuing_equals_the_uninterrupted_run_bit_for_bit():
+    # Constant lr, no warmup: n steps, then k more continued, is n + k steps (events and dropout too).
+    mix = Mixture(("markov", "sort"), events=(Event("drop", "sort", 15),))
+    trainer = Trainer(MODEL, TrainConfig(steps=30, batch_size=8, n_evals=1, chunk_steps=10), TWO, mix)
+    runs = trainer.runs(seeds=[0, 1], dropout=[0.0, 0.1], event_steps=[[15], [5]])
+    at_10 = []
+    whole = trainer.train(runs, progress=False, on_chunk=lambda state, log: at_10.append(
+        TrainState(*jax.tree.map(jnp.copy, state[:2]), state.step)) if state.step == 10 else None)
+    more = trainer.continue_training(at_10[0], runs, steps=20, progress=False)
+    assert more.state.step == 20
+    for a, b in zip(jax.tree.leaves((whole.state.params, whole.state.opt)),
+                    jax.tree.leaves((more.state.params, more.state.opt))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_continuation_draws_new_batches_instead_of_replaying_the_first():
+    trainer = Trainer(MODEL, TrainConfig(steps=10, batch_size=8, n_evals=1), {"markov": MARKOV})
+    runs = trainer.runs(seeds=[0, 1])
+    first = trainer.init(runs)._replace(step=10)   # as if 10 steps into its data stream
+    cont = trainer.continue_training(first, runs, steps=1, keep_optimizer=False, progress=False)
+    # One step from the same params: its training loss is the loss of the batch it drew.
+    replay_t = Trainer(MODEL, TrainConfig(steps=1, batch_size=8, n_evals=1), {"markov": MARKOV})
+    replay = replay_t.train(runs, replay_t.state_from_params(first.params, runs), progress=False)
+    assert (np.abs(cont.train_loss - replay.train_loss) > 1e-4).all()      # not step 0's batch ...
+    at_10 = dataclasses.replace(replay_t.train_cfg, data_offset=10)
+    after = Trainer(MODEL, at_10, {"markov": MARKOV})
+    same = after.train(runs, after.state_from_params(first.params, runs), progress=False)
+    np.testing.assert_array_equal(cont.train_loss, same.train_loss)       # ... but step 10's
+    assert _max_param_diff(cont.state.params, same.state.params) == 0.0
+
+
+def test_continuation_carries_runs_and_refuses_what_would_be_wrong():
+    trainer = Trainer(MODEL, TrainConfig(steps=10), {"markov": MARKOV})
+    runs = trainer.runs(seeds=[0, 1], lr=[1e-3, 2e-3], weight_decay=[0.0, 0.2])
+    abstract = trainer.abstract_state(runs)
+    zeros = lambda tree: jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), tree)  # noqa: E731
+    state = TrainState(zeros(abstract.params), zeros(abstract.opt), 10)
+    with pytest.raises(ConfigError, match="keep_optimizer=True needs the same trained parameters"):
+        trainer.continuation(state, runs, steps=5, trainable="W_U")
+    with pytest.raises(ConfigError, match="data_offset is set by continue_training"):
+        trainer.continuation(state, runs, steps=5, data_offset=3)
+    with pytest.raises(ConfigError, match="unknown field.*learning_rate"):
+        trainer.continuation(state, runs, steps=5, learning_rate=3e-3)
+    nxt, nruns, start = trainer.continuation(state, runs, steps=5, trainable=".*")   # the same set: allowed
+    assert (nxt.train_cfg.steps, nxt.train_cfg.data_offset, start.step) == (5, 10, 0)
+    assert to_host(nruns.weight_decay).tolist() == [0.0, np.float32(0.2)] and to_host(nruns.seed).tolist() == [0, 1]
+    nxt, nruns, _ = trainer.continuation(state, runs, steps=5, lr=5e-3, mixture=Mixture(("markov",), (2.0,)))
+    assert to_host(nruns.lr).tolist() == [np.float32(5e-3)] * 2 and to_host(nruns.mixture.weights).tolist() == [[2.0]] * 2
+
+
+# -- training until a criterion --------------------------------------------------------------
+
+STOP = TrainConfig(steps=60, batch_size=8, n_evals=6, chunk_steps=10, stop_when="markov.loss<=2.45", stop_every=10)
+
+
+@pytest.fixture(scope="module")
+def stopped():
+    """3 runs (lr 3e-3, 1e-3, 3e-4) that meet the criterion at different steps; each chunk end's
+    state (on the host) and log (through JSON) as a checkpoint would keep them."""
+    trainer = Trainer(MODEL, STOP, {"markov": MARKOV})
+    runs = trainer.runs(seeds=[0, 0, 0], lr=[3e-3, 1e-3, 3e-4])
+    seen = {}
+
+    def keep(state, log):
+        seen[state.step] = (to_host((state.params, state.opt)), json.loads(json.dumps(log.to_json())))
+    return trainer, runs, trainer.train(runs, progress=False, on_chunk=keep), seen
+
+
+def test_each_run_stops_at_the_first_check_where_its_own_evaluation_meets_the_criterion(stopped):
+    _, runs, res, _ = stopped
+    assert len(set(res.stop_step.tolist())) == 3 and (res.stop_step < STOP.steps).all()
+    alone = Trainer(MODEL, dataclasses.replace(STOP, stop_when=""), {"markov": MARKOV})   # evals every 10 steps
+    for i in range(3):
+        plain = alone.train(runs.take(i), progress=False)
+        met = plain.history["markov"]["loss"][0] <= np.float32(2.45)
+        assert res.stop_step[i] == plain.eval_steps[np.argmax(met)] and met.any()
+
+
+def test_a_stopped_run_stays_frozen_and_is_still_evaluated(stopped):
+    _, _, res, seen = stopped
+    for i, s in enumerate(res.stop_step.tolist()):
+        run = {t: [x[i] for x in jax.tree.leaves(state)] for t, (state, _) in seen.items()}   # params and opt
+        for t in (t for t in seen if t > s):
+            assert all(np.array_equal(a, b) for a, b in zip(run[s], run[t])), (i, s, t)
+        if s - 10 in seen:   # trained until then
+            assert not np.array_equal(run[s - 10][0], run[s][0])
+        later = res.history["markov"]["loss"][i, list(res.eval_steps).index(s):]
+        assert (later == later[0]).all()
+
+
+def test_training_ends_once_every_run_has_stopped_with_or_without_a_callback(stopped):
+    trainer, runs, res, _ = stopped
+    assert list(res.chunk_ends) == list(range(10, int(res.stop_step.max()) + 1, 10))   # no chunk after
+    assert res.state.step == STOP.steps and list(res.eval_steps) == list(range(0, 61, 10))
+    again = trainer.train(runs, progress=False)
+    assert list(again.chunk_ends) == list(res.chunk_ends) and again.stop_step.tolist() == res.stop_step.tolist()
+    assert _max_param_diff(again.state.params, res.state.params) == 0.0
+
+
+def test_resuming_mid_training_keeps_the_stop_steps_and_every_number(stopped):
+    trainer, runs, res, seen = stopped
+    (params, opt), log = seen[20]
+    assert 0 < (TrainLog.from_json(log).stop_step != NEVER).sum() < 3   # some runs stopped, not all
+    state = TrainState(jax.tree.map(jnp.asarray, params), jax.tree.map(jnp.asarray, opt), 20)
+    resumed = trainer.train(runs, state, log=TrainLog.from_json(log), progress=False)
+    assert resumed.stop_step.tolist() == res.stop_step.tolist()
+    assert _max_param_diff(resumed.state.params, res.state.params) == 0.0
+    np.testing.assert_array_equal(resumed.history["markov"]["loss"], res.history["markov"]["loss"])
+    np.testing.assert_array_equal(resumed.train_loss, res.train_loss)
+    assert list(resumed.chunk_ends) == list(res.chunk_ends)

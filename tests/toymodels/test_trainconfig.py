@@ -1,9 +1,10 @@
+import dataclasses
 import typing
 
 import pytest
 
 from toymodels.config import ConfigError
-from toymodels.trainconfig import CONTEXTS, TrainConfig
+from toymodels.trainconfig import CONTEXTS, DECAYS, LATER_FIELDS, StopRule, TrainConfig
 
 
 @pytest.mark.parametrize("build, match", [
@@ -17,10 +18,34 @@ from toymodels.trainconfig import CONTEXTS, TrainConfig
     (lambda: TrainConfig(trainable="("), "not a valid regular expression"),
     (lambda: TrainConfig(steps=100, eval_at=(101,)), "eval_at step 101 is beyond steps=100"),
     (lambda: TrainConfig(grad_diagnostics=True, context="none"), "grad_diagnostics"),
+    (lambda: TrainConfig(decay="biases"), "decay='biases' is not allowed: choose one of 'all', 'matrices'"),
+    (lambda: TrainConfig(data_offset=-1), "data_offset=-1"),
+    (lambda: TrainConfig(steps=10, data_offset=2**31 - 5), "data_offset \\+ steps must fit int32"),
+    (lambda: TrainConfig(stop_every=0), "stop_every=0"),
+    (lambda: TrainConfig(stop_when="sort.acc>0.9"), r"stop_when='sort.acc>0.9' is not allowed: write TASK.METRIC>=X"),
+    (lambda: TrainConfig(stop_when="acc>=0.9"), "stop_when='acc>=0.9'"),
+    (lambda: TrainConfig(stop_when="sort.acc>=nan"), "finite number"),
+    (lambda: TrainConfig(stop_when=0.9), "stop_when=0.9 is not allowed: must be a string"),
 ])
 def test_bad_train_config_raises(build, match):
     with pytest.raises(ConfigError, match=match):
         build()
+
+
+def test_stop_when_parses_task_metric_direction_and_threshold():
+    assert TrainConfig().stop_rule() is None
+    assert TrainConfig(stop_when="sort.acc>=0.99").stop_rule() == StopRule("sort", "acc", ">=", 0.99)
+    assert TrainConfig(stop_when=" a.b.loss <= 2e-3 ").stop_rule() == StopRule("a.b", "loss", "<=", 0.002)
+
+
+def test_as_dict_leaves_later_fields_out_at_their_defaults():
+    # Configs saved before these fields existed (checkpoints, config.json) must still compare equal.
+    t = TrainConfig(steps=7)
+    assert t.as_dict() == {k: v for k, v in dataclasses.asdict(t).items() if k not in LATER_FIELDS}
+    used = TrainConfig(decay="matrices", data_offset=5, stop_when="m.loss<=1", stop_every=10).as_dict()
+    assert {k: used[k] for k in LATER_FIELDS} == {"decay": "matrices", "data_offset": 5, "stop_when": "m.loss<=1",
+                                                  "stop_every": 10}
+    assert TrainConfig(**used) == TrainConfig(decay="matrices", data_offset=5, stop_when="m.loss<=1", stop_every=10)
 
 
 def test_log_eval_grid_and_extra_eval_steps():
@@ -33,3 +58,4 @@ def test_choice_fields_are_literals_listing_the_allowed_values():
     assert typing.get_args(hints["lr_schedule"]) == ("constant", "cosine")
     assert typing.get_args(hints["eval_spacing"]) == ("linear", "log")
     assert typing.get_args(hints["context"]) == CONTEXTS == ("live", "teacher", "none")
+    assert typing.get_args(hints["decay"]) == DECAYS == ("all", "matrices") and TrainConfig().decay == "all"
