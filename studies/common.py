@@ -10,9 +10,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Sequence
 
 from toymodels import enable_compilation_cache, plotting
-from toymodels.cli import init_distributed, study_args
+from toymodels.callbacks import Callback, sweep_callbacks
+from toymodels.cli import init_distributed, logging_callbacks, study_args
 from toymodels.config import ConfigError
 from toymodels.store import remove_results
 
@@ -27,9 +29,11 @@ def table_dir(study: ModuleType, preset: str, out: Path) -> Path:
 
 
 def run_study(study: ModuleType, preset: str, out: Path | None = None, *, resume: bool = True,
-              progress: bool = True, figures_only: bool = False, presets: dict | None = None) -> list[Path]:
+              progress: bool = True, figures_only: bool = False, presets: dict | None = None,
+              callbacks: Sequence[Callback] = ()) -> list[Path]:
     """Run (resumably), summarise and draw one study; ``presets`` overrides ``study.PRESETS``
-    (tests pass a shrunk copy made with ``dataclasses.replace``).
+    (tests pass a shrunk copy made with ``dataclasses.replace``). ``callbacks`` reach every
+    ``run_sweep`` the study makes (``toymodels.callbacks.sweep_callbacks``).
 
     ``resume=False`` first deletes the study's own results in ``out`` (runs/, groups/,
     analyses/, repro.json and the smoke preset's figures/), and nothing else: a folder
@@ -43,7 +47,8 @@ def run_study(study: ModuleType, preset: str, out: Path | None = None, *, resume
     if not figures_only:
         if not resume:
             remove_results(out, tables if tables.parent == out else None)
-        study.run(presets[preset], out, progress=progress)
+        with sweep_callbacks(callbacks):
+            study.run(presets[preset], out, progress=progress)
         study.summarize(out, tables)
     return study.figures(tables)
 
@@ -53,9 +58,14 @@ def study_main(study: ModuleType, argv=None) -> None:
     init_distributed(args.distributed)
     enable_compilation_cache()
     plotting.use_file_backend()
+    callbacks: list = []   # logging_callbacks: closed at the end
     try:
+        callbacks = logging_callbacks(args.tensorboard)
         paths = run_study(study, args.preset, Path(args.out) if args.out else None, resume=args.resume,
-                          progress=args.progress, figures_only=args.figures_only)
+                          progress=args.progress, figures_only=args.figures_only, callbacks=callbacks)
     except ConfigError as e:
         sys.exit(f"error: {e}")
+    finally:
+        for callback in callbacks:
+            callback.close()
     print("figures: " + ", ".join(str(p) for p in paths))

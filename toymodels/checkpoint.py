@@ -1,8 +1,11 @@
 """Orbax checkpoints of a group's training: save, restore, and refuse another config's.
 
-A checkpoint holds the train state (params and optimizer state of every run,
-flattened to numbered leaves), the step, the host-side ``TrainLog`` and the
-resolved config. Data and dropout keys derive from (seed, step), so the seed in
+A checkpoint holds the train state (params and optimizer state of every run, by
+name: ``state/params/blocks.0.attn.W_QKV``, ``state/opt/mu/blocks.0.attn.W_QKV``,
+``state/opt/count``; ``state_names``), the step, the host-side ``TrainLog`` and the
+resolved config, so orbax alone reads it (``ocp.StandardCheckpointer().metadata``).
+Checkpoints written before leaves had names (``state/00000``, ... in leaf order) still
+restore. Data and dropout keys derive from (seed, step), so the seed in
 the config plus the step IS the RNG state. Orbax writes each checkpoint to a
 temporary folder and renames it when complete, so a killed save is never read (and
 its temporary folder is removed when the folder is next opened). A complete checkpoint
@@ -18,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from toymodels.config import ConfigError
+from toymodels.params import param_paths
 from toymodels.trainlog import TrainLog, TrainState
 
 
@@ -37,6 +42,78 @@ def config_diff(a: Any, b: Any, saved: str = "checkpoint", path: str = "") -> li
             out += config_diff(a.get(k), b.get(k), saved, f"{path}.{k}" if path else str(k))
         return out
     return [] if a == b else [f"{path}: {saved} has {a!r}, this run has {b!r}"]
+
+
+def _key_name(key) -> str:
+    return str(getattr(key, "key", getattr(key, "name", getattr(key, "idx", key))))
+
+
+def tree_names(tree) -> list[str]:
+    """Names of a tree's leaves, in leaf order: dict keys (a parameter path) join with ".",
+    anything else (an optax state's fields, a tuple's positions) starts a "/" part; the
+    ``value`` of an nnx Variable is left out. ``mu`` of an adam state: ``mu/blocks.0.attn.W_QKV``."""
+    out = []
+    for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        parts, dotted = [], []
+        for key in path:
+            if isinstance(key, jax.tree_util.DictKey):
+                dotted.append(_key_name(key))
+            elif not (isinstance(key, jax.tree_util.GetAttrKey) and key.name == "value"):
+                parts += [".".join(dotted)] if dotted else []
+                parts.append(_key_name(key))
+                dotted = []
+        out.append("/".join(parts + ([".".join(dotted)] if dotted else [])))
+    return out
+
+
+def state_names(state: TrainState) -> list[str]:
+    """The checkpoint name of every leaf of ``(state.params, state.opt)``, in leaf order:
+    ``params/blocks.0.attn.W_QKV`` (``toymodels.params.param_paths``), ``opt/mu/blocks.0.attn.W_QKV``,
+    ``opt/count``."""
+    names = [f"params/{p}" for p in param_paths(state.params)] + [f"opt/{n}" for n in tree_names(state.opt)]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"leaves of the train state share a checkpoint name: {repeated}")
+    return names
+
+
+def _nest(names: list[str], leaves: list) -> dict:
+    """``{"params": {"blocks.0.attn.W_QKV": x, ...}, "opt": {"mu": {...}, "count": x}}``: one dict
+    level per "/" part of a name."""
+    out: dict = {}
+    for name, leaf in zip(names, leaves):
+        *outer, last = name.split("/")
+        node = out
+        for part in outer:
+            node = node.setdefault(part, {})
+        node[last] = leaf
+    return out
+
+
+def _unnest(tree: dict, names: list[str]) -> list:
+    """The leaves of a ``_nest``ed tree, in the order of ``names``."""
+    out = []
+    for name in names:
+        node = tree
+        for part in name.split("/"):
+            node = node[part]
+        out.append(node)
+    return out
+
+
+def _numbered(leaves: list) -> dict:
+    """The layout of checkpoints written before leaves had names: ``{"00000": leaf 0, ...}``."""
+    return {f"{i:05d}": x for i, x in enumerate(leaves)}
+
+
+def _default_sharding() -> jax.sharding.Sharding:
+    """Where a restored leaf goes when the target does not say (readers: ``toymodels.store``): one
+    device in one process, every device under jax.distributed. Never the saving job's layout, which
+    another device count or process count could not read ("topology mismatch")."""
+    if jax.process_count() == 1:
+        return jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("devices",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
 
 
 def _why(err: BaseException) -> str:
@@ -57,13 +134,14 @@ class Checkpointer:
             self.directory, options=ocp.CheckpointManagerOptions(
                 max_to_keep=max_to_keep, create=not read_only, enable_async_checkpointing=False,
                 cleanup_tmp_directories=not read_only, read_only=read_only),
-            item_names=("state", "log", "config"))
+            item_handlers={"state": ocp.StandardCheckpointHandler(), "log": ocp.JsonCheckpointHandler(),
+                           "config": ocp.JsonCheckpointHandler()})
 
     def save(self, state: TrainState, log: TrainLog) -> None:
         """Write (state, log, config) as the checkpoint of ``state.step``; returns when it is on disk."""
         leaves = jax.tree.leaves((state.params, state.opt))
         self.manager.save(state.step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave({f"{i:05d}": x for i, x in enumerate(leaves)}),
+            state=ocp.args.StandardSave(_nest(state_names(state), leaves)),
             log=ocp.args.JsonSave(log.to_json()),
             config=ocp.args.JsonSave(self.config)))
         self.manager.wait_until_finished()
@@ -122,11 +200,15 @@ class Checkpointer:
                               "config; refusing to resume. Differences:\n  " + "\n  ".join(diffs[:20])
                               + "\nUse another output folder, or delete the checkpoints to start over.")
         leaves, treedef = jax.tree.flatten((abstract.params, abstract.opt))
-        target = {f"{i:05d}": jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None))
-                  for i, x in enumerate(leaves)}
+        leaves = [jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None) or _default_sharding())
+                  for x in leaves]
+        names = state_names(abstract)
+        numbered = all(k.isdigit() for k in self.manager.item_metadata(step)["state"])   # written before names
+        target = _numbered(leaves) if numbered else _nest(names, leaves)
         got = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(target), log=ocp.args.JsonRestore()))
-        params, opt = jax.tree.unflatten(treedef, [got["state"][k] for k in sorted(got["state"])])
+        restored = [got["state"][k] for k in sorted(got["state"])] if numbered else _unnest(got["state"], names)
+        params, opt = jax.tree.unflatten(treedef, restored)
         return TrainState(params, opt, int(step)), TrainLog.from_json(got["log"])
 
     def _set_aside(self, step: int) -> Path | None:

@@ -16,6 +16,7 @@ import jax
 import tyro
 
 from toymodels import enable_compilation_cache
+from toymodels.callbacks import TensorBoardLogger
 from toymodels.config import ConfigError, check_range, check_seed
 from toymodels.model import TransformerConfig
 from toymodels.runspec import RunSpec
@@ -50,6 +51,9 @@ class TrainArgs:
     checkpoint_every_s: float = 60.0   # 0 = at every chunk boundary
     progress: bool = True   # progress line on stderr
     distributed: bool = False   # call jax.distributed.initialize() first (one process per host)
+    tensorboard: str = ""
+    """write TensorBoard scalars to this folder: <run>/train_loss, <run>/<task>/<metric> (needs the
+    tensorboard extra)"""
 
     def __post_init__(self):
         check_range("checkpoint_every_s", self.checkpoint_every_s, 0.0, float("inf"))
@@ -158,6 +162,15 @@ def init_distributed(enabled: bool) -> None:
         jax.distributed.initialize()
 
 
+def logging_callbacks(tensorboard: str = "") -> list[TensorBoardLogger]:
+    """The callbacks the logging flags ask for (``--tensorboard DIR``); close them when done. A
+    missing extra is a ConfigError naming it (one error line on the command line)."""
+    try:
+        return [TensorBoardLogger(tensorboard)] if tensorboard else []
+    except ImportError as e:
+        raise ConfigError(f"--tensorboard: {e}") from None
+
+
 def train_main(argv=None) -> None:
     """``python -m toymodels``: train, write results to --out, print the final eval metrics."""
     args = parse_train_args(argv)
@@ -165,7 +178,13 @@ def train_main(argv=None) -> None:
     enable_compilation_cache()
     try:
         specs = train_specs(args)
-        run_sweep(specs, args.out, progress=args.progress, checkpoint_every_s=args.checkpoint_every_s)
+        callbacks = logging_callbacks(args.tensorboard)
+        try:
+            run_sweep(specs, args.out, progress=args.progress, checkpoint_every_s=args.checkpoint_every_s,
+                      callbacks=callbacks)
+        finally:
+            for callback in callbacks:
+                callback.close()
     except ConfigError as e:
         sys.exit(f"error: {e}")
     rows = load_rows(args.out, [s.run_id for s in specs])
@@ -185,6 +204,8 @@ class StudyArgs:
     figures_only: bool = False   # redraw figures from saved results; train nothing
     progress: bool = True  # progress line on stderr
     distributed: bool = False   # call jax.distributed.initialize() first (one process per host)
+    tensorboard: str = ""
+    """write TensorBoard scalars of every run trained to this folder (needs the tensorboard extra)"""
 
 
 def study_args(argv=None) -> StudyArgs:

@@ -145,6 +145,12 @@ def to_host(tree):
     return jax.tree.map(np.asarray, jax.device_get(tree))
 
 
+def sync_processes(name: str) -> None:
+    """Wait until every process reaches the barrier ``name`` (nothing to wait for in one process)."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
+
+
 def runs_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A 1-D mesh over all devices (every host's, under jax.distributed) named 'runs'."""
     return Mesh(np.asarray(devices if devices is not None else jax.devices()), ("runs",))
@@ -163,13 +169,24 @@ def shard_runs(runs: Runs, mesh: Mesh) -> tuple[Runs, int]:
     return jax.tree.map(lambda x: jax.device_put(x, sharding), runs), n
 
 
+def leaf_sharding(sharding):
+    """Where a leaf with a leading runs axis goes when the runs axis is placed by ``sharding``."""
+    if isinstance(sharding, NamedSharding):
+        return NamedSharding(sharding.mesh, PartitionSpec(*sharding.spec[:1]))
+    return sharding
+
+
 def place_like(tree, sharding):
     """Place every leaf with a leading runs axis the way ``sharding`` places the runs axis."""
-    def put(x):
-        if isinstance(sharding, NamedSharding) and x.ndim:
-            return jax.device_put(x, NamedSharding(sharding.mesh, PartitionSpec(*sharding.spec[:1])))
-        return jax.device_put(x, sharding) if x.ndim else x
-    return jax.tree.map(put, tree)
+    return jax.tree.map(lambda x: jax.device_put(x, leaf_sharding(sharding)) if x.ndim else x, tree)
+
+
+def abstract_like(tree, sharding):
+    """Shapes and dtypes of a stacked tree, each with the place ``place_like`` gives it (a restore
+    target: orbax then reads every process's shards straight to their devices, whatever the
+    topology that saved them)."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=leaf_sharding(sharding)
+                                                       if len(x.shape) else None), tree)
 
 
 def pad_runs(tree, size: int, sharding):

@@ -24,11 +24,12 @@ from typing import Any, Iterable, Iterator, Sequence
 import jax
 from jax.sharding import Mesh
 
+from toymodels.callbacks import Callback, active_callbacks
 from toymodels.config import ConfigError
 from toymodels.fit import fit
 from toymodels.results import (RECORD, clean_stale_tmp, repro_record, train_rows, write_json, write_record,
                                write_rows)
-from toymodels.runs import pad_runs, runs_mesh, shard_runs, to_host
+from toymodels.runs import pad_runs, runs_mesh, shard_runs, sync_processes, to_host
 from toymodels.runspec import RunSpec, runs_of
 from toymodels.store import MEMBERS, check_run, final_params, group_members, refuse_other_checkpoints
 from toymodels.train import Trainer
@@ -56,11 +57,16 @@ _NON_FINITE = re.compile(r"run\(s\) \[([\d, ]*)\] during steps (\d+)\.\.(\d+)")
 
 
 def run_sweep(specs: Iterable[RunSpec], out: str | os.PathLike, *, progress: bool = True,
-              mesh: Mesh | None = None, checkpoint_every_s: float = 60.0) -> None:
+              mesh: Mesh | None = None, checkpoint_every_s: float = 60.0,
+              callbacks: Sequence[Callback] = ()) -> None:
     """Train every incomplete run of ``specs``, one vmapped program per shape group.
 
     Checkpoints are written at most every ``checkpoint_every_s`` seconds (0: every chunk).
+    ``callbacks`` (and those of an enclosing ``callbacks.sweep_callbacks``) get a ``ChunkEvent``
+    after every chunk of every group, on process 0 only (``toymodels.callbacks``).
     Raises ``NonFiniteRuns`` at the end, naming them, if any run's loss became non-finite.
+    Under ``jax.distributed`` every process runs it; process 0 writes the results, and every
+    process returns once they are written.
     """
     specs = list(specs)
     ids = [s.run_id for s in specs]
@@ -86,6 +92,9 @@ def run_sweep(specs: Iterable[RunSpec], out: str | os.PathLike, *, progress: boo
         write_json(out / "repro.json", repro_record())
     mesh = mesh or runs_mesh()
     groups = _plan(specs, out, todo)
+    sync_processes("toymodels.run_sweep.plan")   # every process plans before process 0 writes a group folder
+    progress = progress and jax.process_index() == 0   # one progress line per job, not per process
+    callbacks = (*callbacks, *active_callbacks())
     if progress:
         print(f"sweep: {len(specs)} runs, {len(specs) - len(todo)} complete, {len(todo)} to train in "
               f"{len(groups)} group(s) on {mesh.devices.size} device(s)", flush=True)
@@ -102,7 +111,9 @@ def run_sweep(specs: Iterable[RunSpec], out: str | os.PathLike, *, progress: boo
             print(f"group {gi + 1}/{len(groups)}: {len(members)} runs of {members[0].model.n_layers}L "
                   f"d{members[0].model.d_model} ({', '.join(s.run_id for s in members[:4])}"
                   f"{', ...' if len(members) > 4 else ''})", flush=True)
-        _train_group(members, out, by_id, todo, failed, mesh=mesh, progress=progress, every_s=checkpoint_every_s)
+        _train_group(members, out, by_id, todo, failed, mesh=mesh, progress=progress, every_s=checkpoint_every_s,
+                     callbacks=callbacks)
+    sync_processes("toymodels.run_sweep.written")   # no process reads the results before process 0 wrote them
     if failed:
         raise NonFiniteRuns(f"{len(failed)} run(s) were kept out of the results in {out} (the others were "
                             "written): " + "; ".join(f"{r!r}: {why}" for r, why in failed.items())
@@ -153,7 +164,7 @@ def _train_group(members: list[RunSpec], out: Path, by_id: dict[str, RunSpec], t
 
 
 def _fit_group(members: list[RunSpec], out: Path, by_id: dict[str, RunSpec], todo: set[str], *,
-               mesh: Mesh, progress: bool, every_s: float) -> None:
+               mesh: Mesh, progress: bool, every_s: float, callbacks: Sequence[Callback]) -> None:
     """Train (or resume) one group in ``groups/<hash of its configs>`` and write the records
     of its members in ``todo`` (config.json, metrics.csv, then done.json last)."""
     model, train, tasks, mixture = members[0].group_key()[:4]
@@ -175,12 +186,14 @@ def _fit_group(members: list[RunSpec], out: Path, by_id: dict[str, RunSpec], tod
               extra_config={"members": [s.run_id for s in members],
                             "teachers": [s.teacher for s in members],
                             "init_from": [s.init_from for s in members]},
-              every_s=every_s, teacher=teacher, start=start)
+              every_s=every_s, teacher=teacher, start=start, callbacks=callbacks,
+              run_ids=[s.run_id for s in members], group=group_id)
+    host_runs = to_host(runs)   # on every process: a gather across processes under jax.distributed
     if jax.process_index() != 0:
         return
     T = max(t.seq_len for _, t in tasks)
-    rows = train_rows(res, jax.tree.map(lambda x: x[:n_real], to_host(runs)), [s.run_id for s in members],
-                      train.batch_size * T)
+    rows = train_rows(res, jax.tree.map(lambda x: x[:n_real], host_runs), [s.run_id for s in members],
+                      train.batch_size * T, stopping=bool(train.stop_when))
     for i, spec in enumerate(members):
         if spec.run_id not in todo:
             continue   # complete already: its records are never rewritten

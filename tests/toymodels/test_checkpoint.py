@@ -1,10 +1,19 @@
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
-from toymodels.checkpoint import Checkpointer
+from toymodels.checkpoint import Checkpointer, state_names
 from toymodels.config import ConfigError
+from toymodels.fit import fit
+from toymodels.model import TransformerConfig
+from toymodels.params import param_paths
+from toymodels.tasks import make_task
+from toymodels.train import Trainer
+from toymodels.trainconfig import TrainConfig
 from toymodels.trainlog import TrainLog, TrainState
 
 
@@ -84,3 +93,71 @@ def test_when_no_checkpoint_restores_training_starts_over_and_says_so(tmp_path, 
     assert ckpt.restore(_abstract()) is None
     assert "training starts from step 0" in capsys.readouterr().out
     ckpt.close()
+
+
+# -- the layout on disk: leaves by name, and the numbered layout of older checkpoints ----------
+
+M = TransformerConfig(n_layers=1, d_model=16, n_heads=2, vocab_size=8, max_seq_len=8)
+TASKS = {"m": make_task("markov", vocab_size=8, length=8)}
+
+
+def _trainer():
+    return Trainer(M, TrainConfig(steps=20, batch_size=4, n_evals=2, chunk_steps=5), TASKS)
+
+
+def test_state_leaves_are_stored_by_parameter_path_and_read_by_orbax_alone(tmp_path):
+    trainer = _trainer()
+    runs = trainer.runs(seeds=[0, 1])
+    state = trainer.init(runs)
+    names = state_names(state)
+    assert names[:len(param_paths(state.params))] == [f"params/{p}" for p in param_paths(state.params)]
+    assert {"params/blocks.0.attn.W_QKV", "opt/mu/blocks.0.attn.W_QKV", "opt/nu/W_E", "opt/count"} <= set(names)
+    ckpt = Checkpointer(tmp_path, {"a": 1})
+    ckpt.save(state, TrainLog())
+    ckpt.close()
+    assert '"blocks.0.attn.W_QKV"' in (tmp_path / "0" / "state" / "_METADATA").read_text()   # plain inspection
+    tree = ocp.StandardCheckpointer().restore(tmp_path / "0" / "state")   # no toymodels code involved
+    assert sorted(tree) == ["opt", "params"] and sorted(tree["opt"]) == ["count", "mu", "nu"]
+    by_name = dict(zip(names, jax.tree.leaves((state.params, state.opt))))
+    np.testing.assert_array_equal(tree["params"]["blocks.0.attn.W_QKV"], by_name["params/blocks.0.attn.W_QKV"])
+    np.testing.assert_array_equal(tree["opt"]["mu"]["W_E"], by_name["opt/mu/W_E"])
+
+
+def _save_numbered(directory, state, log, config):
+    """A checkpoint as the code before named leaves wrote it: leaves numbered in leaf order."""
+    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+        max_to_keep=2, create=True, enable_async_checkpointing=False), item_names=("state", "log", "config"))
+    leaves = jax.tree.leaves((state.params, state.opt))
+    manager.save(state.step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave({f"{i:05d}": x for i, x in enumerate(leaves)}),
+        log=ocp.args.JsonSave(log.to_json()), config=ocp.args.JsonSave(json.loads(json.dumps(config)))))
+    manager.wait_until_finished()
+    manager.close()
+
+
+def test_a_checkpoint_in_the_old_numbered_layout_restores_and_resumes_bit_exact(tmp_path, capsys):
+    trainer = _trainer()
+    runs = trainer.runs(seeds=[0, 1])
+    straight = fit(trainer, runs, tmp_path / "a", progress=False)
+
+    def old_save_at_10(state, log):
+        if state.step == 10:
+            _save_numbered(tmp_path / "b", state, log, trainer.describe(runs))
+            raise KeyboardInterrupt   # killed right after the save
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(runs, progress=False, on_chunk=old_save_at_10)
+    assert sorted(ocp.StandardCheckpointer().metadata(tmp_path / "b" / "10" / "state").item_metadata.tree)[:2] \
+        == ["00000", "00001"]
+    resumed = fit(trainer, runs, tmp_path / "b", progress=False)
+    assert "resuming from step 10" in capsys.readouterr().out
+    for x, y in zip(jax.tree.leaves((straight.state.params, straight.state.opt)),
+                    jax.tree.leaves((resumed.state.params, resumed.state.opt))):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    np.testing.assert_array_equal(straight.history["m"]["loss"], resumed.history["m"]["loss"])
+    np.testing.assert_array_equal(straight.train_loss, resumed.train_loss)
+    # the final checkpoint beside the old one is written by name; both restore
+    assert "params" in ocp.StandardCheckpointer().metadata(tmp_path / "b" / "20" / "state").item_metadata.tree
+    ckpt = Checkpointer(tmp_path / "b", {}, read_only=True)
+    old, _ = ckpt.restore_step(10, trainer.abstract_state(runs), check_config=False)
+    ckpt.close()
+    assert old.step == 10 and jax.tree.structure(old.params) == jax.tree.structure(straight.state.params)

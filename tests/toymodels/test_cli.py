@@ -5,6 +5,7 @@ import sys
 import typing
 
 import pytest
+from extras import require
 
 from toymodels.cli import (StudyArgs, TrainArgs, build_mixture, build_tasks, init_distributed, parse_train_args,
                            study_args, train_main, train_specs)
@@ -143,3 +144,27 @@ def test_config_errors_after_parsing_print_one_line_too(tmp_path):
 def test_seeds_default_to_train_seed():
     assert [s.run_id for s in train_specs(parse_train_args(["--train.seed", "4"]))] == ["seed4"]
     assert [s.train.seed for s in train_specs(parse_train_args(["--seeds", "1", "2"]))] == [1, 2]
+
+
+TINY = ["--tasks", "markov", "--task_set", "markov.vocab_size=8", "markov.length=8", "--model.n_layers", "1",
+        "--model.d_model", "16", "--model.n_heads", "2", "--train.steps", "20", "--train.chunk_steps", "10",
+        "--train.n_evals", "2", "--train.batch_size", "4", "--no_progress"]
+
+
+def test_tensorboard_flag_writes_every_runs_scalars(tmp_path):
+    require("tensorboardX")
+    train_main([*TINY, "--seeds", "0", "1", "--out", str(tmp_path / "o"), "--tensorboard", str(tmp_path / "tb")])
+    (events,) = (tmp_path / "tb").glob("events.out.tfevents.*")   # one file, closed by the command
+    data = events.read_bytes()
+    for tag in ("seed0/train_loss", "seed1/train_loss", "seed0/markov/loss", "seed1/markov/acc"):
+        assert tag.encode() in data, tag
+    assert study_args(["--tensorboard", "tb"]).tensorboard == "tb" and StudyArgs().tensorboard == ""
+
+
+def test_tensorboard_flag_without_the_extra_is_one_error_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)   # as if not installed
+    with pytest.raises(SystemExit) as e:
+        train_main([*TINY, "--out", str(tmp_path / "o"), "--tensorboard", str(tmp_path / "tb")])
+    assert re.fullmatch(r"error: --tensorboard: TensorBoardLogger needs tensorboardX: pip install "
+                        r"'toymodels\[tensorboard\]' .*", str(e.value.code))
+    assert not (tmp_path / "o").exists()   # refused before anything trained

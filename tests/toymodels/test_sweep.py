@@ -152,3 +152,13 @@ def test_sweep_dependency_errors(tmp_path):
     wide = dataclasses.replace(_spec("w"), model=dataclasses.replace(M2, d_model=32))
     with pytest.raises(ConfigError, match="different model architecture"):
         run_sweep([wide, _spec("a", init_from="w")], tmp_path, progress=False)
+
+
+def test_a_sweep_under_a_stop_criterion_records_where_each_run_stopped(tmp_path):
+    specs = [RunSpec(f"s{s}", M, TrainConfig(steps=20, batch_size=4, n_evals=2, seed=s, lr=lr, stop_every=5,
+                                             stop_when="markov.loss<=2.05"), TASKS)
+             for s, lr in ((0, 3e-2), (1, 1e-6))]
+    run_sweep(specs, tmp_path, progress=False)
+    stopped = {r["run"]: (r["step"], r["value"]) for r in load_rows(tmp_path) if r["metric"] == "stopped"}
+    assert stopped["s1"] == (20, 0.0)                  # lr 1e-6: never gets below the threshold
+    assert stopped["s0"][1] == 1.0 and stopped["s0"][0] % 5 == 0 and stopped["s0"][0] < 20
