@@ -25,6 +25,11 @@ from toymodels.trainconfig import TrainConfig
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.=,+-]+$")
 
 
+def valid_run_id(run_id) -> bool:
+    """A run id names a folder under runs/: letters, digits and _.=,+- (not '.' or '..' alone)."""
+    return isinstance(run_id, str) and bool(_RUN_ID.match(run_id)) and run_id not in (".", "..")
+
+
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
     """One run: configs, tasks, mixture, labels, and the runs it starts from or reads."""
@@ -41,7 +46,7 @@ class RunSpec:
     group: str = ""
 
     def __post_init__(self):
-        if not _RUN_ID.match(self.run_id) or self.run_id in (".", ".."):
+        if not valid_run_id(self.run_id):
             raise ConfigError(f"run_id={self.run_id!r} is not allowed: use letters, digits and _.=,+- "
                               "(not '.' or '..' alone: a run id names a folder under runs/)")
         object.__setattr__(self, "tasks", tuple(self.tasks))

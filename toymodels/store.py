@@ -33,7 +33,7 @@ from toymodels.checkpoint import Checkpointer, config_diff
 from toymodels.config import ConfigError
 from toymodels.model import Transformer, TransformerConfig, abstract_model
 from toymodels.results import RECORD, is_stale_tmp, read_rows, record_problem
-from toymodels.runspec import RunSpec, runs_of
+from toymodels.runspec import RunSpec, runs_of, valid_run_id
 from toymodels.schedule import Event, Mixture
 from toymodels.tasks import TASKS, Task, make_task
 from toymodels.train import Trainer
@@ -196,7 +196,7 @@ def run_spec(out: str | os.PathLike, run_id: str) -> RunSpec:
     out = Path(out)
     root = out / "runs"
     run_dir = root / str(run_id)
-    if Path(run_id).name != run_id or run_id in (".", "..") or not run_dir.is_dir():
+    if not valid_run_id(run_id) or not run_dir.is_dir():
         there = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
         raise ConfigError(f"no run {run_id!r} in {root}: " + (
             f"runs there: {', '.join(there[:8])}{f' (and {len(there) - 8} more)' if len(there) > 8 else ''}"
