@@ -56,6 +56,13 @@ def sample_mixture(tasks: Sequence[Task], probs: Array, key: Array, batch_size: 
     return jax.tree.map(lambda x: x[choice_B, jnp.arange(batch_size)], stacked)
 
 
+def distill_losses(student_BTV: Array, teacher_BTV: Array) -> Array:
+    """KL(teacher || student) of the next-token distributions per position (B, T)."""
+    log_t = jax.nn.log_softmax(teacher_BTV, axis=-1)
+    log_s = jax.nn.log_softmax(student_BTV, axis=-1)
+    return jnp.sum(jnp.exp(log_t) * (log_t - log_s), axis=-1)
+
+
 def lr_factor(tcfg: TrainConfig, step: Array) -> Array:
     """Learning-rate multiplier at ``step``: linear warmup, then constant or cosine."""
     step = step.astype(jnp.float32)
@@ -135,6 +142,9 @@ def build_programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tupl
         model = nnx.merge(graphdef, params)
         out = model(batch.inputs, key=key, dropout_rate=run.dropout, myopic=tcfg.myopic,
                     myopic_beta=run.myopic_beta, past_resid=past_of(teacher, batch.inputs))
+        if tcfg.objective == "distill":
+            target = jax.lax.stop_gradient(nnx.merge(graphdef, teacher)(batch.inputs))
+            return masked_mean(distill_losses(out, target), batch.mask)
         return masked_mean(token_losses(out, batch.targets, loss_kind), batch.mask)
 
     def step_one(step, carry, run, teacher):

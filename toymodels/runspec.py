@@ -40,7 +40,7 @@ class RunSpec:
     mixture: Mixture | None = None
     tags: tuple[tuple[str, Any], ...] = ()   # study labels copied into every result row
     init_from: str = ""   # run id (same sweep) whose final parameters this run starts from
-    teacher: str = ""     # run id (same sweep) whose frozen states it reads (train.context="teacher")
+    teacher: str = ""     # run id (same sweep) it reads frozen: context="teacher" or objective="distill"
     # Runs with different labels never share a sweep group (one compiled program). It
     # changes batching, never numbers, so it is not part of the run's config or hash.
     group: str = ""
@@ -53,10 +53,11 @@ class RunSpec:
         object.__setattr__(self, "tags", tuple(self.tags))
         if self.mixture is None:
             object.__setattr__(self, "mixture", Mixture(tuple(n for n, _ in self.tasks)))
-        if (self.train.context == "teacher") != bool(self.teacher):
-            raise ConfigError(f"run {self.run_id!r}: train.context={self.train.context!r} "
-                              + ("needs teacher=<run id>" if not self.teacher else "takes no teacher; "
-                                 "set train.context='teacher'"))
+        if self.train.needs_teacher != bool(self.teacher):
+            what = f"train.context={self.train.context!r}, train.objective={self.train.objective!r}"
+            raise ConfigError(f"run {self.run_id!r}: {what} " + (
+                "needs teacher=<run id>" if not self.teacher else
+                "takes no teacher; set train.context='teacher' or train.objective='distill'"))
 
     def depends_on(self) -> tuple[str, ...]:
         """Run ids that must be trained before this one (init_from, teacher)."""

@@ -67,6 +67,9 @@ def validate(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: Mapping[str, Tas
     if rule is not None and rule.metric not in metric_names(tasks[rule.task].loss):
         raise ConfigError(f"stop_when={tcfg.stop_when!r}: task {rule.task!r} has no metric {rule.metric!r}; "
                           f"metrics: {', '.join(metric_names(tasks[rule.task].loss))}")
+    if tcfg.objective == "distill" and losses != {"xent"}:
+        raise ConfigError(f"objective='distill' matches next-token distributions: it needs token tasks "
+                          f"with loss 'xent', got {sorted(losses)}")
     if tcfg.warmup_steps > tcfg.steps:
         raise ConfigError(f"warmup_steps={tcfg.warmup_steps} exceeds steps={tcfg.steps}")
     mixture.check_steps(tcfg.steps)
@@ -139,11 +142,16 @@ class Trainer:
     def state_from_params(self, params, runs: Runs) -> TrainState:
         """Start ``runs`` from given parameters (leading runs axis) with a fresh optimizer, at step 0.
 
-        E.g. continue a trained model on another mixture, or retrain only ``trainable`` parts.
+        E.g. continue a trained model on another mixture, or retrain only ``trainable`` parts;
+        ``train.init_noise`` mixes in the run's fresh init (a noised copy).
         The parameters are copied: training donates its state's buffers, and the caller's
         arrays must survive that.
         """
         params = jax.tree.map(jnp.copy, params)
+        alpha = self.train_cfg.init_noise
+        if alpha > 0:   # a noised copy: (1 - alpha) * params + alpha * this run's fresh init
+            fresh = self.programs(runs).init(runs.seed)[0]
+            params = jax.tree.map(lambda p, f: (1.0 - alpha) * p + alpha * f, params, fresh)
         return TrainState(params, self.programs(runs).opt_init(params), 0)
 
     def continuation(self, start: TrainResult | TrainState, runs: Runs, *, steps: int,
@@ -238,11 +246,13 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------
     def check_teacher(self, runs: Runs, teacher) -> None:
-        """A teacher (params with a runs axis) is given exactly when ``context='teacher'``."""
-        ctx = self.train_cfg.context
-        if (teacher is None) != (ctx != "teacher"):
-            raise ConfigError(f"context={ctx!r} " + ("needs teacher parameters (one per run)" if teacher is None
-                                                     else "takes no teacher; set context='teacher'"))
+        """A teacher (params with a runs axis) is given exactly when ``context='teacher'`` or
+        ``objective='distill'``."""
+        tcfg = self.train_cfg
+        if (teacher is None) == tcfg.needs_teacher:
+            raise ConfigError(f"context={tcfg.context!r}, objective={tcfg.objective!r} " + (
+                "needs teacher parameters (one per run)" if teacher is None
+                else "takes no teacher; set context='teacher' or objective='distill'"))
         if teacher is None:
             return
         want = jax.tree.map(lambda x: (runs.size, *x.shape), abstract_model(self.model_cfg)[1])

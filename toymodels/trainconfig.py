@@ -22,9 +22,11 @@ Context = Literal["live", "teacher", "none"]
 CONTEXTS = get_args(Context)
 Decay = Literal["all", "matrices"]
 DECAYS = get_args(Decay)
+Objective = Literal["data", "distill"]
+OBJECTIVES = get_args(Objective)
 # Fields added after results and checkpoints were first written: ``as_dict`` leaves them out at
 # their defaults, so a config that does not use them is described (saved, hashed) as before.
-LATER_FIELDS = ("decay", "data_offset", "stop_when", "stop_every")
+LATER_FIELDS = ("decay", "data_offset", "stop_when", "stop_every", "objective", "init_noise")
 _STOP = re.compile(r"\s*(?P<task>.+)\.(?P<metric>[A-Za-z_]\w*)\s*(?P<op>>=|<=)\s*(?P<threshold>\S+)\s*")
 
 
@@ -84,6 +86,14 @@ class TrainConfig:
     # run has stopped. "" = train every run all ``steps``.
     stop_when: str = ""
     stop_every: int = 50
+    # What the loss matches: the batch's "data" targets, or a frozen teacher's next-token
+    # distribution ("distill": KL(teacher || student) at the batch's scored positions; the
+    # teacher, one per run with the student's architecture, is a RunSpec's ``teacher``).
+    objective: Objective = "data"
+    # A run started from given parameters (``init_from``, ``state_from_params``) starts from
+    # (1 - init_noise) * those + init_noise * a fresh init of its seed: 0 = an exact copy,
+    # 1 = a fresh init, in between a noised copy (shrink and perturb; UNDO, Lee et al. 2025).
+    init_noise: float = 0.0
 
     def __post_init__(self):
         for f, lo in (("steps", 1), ("batch_size", 1), ("chunk_steps", 1), ("n_evals", 1),
@@ -98,7 +108,8 @@ class TrainConfig:
                 ("lr", 0.0, math.inf, True, False), ("weight_decay", 0.0, math.inf, False, False),
                 ("min_lr_frac", 0.0, 1.0, False, False), ("b1", 0.0, 1.0, False, True),
                 ("b2", 0.0, 1.0, False, True), ("eps", 0.0, math.inf, True, False),
-                ("grad_clip", 0.0, math.inf, False, False), ("myopic_beta", 0.0, 1.0, False, False)):
+                ("grad_clip", 0.0, math.inf, False, False), ("myopic_beta", 0.0, 1.0, False, False),
+                ("init_noise", 0.0, 1.0, False, False)):
             set_field(self, f, check_range(f, getattr(self, f), lo, hi, lo_open=lo_open, hi_open=hi_open))
         check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
         check_choice("eval_spacing", self.eval_spacing, ("linear", "log"))
@@ -113,6 +124,10 @@ class TrainConfig:
                  "(or leave myopic_beta at its default 0.0)")
         check_choice("context", self.context, CONTEXTS)
         check_choice("decay", self.decay, DECAYS)
+        check_choice("objective", self.objective, OBJECTIVES)
+        if self.objective == "distill" and self.context == "teacher":
+            raise ConfigError("objective='distill' with context='teacher' is not supported: a teacher is "
+                              "either distilled from or read as context, not both")
         if self.data_offset + self.steps > INT32_MAX:
             fail("data_offset", self.data_offset, f"data_offset + steps must fit int32 (<= {INT32_MAX})")
         check_str("stop_when", self.stop_when)
@@ -125,6 +140,11 @@ class TrainConfig:
             re.compile(self.trainable)
         except re.error as e:
             raise ConfigError(f"trainable={self.trainable!r} is not a valid regular expression: {e}") from None
+
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether training reads a frozen teacher (as context, or as the distillation target)."""
+        return self.context == "teacher" or self.objective == "distill"
 
     def as_dict(self) -> dict:
         """The fields as a dict, a ``LATER_FIELDS`` one only where it differs from its default."""

@@ -42,10 +42,12 @@ def test_as_dict_leaves_later_fields_out_at_their_defaults():
     # Configs saved before these fields existed (checkpoints, config.json) must still compare equal.
     t = TrainConfig(steps=7)
     assert t.as_dict() == {k: v for k, v in dataclasses.asdict(t).items() if k not in LATER_FIELDS}
-    used = TrainConfig(decay="matrices", data_offset=5, stop_when="m.loss<=1", stop_every=10).as_dict()
-    assert {k: used[k] for k in LATER_FIELDS} == {"decay": "matrices", "data_offset": 5, "stop_when": "m.loss<=1",
-                                                  "stop_every": 10}
-    assert TrainConfig(**used) == TrainConfig(decay="matrices", data_offset=5, stop_when="m.loss<=1", stop_every=10)
+    later = dict(decay="matrices", data_offset=5, stop_when="m.loss<=1", stop_every=10, objective="distill",
+                 init_noise=0.5)
+    assert set(later) == set(LATER_FIELDS)
+    used = TrainConfig(**later).as_dict()
+    assert {k: used[k] for k in LATER_FIELDS} == later
+    assert TrainConfig(**used) == TrainConfig(**later)
 
 
 def test_log_eval_grid_and_extra_eval_steps():
