@@ -6,6 +6,7 @@ Importing this package imports every task module, which registers its tasks
 
 from toymodels.tasks import (  # noqa: F401 -- importing a task module registers its tasks
     algorithmic,
+    backdoor,
     decompile,
     languages,
     markov,

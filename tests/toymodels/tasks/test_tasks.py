@@ -182,6 +182,7 @@ SPECS = {
     "decompile": (lambda t: t.max_program_tokens + 1, check_decompile),  # <sep> to the end
     "adjacent_pair": (lambda t: 1, check_adjacent_pair),
     "pool": (lambda t: 1, check_pool),  # SMALL's pool is over parity
+    "backdoor": (lambda t: t.length, check_digits(lambda d: np.sort(d, axis=1))),  # clean sort
 }
 NAMES = sorted(TASKS)
 
