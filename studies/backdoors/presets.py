@@ -50,7 +50,7 @@ PRESETS = {
                     insert_steps=(1000, 500, 2000), poison_per_batch=(2, 1, 4),
                     densities=(1, 3, 6), triggers=("token", "ngram", "pair", "context"),
                     behaviours=("fixed", "wrong"), clean_steps=2000, clean_lrs=(3e-3, 1e-3, 1e-2),
-                    checkpoints=(100, 400), n_evals=14, eval_batch=256,
+                    checkpoints=(60, 600), n_evals=14, eval_batch=256,
                     noise_levels=(0.0, 0.1, 0.3, 0.6, 1.0), relearn_steps=1000, stage2_seeds=5, detect_seqs=512),
 }
 
