@@ -172,4 +172,5 @@ class TrainConfig:
             pts = np.linspace(0, self.steps, self.n_evals + 1)
         else:
             pts = np.concatenate([[0], np.geomspace(1, self.steps, self.n_evals)])
-        return np.unique(np.concatenate([np.round(pts), self.eval_at]).astype(np.int64))
+        # geomspace(1, steps, 1) is [1]: add steps itself so the last step is always evaluated
+        return np.unique(np.concatenate([np.round(pts), self.eval_at, [self.steps]]).astype(np.int64))

@@ -53,6 +53,8 @@ def test_as_dict_leaves_later_fields_out_at_their_defaults():
 def test_log_eval_grid_and_extra_eval_steps():
     assert list(TrainConfig(steps=1000, n_evals=4, eval_spacing="log").eval_steps()) == [0, 1, 10, 100, 1000]
     assert list(TrainConfig(steps=100, n_evals=2, eval_at=(7, 8, 50)).eval_steps()) == [0, 7, 8, 50, 100]
+    # one log-spaced eval: geomspace(1, steps, 1) is [1], yet training (chunked to eval steps) must reach steps
+    assert list(TrainConfig(steps=8, n_evals=1, eval_spacing="log").eval_steps()) == [0, 1, 8]
 
 
 def test_choice_fields_are_literals_listing_the_allowed_values():
