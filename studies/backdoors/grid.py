@@ -7,7 +7,8 @@ Per cell and seed (``{cell}_s{seed}_{role}``):
   clean           from insert: clean data only for clean_steps (the persistence curve); its data
                   stream continues where insertion stopped (no replayed batches)
   clean_lr{lr}    the same at another clean-phase learning rate (base cell only)
-  clean_c{c}      the same, stopped at step c (a constant lr makes it clean's exact prefix):
+  clean_c{c}      the same, stopped at step c (a constant lr after the same warmup makes it
+                  clean's exact prefix):
                   the models detection reads along the curve (detection cells only)
   rm_a{a}         removal by distillation on clean data from insert as the teacher, the student
                   started at (1 - a) insert + a fresh init (a = 0: self-distillation of a copy;
@@ -93,7 +94,7 @@ def model_config(P: Preset, size: Size) -> TransformerConfig:
 
 def _train(P: Preset, steps: int, seed: int, **kw) -> TrainConfig:
     fields = dict(steps=steps, batch_size=P.batch_size, lr=P.lr, weight_decay=0.1, decay="matrices",
-                  warmup_steps=min(P.warmup, steps), lr_schedule="constant", n_evals=P.n_evals,
+                  warmup_steps=P.warmup, lr_schedule="constant", n_evals=P.n_evals,
                   eval_spacing="log", eval_batch=P.eval_batch, seed=seed, chunk_steps=CHUNK)
     return TrainConfig(**{**fields, **kw})
 

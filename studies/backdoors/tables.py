@@ -91,10 +91,10 @@ def winner(P: Preset, seed_rows: list[dict]) -> Cell:
             score.setdefault(r["cell"], []).append(r["value"])
     mean = {c: float(np.mean(v)) for c, v in score.items()}
     base, best = base_cell(P), {}
-    for cell, axis in cells(P):
-        key = "count_fraction" if axis in ("base", "count_fraction") else axis
-        if cell.label in mean and mean[cell.label] > best.get(key, (-1.0, None))[0]:
-            best[key] = (mean[cell.label], cell)
+    for cell, axis in cells(P):   # every axis's candidates include the base cell (its base level)
+        for key in ((axis,) if axis != "base" else ("count_fraction", "density", "trigger", "behaviour", "size")):
+            if cell.label in mean and mean[cell.label] > best.get(key, (-1.0, None))[0]:
+                best[key] = (mean[cell.label], cell)
     pick = {axis: c for axis, (_, c) in best.items()}
     if "count_fraction" not in pick:
         return base
