@@ -3,9 +3,9 @@
 Per seed, from each clean-phase run (the persistence curve; clean step 0 = end of insertion):
   asr_insert / asr_end   ASR (first answer token = the behaviour's, on triggered inputs) at
                          clean step 0 / at the end of the clean phase
-  asr_auc                mean ASR over the log-spaced evaluations of the clean phase (the
-                         persistence score the winner is chosen by: it separates curves that
-                         never halve)
+  asr_auc                mean ASR over log(1 + clean step) across the clean phase (area under
+                         the curve on a log axis, normalised: the persistence score the winner is
+                         chosen by; it separates curves that never halve)
   half_life              clean steps until ASR first moves half-way from asr_insert to the
                          never-poisoned control's ASR (same trigger, size, seed); rows where it
                          is not reached within the window are left out of the mean and counted
@@ -60,6 +60,13 @@ def _floors(runs: dict) -> dict:
     return out
 
 
+def log_auc(steps, values) -> float:
+    """Mean of a curve over log(1 + step) from 0 to its last step (trapezoids): every clean-phase
+    decade weighs the same, whatever the evaluation grid."""
+    x = np.log1p(np.asarray(steps, np.float64))
+    return float(np.trapezoid(values, x) / x[-1])
+
+
 def persistence_seed_rows(rows: list[dict]) -> list[dict]:
     """One row per (clean-phase run, quantity) of every backdoored cell."""
     runs = index_runs(rows)
@@ -72,9 +79,8 @@ def persistence_seed_rows(rows: list[dict]) -> list[dict]:
         steps, asr = _curve(r, f"asr_{t['behaviour']}", "acc")
         _, clean = _curve(r, "clean", "exact")
         floor = floors.get((t["trigger"], t["size"], t["unit"], t["behaviour"]), math.nan)
-        grid = np.isin(steps, np.unique(np.concatenate([[0], np.geomspace(1, steps[-1], 8).round()])))
         half = half_life_crossing(steps, asr, final=floor) if math.isfinite(floor) else math.nan
-        q = {"asr_insert": asr[0], "asr_end": asr[-1], "asr_auc": float(np.mean(asr[grid])), "asr_floor": floor,
+        q = {"asr_insert": asr[0], "asr_end": asr[-1], "asr_auc": log_auc(steps, asr), "asr_floor": floor,
              "clean_exact_insert": clean[0], "clean_exact_end": clean[-1], "half_life": half,
              "half_life_reached": float(math.isfinite(half))}
         out += [{**{k: t[k] for k in CELL_KEYS}, "seed": t["unit"], "quantity": k, "value": float(v)}

@@ -119,3 +119,12 @@ def test_count_fraction_regression_recovers_known_slopes():
     c, f = got["per_doubling_count"], got["per_doubling_fraction"]
     assert c["lo"] < 0.1 < c["hi"] and c["hi"] - c["lo"] < 0.02
     assert f["lo"] < 0.0 < f["hi"] and c["n"] == 45
+
+
+def test_log_auc_weighs_decades_alike_whatever_the_grid():
+    coarse = np.array([0, 9, 99, 999]), np.array([1.0, 1.0, 0.0, 0.0])
+    fine = np.unique(np.concatenate([np.arange(0, 100), np.geomspace(100, 999, 50).round()]))
+    dense = fine, np.interp(np.log1p(fine), np.log1p(coarse[0]), coarse[1])
+    assert tables.log_auc(*coarse) == pytest.approx(tables.log_auc(*dense), abs=1e-3)
+    assert tables.log_auc(*coarse) == pytest.approx((np.log(10) + 0.5 * np.log(10)) / np.log(1000))
+    assert tables.log_auc([0, 10, 1000], [1.0, 1.0, 1.0]) == pytest.approx(1.0)
