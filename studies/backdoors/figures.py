@@ -18,14 +18,18 @@ def figures(table_dir: Path) -> list[Path]:
             + detection_over_time(table_dir) + removal(table_dir))
 
 
-def _asr_curves(ax, curves, cells_rows, label_of, title):
+def _asr_curves(ax, curves, persist, cells_rows, label_of, title):
     """ASR along the clean phase for the given cells (stage-1 base lr unless the rows say otherwise)."""
     drawn = False
     for cell_row in cells_rows:
         rows = select(curves, cell=cell_row["cell"], stage=cell_row["stage"], clean_lr=cell_row["clean_lr"],
                       metric="asr")
         if rows:
-            plotting.band_rows(ax, rows, "step", label_of(cell_row), x=None, **MARK)
+            line = plotting.band_rows(ax, rows, "step", label_of(cell_row), x=None, **MARK)
+            floor = select(persist, cell=cell_row["cell"], stage=cell_row["stage"], clean_lr=cell_row["clean_lr"],
+                           quantity="asr_floor")
+            if floor:   # the never-poisoned control's ASR for this cell's trigger and behaviour
+                ax.axhline(floor[0]["mean"], color=line.get_color(), lw=0.6, ls=":")
             drawn = True
     if not drawn:
         plotting.empty(ax, title)
@@ -45,8 +49,8 @@ def _cells(persist, **eq):
 def persistence(table_dir: Path) -> list[Path]:
     """ASR during clean training after insertion: each axis, the clean lr, and stage 2 on fresh seeds."""
     persist, curves = read_rows(table_dir / "persistence.csv"), read_rows(table_dir / "curves.csv")
-    base = _cells(persist, axis="base", stage=1)
-    base_lr = base[0]["clean_lr"] if base else None
+    base_lr = _base_lr(persist)
+    base = _cells(persist, axis="base", stage=1, clean_lr=base_lr)
     fig, axes = plotting.figure(ncols=3, nrows=2, width=3.0)
     panels = [
         ("count x fraction", _cells(persist, stage=1, clean_lr=base_lr, axis="count_fraction") + base,
@@ -60,13 +64,9 @@ def persistence(table_dir: Path) -> list[Path]:
         ("stage 2: fresh seeds", _cells(persist, stage=2), lambda r: f"{r['axis']}: {r['cell']}"),
     ]
     for ax, (title, rows, label_of) in zip(axes.flat, panels):
-        _asr_curves(ax, curves, rows, label_of, title)
-    never = select(curves, kind="never", metric="asr", stage=1)
-    if never:
-        floor = max(r["mean"] for r in never)
-        for ax in axes.flat:
-            ax.axhline(floor, color="grey", lw=0.6, ls=":")
-    fig.suptitle("ASR during clean training (dotted: highest never-poisoned control ASR)", fontsize=8)
+        _asr_curves(ax, curves, persist, rows, label_of, title)
+    fig.suptitle("ASR during clean training, mean and 95% interval over seeds (dotted: the never-poisoned "
+                 "control's ASR, same trigger and behaviour)", fontsize=8)
     return plotting.save(fig, table_dir / "persistence")
 
 
@@ -80,7 +80,10 @@ def count_fraction(table_dir: Path) -> list[Path]:
         for frac in sorted({r["fraction"] for r in rows}):
             plotting.band_rows(ax, select(rows, fraction=frac), "count", f"fraction {frac:.3g}", **MARK)
         ax.set_xscale("log")
-        ax.set_xlabel("poisoned samples seen (count)")
+        counts = sorted({r["count"] for r in rows})
+        ax.set_xticks(counts, [str(c) for c in counts], fontsize=6)
+        ax.minorticks_off()
+        ax.set_xlabel("poisoned samples seen (count); 5 seeds each")
         ax.set_ylabel({"asr_insert": "ASR after insertion", "asr_auc": "mean ASR over clean phase"}[q])
         ax.set_ylim(-0.03, 1.03)
         plotting.legend(ax, fontsize=6)
@@ -88,8 +91,9 @@ def count_fraction(table_dir: Path) -> list[Path]:
 
 
 def _base_lr(persist):
-    base = select(persist, axis="base", stage=1, quantity="asr_auc")
-    return base[0]["clean_lr"] if base else None
+    """The clean-phase lr every cell uses (the base cell also runs the others): the most common one."""
+    lrs = [r["clean_lr"] for r in persist if r["quantity"] == "asr_auc" and r["stage"] == 1]
+    return max(set(lrs), key=lrs.count) if lrs else None
 
 
 def _layer_index(layer: str) -> float:
