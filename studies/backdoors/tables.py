@@ -134,7 +134,9 @@ def count_fraction_rows(seed_rows: list[dict]) -> list[dict]:
     for quantity in ("asr_insert", "asr_auc", "asr_end"):
         pts = [r for r in seed_rows if r["quantity"] == quantity and r["stage"] == 1
                and r["axis"] in ("base", "count_fraction") and r["clean_lr"] in lrs]
-        if len({(r["count"], r["fraction"]) for r in pts}) < 3:
+        if len({(r["count"], r["fraction"]) for r in pts}) < 3:   # a preset without the grid: say so
+            out += [{"quantity": quantity, "term": name, "mean": math.nan, "lo": math.nan, "hi": math.nan,
+                     "n": len(pts)} for name in ("per_doubling_count", "per_doubling_fraction")]
             continue
         X = np.column_stack([np.ones(len(pts)), [math.log2(r["count"]) for r in pts],
                              [math.log2(r["fraction"]) for r in pts]])

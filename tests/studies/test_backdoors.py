@@ -70,7 +70,8 @@ def test_detection_inputs_label_and_contrast_correctly():
 
 
 def test_checkpoint_runs_are_exact_prefixes_of_the_persistence_run(tmp_path):
-    P = dataclasses.replace(SMOKE, insert_steps=(20,), clean_steps=24, checkpoints=(12,), n_evals=2, eval_batch=32)
+    P = dataclasses.replace(SMOKE, sizes=(("1L-d8", 1, 8),), insert_steps=(20,), clean_steps=24, checkpoints=(12,),
+                            n_evals=2, eval_batch=16)
     specs = [s for s in grid.cell_specs(P, grid.base_cell(P), "base", 0, detect=True)]
     run_sweep(specs, tmp_path, progress=False)
     runs = index_runs(load_rows(tmp_path))
@@ -119,6 +120,9 @@ def test_count_fraction_regression_recovers_known_slopes():
     c, f = got["per_doubling_count"], got["per_doubling_fraction"]
     assert c["lo"] < 0.1 < c["hi"] and c["hi"] - c["lo"] < 0.02
     assert f["lo"] < 0.0 < f["hi"] and c["n"] == 45
+    # without a grid the table says the regression is not estimable rather than dropping the rows
+    few = tables.count_fraction_rows([r for r in rows if r["count"] == 1000])
+    assert few and all(math.isnan(r["mean"]) for r in few)
 
 
 def test_log_auc_weighs_decades_alike_whatever_the_grid():

@@ -23,10 +23,10 @@ SHRINK = {"quickstart": dict(steps=20, seeds=2),
           "compiled_vs_trained": dict(library=(), n_fountain=1, seeds=2, steps=30, max_inputs=64, mlp_steps=20,
                                       dec_programs=30, dec_eval=6, dec_weight_tokens=48, dec_program_tokens=40,
                                       dec_d_model=16, dec_layers=1, dec_steps=5, dec_seeds=2),
-          # a 2 x 2 count x fraction grid (the regression needs 3 points), one trigger, one removal arm
-          "backdoors": dict(sizes=(("1L-d16", 1, 16),), insert_steps=(30, 15), poison_per_batch=(2, 4), densities=(1,),
+          # the base cell alone (count_fraction.csv then says the regression is not estimable), one removal arm
+          "backdoors": dict(sizes=(("1L-d16", 1, 16),), insert_steps=(30,), poison_per_batch=(2,), densities=(1,),
                             triggers=("token",), clean_steps=30, clean_lrs=(3e-3,), checkpoints=(10,), n_evals=3,
-                            eval_batch=32, noise_levels=(1.0,), relearn_steps=20, stage2_seeds=1, detect_seqs=32)}
+                            eval_batch=32, noise_levels=(1.0,), relearn_steps=20, stage2_seeds=2, detect_seqs=32)}
 
 
 def shrunk(study, name: str) -> dict:
