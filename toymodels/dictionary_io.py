@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from toymodels.dictionaries import DictConfig
+from toymodels.interop import safetensors_numpy
 from toymodels.results import is_stale_tmp
 
 CFG_FILE = "cfg.json"
@@ -53,15 +54,6 @@ class DictInfo:
     hook_name: str | None
     model_name: str | None
     saelens_cfg: dict
-
-
-def _safetensors():
-    try:
-        import safetensors.numpy
-    except ImportError as e:
-        raise ImportError('safetensors is not installed: pip install -e ".[interop]" '
-                          '(or pip install safetensors)') from e
-    return safetensors.numpy
 
 
 def saelens_cfg(cfg: DictConfig, hook_name: str | None = None, model_name: str | None = None) -> dict:
@@ -104,7 +96,7 @@ def save_dictionary(folder: str | os.PathLike, params: dict, cfg: DictConfig, *,
     meta = {"format": "pt"}   # what torch-side readers expect; SAELens ignores the header
     if cfg.kind == "jumprelu":
         meta[LOG_THRESHOLD_KEY] = base64.b64encode(np.asarray(params["log_threshold"], "<f4").tobytes()).decode()
-    data = _safetensors().save(tensors, metadata=meta)
+    data = safetensors_numpy().save(tensors, metadata=meta)
     text = json.dumps(saelens_cfg(cfg, hook_name, model_name), indent=2) + "\n"
     folder.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(folder)
@@ -178,7 +170,7 @@ def load_dictionary(folder: str | os.PathLike) -> tuple[DictInfo, dict[str, np.n
     apply_b_dec_to_input=False and rescale_acts_by_decoder_norm=True are folded into the weights
     so that ``encode`` computes what SAELens does."""
     folder = Path(folder)
-    _safetensors()
+    safetensors_numpy()
     from safetensors import safe_open   # third-party, and an optional extra: imported when needed
     raw = json.loads((folder / CFG_FILE).read_text())
     cfg = _our_cfg(raw, folder / CFG_FILE)

@@ -29,7 +29,7 @@ CONFIG_KEY = "toymodels.config"           # safetensors metadata key holding the
 GPT2_FILES = ("model.safetensors", "config.json")   # what export_gpt2 writes (and may replace)
 
 
-def _safetensors_numpy():
+def safetensors_numpy():
     """``safetensors.numpy``, or an ImportError naming the extra that installs it."""
     try:
         import safetensors.numpy
@@ -43,7 +43,7 @@ def _safetensors_numpy():
 
 def save_safetensors(model: Transformer, path: str | os.PathLike) -> Path:
     """Every parameter of ``model`` (float32, by dotted path) and its config, atomically."""
-    st = _safetensors_numpy()
+    st = safetensors_numpy()
     tensors = {p: np.ascontiguousarray(v, np.float32) for p, v in model_params(model).items()}
     meta = {CONFIG_KEY: json.dumps(dataclasses.asdict(model.cfg), sort_keys=True)}
     path = Path(path)
@@ -54,7 +54,7 @@ def save_safetensors(model: Transformer, path: str | os.PathLike) -> Path:
 def load_safetensors(path: str | os.PathLike) -> Transformer:
     """The model ``save_safetensors`` wrote; a file of anything else, or whose tensors do not
     fit its config, raises ValueError naming what is wrong."""
-    _safetensors_numpy()
+    safetensors_numpy()
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
@@ -175,7 +175,7 @@ def export_gpt2(model: Transformer, folder: str | os.PathLike, *, overwrite: boo
         raise ConfigError(f"{folder} is not empty ({', '.join(sorted(p.name for p in folder.iterdir())[:5])}); "
                           "pass overwrite=True to replace its config.json and model.safetensors "
                           "(nothing else there is touched), or choose another folder")
-    st = _safetensors_numpy()
+    st = safetensors_numpy()
     data = st.save(gpt2_tensors(model), metadata={"format": "pt"})   # transformers wants "pt"
     config = json.dumps(gpt2_config(model.cfg), indent=2, sort_keys=True) + "\n"
     if existing:
