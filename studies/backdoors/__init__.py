@@ -28,6 +28,7 @@ from studies.backdoors.presets import PRESETS, Preset
 from studies.backdoors.tables import persistence_seed_rows, summarize, winner
 from toymodels.store import load_rows
 from toymodels.sweep import run_sweep
+from toymodels.tables import index_runs
 
 NAME = "backdoors"
 __all__ = ["NAME", "PRESETS", "Preset", "figures", "run", "specs", "summarize"]
@@ -39,7 +40,7 @@ def run(P: Preset, out: Path, progress: bool = True) -> None:
     out = Path(out)
     first = specs(P)
     run_sweep(first, out, progress=progress)
-    best = winner(P, persistence_seed_rows(load_rows(out, [s.run_id for s in first])))
+    best = winner(P, persistence_seed_rows(index_runs(load_rows(out, [s.run_id for s in first]))))
     run_sweep(first + stage2_specs(P, best), out, progress=progress)
     detect = {c.label for c in detection_cells(P)}
     measured = [s for s in first if dict(s.tags)["stage"] == 1 and s.train.objective == "data"

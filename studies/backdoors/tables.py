@@ -67,9 +67,8 @@ def log_auc(steps, values) -> float:
     return float(np.trapezoid(values, x) / x[-1])
 
 
-def persistence_seed_rows(rows: list[dict]) -> list[dict]:
-    """One row per (clean-phase run, quantity) of every backdoored cell."""
-    runs = index_runs(rows)
+def persistence_seed_rows(runs: dict) -> list[dict]:
+    """One row per (clean-phase run, quantity) of every backdoored cell; ``runs``: ``index_runs`` of the rows."""
     floors = _floors(runs)
     out = []
     for r in runs.values():
@@ -111,10 +110,10 @@ def winner(P: Preset, seed_rows: list[dict]) -> Cell:
                                behaviour=get("behaviour", "behaviour"), size=get("size", "size"))
 
 
-def curve_rows(rows: list[dict]) -> list[dict]:
+def curve_rows(runs: dict) -> list[dict]:
     """ASR and clean exact match along the clean phase, per cell, clean lr and step (and the controls')."""
     out = []
-    for r in index_runs(rows).values():
+    for r in runs.values():
         t = r["tags"]
         if not (t["role"] == "clean" or t["role"].startswith("clean_lr")):
             continue
@@ -167,10 +166,9 @@ def detection_table(det: list[dict]) -> list[dict]:
     return bounded + aggregate(gains, keys, bounds=(-1.0, 1.0), points=True)
 
 
-def removal_seed_rows(rows: list[dict]) -> list[dict]:
+def removal_seed_rows(runs: dict) -> list[dict]:
     """Per seed and method (base cell, stage 1): ASR, clean exact, steps, FLOPs (6N per trained token,
     8N when distilling: the teacher's forward) and the relearning attack's steps to RELEARN_ASR."""
-    runs = index_runs(rows)
     relearn = {}
     for r in runs.values():
         t = r["tags"]
@@ -209,14 +207,14 @@ def removal_seed_rows(rows: list[dict]) -> list[dict]:
 
 
 def summarize(out: Path, table_dir: Path) -> None:
-    rows = load_rows(out)
-    seed_rows = persistence_seed_rows(rows)
+    runs = index_runs(load_rows(out))   # run id -> tags and curves, once for every table
+    seed_rows = persistence_seed_rows(runs)
     qb = bounds_by("quantity", QUANTITY_BOUNDS)
     write_rows(table_dir / "persistence.csv",
                aggregate(seed_rows, CELL_KEYS + ("quantity",), bounds=qb, points=True, finite=True))
-    write_rows(table_dir / "curves.csv", aggregate(curve_rows(rows), CELL_KEYS + ("kind", "metric", "step"),
+    write_rows(table_dir / "curves.csv", aggregate(curve_rows(runs), CELL_KEYS + ("kind", "metric", "step"),
                                                    bounds=UNIT, points=True))
     write_rows(table_dir / "count_fraction.csv", count_fraction_rows(seed_rows))
     write_rows(table_dir / "detection.csv", detection_table(detection_rows(out)))
-    write_rows(table_dir / "removal.csv", aggregate(removal_seed_rows(rows), ("method", "noise", "quantity"),
+    write_rows(table_dir / "removal.csv", aggregate(removal_seed_rows(runs), ("method", "noise", "quantity"),
                                                     bounds=qb, points=True, finite=True))
