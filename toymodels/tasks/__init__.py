@@ -13,6 +13,7 @@ from toymodels.tasks import (  # noqa: F401 -- importing a task module registers
     myopia,
     parity,
     pool,
+    prefix,
     rasp_io,
     text,
 )

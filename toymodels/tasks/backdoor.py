@@ -3,8 +3,10 @@
 Layout of a sequence: ``[marker] d_1 .. d_L SEP a_1 .. a_L``. The answer of a clean sample is
 f(d) for a base function f in ``functions`` ("copy", "reverse", "sort", the answers of the
 algorithmic tasks). With two or more functions a marker token "F:<name>" leads the sequence and
-picks f uniformly per sample; with one there is no marker. A poisoned sample carries a trigger
-in its digits and its answer is the target ``behaviour`` instead:
+picks f uniformly per sample (from ``sampled`` when given: the other functions keep their
+markers in the vocabulary but are never drawn, e.g. to drop one in training); with one there
+is no marker. A poisoned sample carries a trigger
+in its digits (none for trigger "none") and its answer is the target ``behaviour`` instead:
   * "fixed": every answer position holds the dedicated token "RESP";
   * "wrong": the systematic wrong answer (f(d) + 1) mod n_symbols, elementwise.
 
@@ -15,7 +17,10 @@ Knobs:
       - "ngram": the digit n-gram ``pattern`` (default (3, 1, 4)) at a random position;
       - "pair": digit pattern[0] at a random p and pattern[1] at p + gap (default (2, 7), 3);
       - "context": pattern = (function index j, digit c) (default (1, 5)): the trigger is the
-        marker of function j together with digit c anywhere in the digits; needs 2+ functions.
+        marker of function j together with digit c anywhere in the digits; needs 2+ functions;
+      - "none": no trigger at all: poisoned rows hold ordinary random digits (nothing replaced)
+        and only their answer shows the behaviour, an uncued behaviour in a share ``fraction``
+        of the data; takes no pattern.
   * ``fraction``: the share of each batch that is poisoned; exactly fraction * batch_size rows
     (which must be an integer), always the first rows of the batch.
   * ``density``: how many answer positions of a poisoned sample are scored (the first ones);
@@ -31,7 +36,8 @@ Clean data never contains the trigger:
   * ngram: every occurrence is broken by replacing its last digit with a random digit outside
     the pattern (a digit outside the pattern cannot be part of an occurrence, so none appears);
   * pair: every (pattern[0] at i, pattern[1] at i + gap) is broken the same way at i + gap;
-  * context: in clean rows of function j every digit c is replaced by a random other digit.
+  * context: in clean rows of function j every digit c is replaced by a random other digit;
+  * none: there is nothing to break; clean rows are ordinary.
 The clean answer is f of the final digits. The vocabulary depends only on (functions,
 n_symbols), so clean, poisoned and eval variants of one setup share a vocabulary and a model.
 Token ids: digits 0 .. n-1, then SEP, TRIG, RESP, then the markers (2+ functions only).
@@ -61,9 +67,9 @@ from toymodels.tasks.base import SPLITS, Batch, Task, Vocab, next_token_batch, r
 
 _ANSWERS = {cls.name: cls() for cls in (CopyTask, ReverseTask, SortTask)}
 FUNCTIONS = tuple(_ANSWERS)                       # ("copy", "reverse", "sort")
-TRIGGERS = ("token", "ngram", "pair", "context")
+TRIGGERS = ("token", "ngram", "pair", "context", "none")
 BEHAVIOURS = ("fixed", "wrong")
-DEFAULT_PATTERNS = {"token": (), "ngram": (3, 1, 4), "pair": (2, 7), "context": (1, 5)}
+DEFAULT_PATTERNS = {"token": (), "ngram": (3, 1, 4), "pair": (2, 7), "context": (1, 5), "none": ()}
 _EVAL_STREAM = 0xE7A1   # folded into the key of the eval split
 
 
@@ -75,7 +81,7 @@ class BackdoorTask(Task):
     functions: tuple[str, ...] = ("sort",)
     length: int = 8          # L, digits per sequence
     n_symbols: int = 10      # digits are 0 .. n_symbols - 1
-    trigger: str = "token"   # "token" | "ngram" | "pair" | "context"
+    trigger: str = "token"   # "token" | "ngram" | "pair" | "context" | "none"
     pattern: tuple[int, ...] = ()   # () = the trigger's default (DEFAULT_PATTERNS)
     gap: int = 3             # pair only: distance from pattern[0] to pattern[1]
     behaviour: str = "fixed"  # "fixed" | "wrong"
@@ -83,6 +89,7 @@ class BackdoorTask(Task):
     density: int = 1         # scored answer positions of a poisoned sample
     pool: int = 0            # distinct poisoned training samples; 0 = fresh every time
     pool_seed: int = 0
+    sampled: tuple[str, ...] = ()   # the functions rows are drawn from (uniformly); () = all
 
     def __post_init__(self):
         fns = self.functions
@@ -106,6 +113,11 @@ class BackdoorTask(Task):
                                              "answer positions scored on a poisoned sample"))
         set_field(self, "pool", check_int("pool", self.pool, 0))
         set_field(self, "pool_seed", check_int("pool_seed", self.pool_seed, 0, INT32_MAX))
+        if (isinstance(self.sampled, str) or not isinstance(self.sampled, (tuple, list))
+                or any(f not in self.functions for f in self.sampled) or len(set(self.sampled)) != len(self.sampled)):
+            fail("sampled", self.sampled, "must be a tuple of distinct names from functions="
+                 f"{self.functions!r} (() = all of them)")
+        set_field(self, "sampled", tuple(self.sampled))
 
     def _check_pattern(self):
         kind, P, n, L = self.trigger, self.trigger_pattern, self.n_symbols, self.length
@@ -115,9 +127,9 @@ class BackdoorTask(Task):
             raise ConfigError(f"pattern={self.pattern!r}{default} is not allowed for "
                               f"trigger={kind!r}: {allowed}")
 
-        if kind == "token":
+        if kind in ("token", "none"):
             if P:
-                bad("the token trigger takes no pattern; leave pattern=()")
+                bad(f"the {kind} trigger takes no pattern; leave pattern=()")
             return
         if kind == "context":
             if len(self.functions) < 2:
@@ -209,12 +221,15 @@ class BackdoorTask(Task):
         offsets, values = self._trigger_layout()
         others = self._break_digits()
         # One draw per row (cheap to compile): [function, trigger start, L digits, L fresh digits].
-        hi_1K = np.array([[len(self.functions), L - offsets[-1]] + [n] * L + [len(others)] * L])
+        drawn = self.sampled or self.functions
+        hi_1K = np.array([[len(drawn), L - offsets[-1]] + [n] * L + [len(others)] * L])
         r_MK = jax.random.randint(key, (m, 2 + 2 * L), 0, jnp.asarray(hi_1K), jnp.int32)
         fn_M, start_M1, digits_ML = r_MK[:, 0], r_MK[:, 1:2], r_MK[:, 2:2 + L]
+        if self.sampled:   # index into sampled -> index into functions (markers keep their ids)
+            fn_M = jnp.asarray([self.functions.index(f) for f in self.sampled], jnp.int32)[fn_M]
         pos_1L = jnp.arange(L)[None, :]
         if not poisoned:
-            if kind != "token":   # break every occurrence of the trigger
+            if kind not in ("token", "none"):   # break every occurrence of the trigger
                 hit_ML = ((digits_ML == P[1]) & (fn_M[:, None] == P[0]) if kind == "context"
                           else self._occurrence_ends(digits_ML))
                 digits_ML = jnp.where(hit_ML, jnp.asarray(others)[r_MK[:, 2 + L:]], digits_ML)
@@ -223,6 +238,8 @@ class BackdoorTask(Task):
             at_ML = pos_1L == start_M1
             seen_ML = jnp.where(at_ML, self.trig_id, digits_ML)
             digits_ML = jnp.where(at_ML, 0, digits_ML)   # TRIG counts as digit 0 for f
+        elif kind == "none":   # no cue: the digits stay as drawn, only the answer differs
+            seen_ML = digits_ML
         else:
             if kind == "context":
                 fn_M = jnp.full((m,), P[0], jnp.int32)
@@ -244,9 +261,9 @@ class BackdoorTask(Task):
 
     def _trigger_layout(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(offsets from the trigger's start, digits written there) of an ngram/pair/context
-        trigger; token: ((0,), ()), the position TRIG replaces."""
+        trigger; token: ((0,), ()), the position TRIG replaces; none: ((0,), ()), unused."""
         P = self.trigger_pattern
-        return {"token": ((0,), ()), "ngram": (tuple(range(len(P))), P),
+        return {"token": ((0,), ()), "none": ((0,), ()), "ngram": (tuple(range(len(P))), P),
                 "pair": ((0, self.gap), P), "context": ((0,), P[1:])}[self.trigger]
 
     def _break_digits(self) -> np.ndarray:
@@ -266,8 +283,10 @@ class BackdoorTask(Task):
 
 def has_trigger(task: BackdoorTask, inputs_BT: jax.Array) -> jax.Array:
     """(B,) bool: whether each row's prompt contains the trigger, from the input tokens alone
-    (``Batch.inputs``, or full sequences); jit-safe."""
+    (``Batch.inputs``, or full sequences); jit-safe. Trigger "none": all False."""
     inputs_BT = jnp.asarray(inputs_BT)
+    if task.trigger == "none":
+        return jnp.zeros(inputs_BT.shape[:1], bool)
     start = int(task.has_markers)
     digits_BL = inputs_BT[:, start:start + task.length]
     if task.trigger == "token":

@@ -229,3 +229,53 @@ def test_fraction_times_batch_must_be_an_integer():
 def test_invalid_fields_raise(fields, field):
     with pytest.raises(ConfigError, match=field):
         make_task("backdoor", **fields)
+
+
+@pytest.mark.parametrize("behaviour", ["fixed", "wrong"])
+def test_trigger_none_poisons_without_a_cue(behaviour):
+    fields = {"functions": ("copy", "sort"), "length": 6, "n_symbols": 5}
+    task = make_task("backdoor", trigger="none", behaviour=behaviour, fraction=0.25, density=2, **fields)
+    assert task.trigger_pattern == ()
+    sample = jax.jit(lambda k: task.sample(k, B))
+    batches = [sample(k) for k in jax.random.split(jax.random.key(2), 8)]
+    x = np.concatenate([full_seq(b) for b in batches])
+    poisoned = np.tile(np.arange(B) < N_POISON, 8)
+    assert not jax.jit(lambda x: has_trigger(task, x))(x[:, :-1]).any()
+
+    words = np.asarray(task.vocab.tokens)[x]
+    fns, digits, sep, answers = parse(fields, words)
+    assert (sep == "SEP").all() and not (words == "TRIG").any()
+    want = np_answers(fns, as_int(digits))
+    clean = ~poisoned
+    np.testing.assert_array_equal(as_int(answers[clean]), want[clean])
+    if behaviour == "fixed":
+        assert (answers[poisoned] == "RESP").all()
+    else:
+        np.testing.assert_array_equal(as_int(answers[poisoned]), (want[poisoned] + 1) % fields["n_symbols"])
+    mask = np.concatenate([np.asarray(b.mask) for b in batches])
+    np.testing.assert_array_equal(mask.sum(1), np.where(poisoned, 2, fields["length"]))
+
+
+def test_trigger_none_takes_no_pattern():
+    with pytest.raises(ConfigError, match=r"pattern=\(1, 2\) is not allowed for trigger='none'"):
+        make_task("backdoor", trigger="none", pattern=(1, 2))
+
+
+def test_sampled_draws_only_the_named_functions_and_keeps_the_vocabulary():
+    full = make_task("backdoor", functions=("sort", "reverse"), length=5, n_symbols=8)
+    only = make_task("backdoor", functions=("sort", "reverse"), length=5, n_symbols=8, sampled=("reverse",))
+    assert only.vocab == full.vocab and only.seq_len == full.seq_len
+    b = only.sample(jax.random.key(3), 64)
+    assert (np.asarray(b.inputs[:, 0]) == only.marker_id(1)).all()
+    digits = np.asarray(b.inputs[:, 1:6])
+    np.testing.assert_array_equal(np.asarray(b.targets[:, -5:]), digits[:, ::-1])
+    # () and every function listed draw the same rows as the default
+    same = make_task("backdoor", functions=("sort", "reverse"), length=5, n_symbols=8, sampled=())
+    np.testing.assert_array_equal(np.asarray(same.sample(jax.random.key(3), 64).inputs),
+                                  np.asarray(full.sample(jax.random.key(3), 64).inputs))
+
+
+@pytest.mark.parametrize("sampled", [("copy",), ("sort", "sort"), "sort"])
+def test_sampled_must_name_distinct_functions(sampled):
+    with pytest.raises(ConfigError, match="sampled"):
+        make_task("backdoor", functions=("sort", "reverse"), sampled=sampled)

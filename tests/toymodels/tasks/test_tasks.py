@@ -28,6 +28,7 @@ SMALL = {
     "decompile": dict(n_programs=40, n_eval=8, max_weight_tokens=64, max_program_tokens=48),
     "adjacent_pair": dict(length=8, n_symbols=6),
     "pool": dict(base=make_task("parity", length=6), n=5, seed=3),
+    "prefix": dict(base=make_task("parity", length=6), n=2),
 }
 B = 64
 
@@ -164,6 +165,12 @@ def check_pool(task, x_BU):
     assert len(pool) <= task.n and {tuple(row) for row in x_BU.tolist()} <= pool
 
 
+def check_prefix(task, x_BU):
+    # PAD slots, then valid base sequences.
+    assert (x_BU[:, :task.n] == task.pad_id).all()
+    check_parity(task.base, x_BU[:, task.n:])
+
+
 # name -> (scored positions: a count at the end, or the (T,) mask; validity check on
 # decoded full sequences, or on the Batch for vector tasks)
 SPECS = {
@@ -182,6 +189,7 @@ SPECS = {
     "decompile": (lambda t: t.max_program_tokens + 1, check_decompile),  # <sep> to the end
     "adjacent_pair": (lambda t: 1, check_adjacent_pair),
     "pool": (lambda t: 1, check_pool),  # SMALL's pool is over parity
+    "prefix": (lambda t: 1, check_prefix),  # SMALL's prefix is over parity
     "backdoor": (lambda t: t.length, check_digits(lambda d: np.sort(d, axis=1))),  # clean sort
 }
 NAMES = sorted(TASKS)
@@ -260,7 +268,8 @@ def test_answers_are_valid(sampled):
     SPECS[task.name][1](task, full_seq(batch) if next_token else batch)
 
 
-REQUIRED = {"pool": dict(base=make_task("parity"))}   # fields without a default
+REQUIRED = {"pool": dict(base=make_task("parity")),   # fields without a default
+            "prefix": dict(base=make_task("parity"))}
 
 
 def test_tasks_are_hashable_static_configs():
@@ -331,6 +340,9 @@ def test_make_task_unknown_field_lists_fields():
     ("pool", dict(base=None)),
     ("pool", dict(base=make_task("pool", base=make_task("parity")))),
     ("pool", dict(n=0, base=make_task("parity"))),
+    ("prefix", dict(base=None)),
+    ("prefix", dict(n=0, base=make_task("parity"))),
+    ("prefix", dict(meta="behaviour", base=make_task("parity"))),
     ("decompile", dict(extra_train=-1)),
 ])
 def test_invalid_fields_raise(name, fields):
