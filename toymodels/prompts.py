@@ -12,6 +12,11 @@ first ``n_tokens``; the rest keep the model's own embedding.
 positional embedding): a prompt vector is projected to norm <= norm_bound x that mean after every
 step. The hard-prompt baseline of the same length writes vocabulary tokens into the input ids.
 
+``noise`` regularises against fragile (adversarial) prompts: in training only, each step's loss
+sees every prompt vector plus noise of norm noise x its own norm in a uniform direction, from a
+key of its own (noise 0 trains exactly as without it). ``perturbation_sensitivity`` measures that
+kind of noise after training, ``prompt_grad_norm`` how steeply the loss changes around a prompt.
+
 A curve of score vs n_tokens says little alone: compare it with the same curve on a random-init
 model of the same shape (the caller builds it with ``toymodels.model.init_model``), whose
 behaviour any prompt must build from scratch.
@@ -43,6 +48,7 @@ HOOK = "blocks.0.resid_pre"
 INITS = ("embedding", "zeros")
 _ADAM = optax.scale_by_adam()      # optax.adam's defaults; the per-run lr multiplies its updates
 _EVAL_STREAM = 0x50A7              # folded into key(0), twice, for the default eval batch
+_NOISE_STREAM = 0x7015E            # folded into a step's data key for its training noise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +62,7 @@ class PromptConfig:
     seed: int = 0
     norm_bound: float = 0.0             # 0 = none; else norm <= norm_bound x mean ||W_E row||
     init: str = "embedding"             # "embedding" (random tokens' embedding output) | "zeros"
+    noise: float = 0.0                  # training only: noise of norm noise x each vector's own
 
     def __post_init__(self):
         set_field(self, "positions", check_positions_field(self.positions))
@@ -67,6 +74,7 @@ class PromptConfig:
         set_field(self, "seed", check_seed("seed", self.seed))
         set_field(self, "norm_bound", check_range("norm_bound", self.norm_bound, 0.0, math.inf))
         check_choice("init", self.init, INITS)
+        set_field(self, "noise", check_range("noise", self.noise, 0.0, math.inf))
 
 
 def check_positions_field(positions) -> tuple[int, ...]:
@@ -126,8 +134,22 @@ def _batch_metrics(graphdef, state, batch: Batch, prompt_PD, n_tokens, pos_P) ->
     return metrics(_patched_logits(graphdef, state, batch.inputs, prompt_PD, n_tokens, pos_P), batch, "xent")
 
 
-def _to_float(m: dict) -> dict[str, float]:
-    return {k: float(v) for k, v in m.items()}
+def _batch_loss(graphdef, state, batch: Batch, prompt_PD, n_tokens, pos_P) -> Array:
+    """The masked mean xent loss: what training minimises and prompt_grad_norm differentiates."""
+    logits = _patched_logits(graphdef, state, batch.inputs, prompt_PD, n_tokens, pos_P)
+    return masked_mean(token_losses(logits, batch.targets, "xent"), batch.mask)
+
+
+def _unit_rows(g_xD: Array) -> Array:
+    """Each row of the last axis scaled to norm 1: a standard normal draw becomes a uniform direction."""
+    return g_xD / jnp.maximum(jnp.linalg.norm(g_xD, axis=-1, keepdims=True), 1e-30)
+
+
+def _noisy(p_PD: Array, key: Array, noise) -> Array:
+    """p_PD plus noise of norm noise x each row's own norm, in a uniform direction."""
+    # the scale is a constant to the gradient; noise 0 adds exact zeros, so p_PD comes back bitwise
+    scale_P1 = jax.lax.stop_gradient(noise * jnp.linalg.norm(p_PD, axis=1, keepdims=True))
+    return p_PD + scale_P1 * _unit_rows(jax.random.normal(key, p_PD.shape))
 
 
 def embed_norm(model) -> float:
@@ -168,7 +190,23 @@ def prompt_score(model, batch: Batch, prompt_PD, n_tokens: int, positions) -> di
     """acc, exact and loss on ``batch`` with the first n_tokens prompt vectors patched in."""
     args = _prompt_args(model, batch, prompt_PD, n_tokens, positions)
     fn = _compiled(model, "score", lambda g: jax.jit(functools.partial(_batch_metrics, g)))
-    return _to_float(fn(nnx.state(model), batch, *args))
+    return {k: float(v) for k, v in fn(nnx.state(model), batch, *args).items()}
+
+
+def _make_grad_norm(graphdef):
+    def grad_norm(state, batch, prompt_PD, n_tokens, pos_P):
+        g_PD = jax.grad(functools.partial(_batch_loss, graphdef), argnums=2)(state, batch, prompt_PD, n_tokens, pos_P)
+        # unused slots get no gradient through the patch; the mask makes their zeros explicit
+        used_P1 = (jnp.arange(g_PD.shape[0]) < n_tokens)[:, None]
+        return jnp.linalg.norm(jnp.where(used_P1, g_PD, 0.0))
+    return jax.jit(grad_norm)
+
+
+def prompt_grad_norm(model, batch: Batch, prompt_PD, n_tokens: int, positions) -> float:
+    """Norm of the gradient of ``batch``'s masked mean xent loss w.r.t. the first n_tokens prompt vectors."""
+    # slots >= n_tokens reach nothing, so they contribute nothing: n_tokens 0 gives exactly 0.0
+    args = _prompt_args(model, batch, prompt_PD, n_tokens, positions)
+    return float(_compiled(model, "grad_norm", _make_grad_norm)(nnx.state(model), batch, *args))
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -179,13 +217,14 @@ def _train_fn(graphdef, sample: Callable, positions: tuple, batch_size: int):
     # the loop's bounds are traced, so the chunks between history points share one compile
     pos_P = np.asarray(positions, np.int32)
 
-    def loss_fn(prompt_PD, state, batch, n_tokens):
-        logits = _patched_logits(graphdef, state, batch.inputs, prompt_PD, n_tokens, pos_P)
-        return masked_mean(token_losses(logits, batch.targets, "xent"), batch.mask)
+    def loss_fn(prompt_PD, state, batch, n_tokens, key, noise):
+        return _batch_loss(graphdef, state, batch, _noisy(prompt_PD, key, noise), n_tokens, pos_P)
 
     def step(prompt_PD, opt, t, state, h):
-        batch = sample(jax.random.fold_in(jax.random.key(h["seed"]), t), batch_size)
-        loss, g_PD = jax.value_and_grad(loss_fn)(prompt_PD, state, batch, h["n_tokens"])
+        key = jax.random.fold_in(jax.random.key(h["seed"]), t)
+        batch = sample(key, batch_size)
+        noise_key = jax.random.fold_in(key, _NOISE_STREAM)   # folded once more: no data key is this one
+        loss, g_PD = jax.value_and_grad(loss_fn)(prompt_PD, state, batch, h["n_tokens"], noise_key, h["noise"])
         upd_PD, opt = _ADAM.update(g_PD, opt)
         return _project(prompt_PD - h["lr"] * upd_PD, h["max_norm"]), opt, loss
 
@@ -217,8 +256,8 @@ def _init_prompt(model, cfg: PromptConfig, ref: float) -> np.ndarray:
 def train_prompts(model, sample: Callable[[Array, int], Batch], cfgs: Sequence[PromptConfig], *,
                   eval_batch: Batch | None = None, history: int = 5) -> list[PromptResult]:
     """Train one soft prompt per config on ``sample(key, batch_size)`` as one vmapped program."""
-    # n_tokens, lr, seed, norm_bound and init are per-run values; positions, steps and batch_size
-    # fix the program's shapes. ``sample`` must be jit- and vmap-safe. Results follow ``cfgs``.
+    # n_tokens, lr, seed, norm_bound, init and noise are per-run values; positions, steps and
+    # batch_size fix the program's shapes. ``sample`` must be jit- and vmap-safe. Results follow ``cfgs``.
     cfgs = list(cfgs)
     if not cfgs or not all(isinstance(c, PromptConfig) for c in cfgs):
         raise ValueError(f"cfgs must be a non-empty sequence of PromptConfig, got {cfgs!r}")
@@ -237,7 +276,8 @@ def train_prompts(model, sample: Callable[[Array, int], Batch], cfgs: Sequence[P
     h_E = {"seed": np.asarray([c.seed for c in cfgs], np.int32),
            "n_tokens": np.asarray([c.n_tokens for c in cfgs], np.int32),
            "lr": np.asarray([c.lr for c in cfgs], np.float32),
-           "max_norm": np.asarray([c.norm_bound * ref for c in cfgs], np.float32)}
+           "max_norm": np.asarray([c.norm_bound * ref for c in cfgs], np.float32),
+           "noise": np.asarray([c.noise for c in cfgs], np.float32)}
     run, state = _train_fn(nnx.graphdef(model), sample, c0.positions, c0.batch_size), nnx.state(model)
     prompt_EPD = np.stack([_init_prompt(model, c, ref) for c in cfgs])
     # Adam starts from zeros (count, mu, nu): built on the host, no compile
@@ -335,8 +375,7 @@ def hard_prompt_search(model, sample: Callable[[Array, int], Batch], positions, 
 def _make_perturbed(graphdef):
     def perturbed(state, batch, prompt_PD, n_tokens, pos_P, scales_S, key, n_draws):
         # the same draws at every scale (common random numbers): a smoother curve in scale
-        g_RPD = jax.random.normal(key, (n_draws,) + prompt_PD.shape)
-        g_RPD = g_RPD / jnp.maximum(jnp.linalg.norm(g_RPD, axis=2, keepdims=True), 1e-30)
+        g_RPD = _unit_rows(jax.random.normal(key, (n_draws,) + prompt_PD.shape))
         norm_11P1 = jnp.linalg.norm(prompt_PD, axis=1, keepdims=True)[None, None]
         x_SRPD = prompt_PD[None, None] + scales_S[:, None, None, None] * norm_11P1 * g_RPD[None]
         m = jax.vmap(lambda p_PD: _batch_metrics(graphdef, state, batch, p_PD, n_tokens, pos_P))(

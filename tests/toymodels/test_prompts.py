@@ -14,6 +14,7 @@ from toymodels.prompts import (
     embed_norm,
     hard_prompt_search,
     perturbation_sensitivity,
+    prompt_grad_norm,
     prompt_score,
     train_prompts,
 )
@@ -120,6 +121,53 @@ def test_norm_bound_is_respected(trained):
     assert np.linalg.norm(free.prompt_PD, axis=1).max() > limit   # the bound did bind
 
 
+def test_zero_noise_is_bitwise_the_run_without_it(trained):
+    model, _, ev, _, alone = trained
+    # the same ensemble size as ``alone``: one program, so any difference would be the noise's
+    r = train_prompts(model, always_target, [_cfg(n_tokens=3, noise=0.0)], eval_batch=ev)[0]
+    np.testing.assert_array_equal(r.prompt_PD, alone.prompt_PD)
+    np.testing.assert_array_equal(r.train_loss, alone.train_loss)
+    assert r.score == alone.score
+
+
+def test_training_noise_changes_the_prompt_deterministically(trained):
+    model, _, ev, ensemble, alone = trained
+    a, b = (train_prompts(model, always_target, [_cfg(n_tokens=3, noise=0.5)], eval_batch=ev)[0] for _ in range(2))
+    np.testing.assert_array_equal(a.prompt_PD, b.prompt_PD)
+    np.testing.assert_array_equal(a.train_loss, b.train_loss)
+    assert not np.allclose(a.prompt_PD, alone.prompt_PD, atol=1e-3)
+    assert a.score["acc"] > ensemble[0].score["acc"] + 0.5   # a noisy prompt still elicits the behaviour
+    # the noise is in the training loss only: step 0 trains on another loss, but the eval of the
+    # same initial prompt (history step 0) is the noiseless run's
+    assert a.train_loss[0] != alone.train_loss[0]
+    for m in ("acc", "exact", "loss"):
+        assert a.history[m][0] == alone.history[m][0]
+
+
+def _fd_slope(model, ev, p_PD, u_PD, eps=1e-2):
+    """Central finite-difference derivative of the eval loss along u_PD, all three slots used."""
+    up, down = (prompt_score(model, ev, p_PD + s * eps * u_PD, 3, POSITIONS)["loss"] for s in (1, -1))
+    return (up - down) / (2 * eps)
+
+
+def test_prompt_grad_norm_matches_finite_differences(trained):
+    model, _, ev, ensemble, _ = trained
+    p_PD = ensemble[0].prompt_PD.astype(np.float64)   # trained with n_tokens 0: still its initial vectors
+    assert prompt_grad_norm(model, ev, p_PD, 0, POSITIONS) == 0.0
+    assert prompt_grad_norm(model, ev, p_PD, 1, POSITIONS) > 0.0
+    norm = prompt_grad_norm(model, ev, p_PD, 3, POSITIONS)
+    u_PD = np.random.default_rng(0).normal(size=p_PD.shape)
+    assert abs(_fd_slope(model, ev, p_PD, u_PD / np.linalg.norm(u_PD))) <= norm * 1.01
+    # the gradient by finite differences, one coordinate at a time; along it the slope is the norm
+    g_PD = np.zeros_like(p_PD)
+    for i in np.ndindex(p_PD.shape):
+        e_PD = np.zeros_like(p_PD)
+        e_PD[i] = 1.0
+        g_PD[i] = _fd_slope(model, ev, p_PD, e_PD)
+    assert np.linalg.norm(g_PD) == pytest.approx(norm, rel=1e-2)
+    assert _fd_slope(model, ev, p_PD, g_PD / np.linalg.norm(g_PD)) == pytest.approx(norm, rel=1e-2)
+
+
 CANDIDATES = (1, 3, 5, 7)
 
 
@@ -181,6 +229,7 @@ def test_perturbation_at_scale_zero_is_the_unperturbed_score(trained):
     ({"positions": ()}, "positions"),
     ({"init": "random"}, "init"),
     ({"lr": 0.0}, "lr"),
+    ({"noise": -1.0}, "noise"),
 ])
 def test_bad_config_names_the_field(kw, field):
     with pytest.raises(ConfigError, match=field):
