@@ -26,7 +26,11 @@ SHRINK = {"quickstart": dict(steps=20, seeds=2),
           # the base cell alone (count_fraction.csv then says the regression is not estimable), one removal arm
           "backdoors": dict(sizes=(("1L-d16", 1, 16),), insert_steps=(30,), poison_per_batch=(2,), densities=(1,),
                             triggers=("token",), clean_steps=30, clean_lrs=(3e-3,), checkpoints=(10,), n_evals=3,
-                            eval_batch=32, noise_levels=(1.0,), relearn_steps=20, stage2_seeds=2, detect_seqs=32)}
+                            eval_batch=32, noise_levels=(1.0,), relearn_steps=20, stage2_seeds=2, detect_seqs=32),
+          # two model kinds (a variant pair, metatokens), their targets on the null, a few steps each
+          "elicitation": dict(kinds=("backdoored", "meta"), d_model=8, train_steps=20, drop_steps=10,
+                              finetune_steps=10, prefix=1, lengths=(0, 1),
+                              prompt_steps=4, eval_batch=32, n_evals=2, prompt_history=2, scales=(0.3,), n_draws=2)}
 
 
 def shrunk(study, name: str) -> dict:

@@ -3,19 +3,18 @@ metatoken from a classifier on the data."""
 
 from __future__ import annotations
 
+import json
+
 import jax
 import numpy as np
 import pytest
 
 from toymodels.config import ConfigError
-from toymodels.model import TransformerConfig
-from toymodels.runspec import RunSpec
-from toymodels.store import load_rows, run_spec
-from toymodels.sweep import run_sweep
+from toymodels.store import _task as stored_task
 from toymodels.tasks import make_task
 from toymodels.tasks.backdoor import has_trigger
 from toymodels.tasks.prefix import META_CLASSIFIERS, PrefixTask
-from toymodels.trainconfig import TrainConfig
+from toymodels.train import task_config
 
 BACKDOOR = dict(functions=("copy", "sort"), length=5, n_symbols=6, fraction=0.25)
 BASES = {
@@ -136,15 +135,11 @@ def test_unknown_split_rejected():
         make_task("prefix", base=make_task("copy")).sample(jax.random.key(0), 2, split="test")
 
 
-def test_trains_and_its_run_spec_round_trips(tmp_path):
+def test_config_round_trips_through_the_stored_form():
+    # what config.json holds and run_spec / load_model rebuild a run's tasks from (training a
+    # prefixed task end to end is the elicitation study's smoke test)
     base = make_task("backdoor", trigger="none", behaviour="wrong", fraction=0.25, length=3, n_symbols=4)
     task = make_task("prefix", base=base, n=2, meta="behaviour")
-    model = TransformerConfig(n_layers=1, d_model=16, n_heads=2, vocab_size=task.vocab.size,
-                              max_seq_len=task.seq_len)
-    spec = RunSpec("p", model, TrainConfig(steps=4, batch_size=8, n_evals=1), (("meta", task),))
-    cfg = spec.config()["tasks"]["meta"]
+    cfg = json.loads(json.dumps(task_config(task)))
     assert cfg["name"] == "prefix" and cfg["meta"] == "behaviour" and cfg["base"]["name"] == "backdoor"
-    run_sweep([spec], tmp_path, progress=False)
-    assert run_spec(tmp_path, "p") == spec
-    losses = [float(r["value"]) for r in load_rows(tmp_path, ["p"]) if r["task"] == "meta" and r["metric"] == "loss"]
-    assert len(losses) == 2 and np.isfinite(losses).all()
+    assert stored_task(cfg) == task
