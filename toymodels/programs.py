@@ -139,9 +139,12 @@ def build_programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tupl
         return jax.lax.stop_gradient(residual_inputs(nnx.merge(graphdef, teacher), inputs))
 
     def loss_fn(params, batch, key, run, teacher):
+        if tcfg.precision == "bf16":   # a bf16 copy: the gradient flows back to the fp32 params
+            params = jax.tree.map(lambda p: p.astype(jnp.bfloat16) if jnp.issubdtype(p.dtype, jnp.floating)
+                                  else p, params)
         model = nnx.merge(graphdef, params)
         out = model(batch.inputs, key=key, dropout_rate=run.dropout, myopic=tcfg.myopic,
-                    myopic_beta=run.myopic_beta, past_resid=past_of(teacher, batch.inputs))
+                    myopic_beta=run.myopic_beta, past_resid=past_of(teacher, batch.inputs)).astype(jnp.float32)
         if tcfg.objective == "distill":
             target = jax.lax.stop_gradient(nnx.merge(graphdef, teacher)(batch.inputs))
             return masked_mean(distill_losses(out, target), batch.mask)

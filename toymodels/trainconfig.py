@@ -24,9 +24,11 @@ Decay = Literal["all", "matrices"]
 DECAYS = get_args(Decay)
 Objective = Literal["data", "distill"]
 OBJECTIVES = get_args(Objective)
+Precision = Literal["fp32", "bf16"]
+PRECISIONS = get_args(Precision)
 # Fields added after results and checkpoints were first written: ``as_dict`` leaves them out at
 # their defaults, so a config that does not use them is described (saved, hashed) as before.
-LATER_FIELDS = ("decay", "data_offset", "stop_when", "stop_every", "objective", "init_noise")
+LATER_FIELDS = ("decay", "data_offset", "stop_when", "stop_every", "objective", "init_noise", "precision")
 _STOP = re.compile(r"\s*(?P<task>.+)\.(?P<metric>[A-Za-z_]\w*)\s*(?P<op>>=|<=)\s*(?P<threshold>\S+)\s*")
 
 
@@ -94,6 +96,10 @@ class TrainConfig:
     # (1 - init_noise) * those + init_noise * a fresh init of its seed: 0 = an exact copy,
     # 1 = a fresh init, in between a noised copy (shrink and perturb; UNDO, Lee et al. 2025).
     init_noise: float = 0.0
+    # The training step's arithmetic: "fp32", or "bf16" mixed precision (the forward and backward
+    # pass in bfloat16 on a bfloat16 copy of the parameters, the loss in float32; the parameters,
+    # gradients and optimizer state stay float32). Evaluation always runs in float32.
+    precision: Precision = "fp32"
 
     def __post_init__(self):
         for f, lo in (("steps", 1), ("batch_size", 1), ("chunk_steps", 1), ("n_evals", 1),
@@ -125,6 +131,7 @@ class TrainConfig:
         check_choice("context", self.context, CONTEXTS)
         check_choice("decay", self.decay, DECAYS)
         check_choice("objective", self.objective, OBJECTIVES)
+        check_choice("precision", self.precision, PRECISIONS)
         if self.objective == "distill" and self.context == "teacher":
             raise ConfigError("objective='distill' with context='teacher' is not supported: a teacher is "
                               "either distilled from or read as context, not both")

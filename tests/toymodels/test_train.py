@@ -401,3 +401,20 @@ def test_resuming_mid_training_keeps_the_stop_steps_and_every_number(stopped):
     np.testing.assert_array_equal(resumed.history["markov"]["loss"], res.history["markov"]["loss"])
     np.testing.assert_array_equal(resumed.train_loss, res.train_loss)
     assert list(resumed.chunk_ends) == list(res.chunk_ends)
+
+
+def test_bf16_mixed_precision_trains_like_fp32_and_keeps_fp32_state():
+    fp32 = TrainConfig(steps=150, batch_size=32, lr=3e-3, n_evals=1)
+    bf16 = dataclasses.replace(fp32, precision="bf16")
+    res = {c.precision: Trainer(MODEL, c, {"markov": MARKOV}).train(progress=False) for c in (fp32, bf16)}
+    # master weights and Adam's moments stay float32
+    assert {x.dtype for x in jax.tree.leaves((res["bf16"].state.params, res["bf16"].state.opt))
+            if jnp.issubdtype(x.dtype, jnp.floating)} == {jnp.dtype(jnp.float32)}
+    start, end = (res[p].history["markov"]["loss"][0] for p in ("fp32", "bf16"))
+    assert end[-1] < end[0] - 0.3                      # it learns
+    assert abs(end[-1] - start[-1]) < 0.05             # to within bf16 rounding of the fp32 run
+    assert _max_param_diff(res["bf16"].state.params, res["fp32"].state.params) > 0   # and is not fp32
+    # an fp32 config is described (saved, hashed) without the field; a bad value names it
+    assert "precision" not in fp32.as_dict() and bf16.as_dict()["precision"] == "bf16"
+    with pytest.raises(ConfigError, match="precision"):
+        TrainConfig(precision="fp16")
