@@ -7,13 +7,22 @@ from pathlib import Path
 
 import numpy as np
 
-from studies.elicitation.grid import PROMPTED, TARGETS, VARIANT_PAIRS
+from studies.elicitation.grid import NULLS, PROMPTED, TARGETS, VARIANT_PAIRS
 from studies.elicitation.presets import FRAGILITY_SCALE, THRESHOLD
 from toymodels import plotting
 from toymodels.results import read_rows
 from toymodels.tables import select
 
 MARK = dict(marker="o", ms=3)
+GREY = {"random": "0.45", "shuffled": "0.72"}   # the nulls
+
+
+def _kinds(target: str) -> list[str]:
+    return [k for k, ts in PROMPTED.items() if target in ts and k not in NULLS] + list(NULLS)
+
+
+def _pairs() -> list[tuple[str, str]]:
+    return [(k, t) for t in TARGETS for k in _kinds(t)]
 TITLES = {"cue": "reverse, cue removed", "reverse": "reverse (dropped / never seen)",
           "resp": "backdoor behaviour, no trigger", "exec": "execution fine-tuning target",
           "wrong": "uncued behaviour (metatokens)"}
@@ -32,18 +41,17 @@ def _symlog(ax, ticks=()):
 
 def information_curves(table_dir: Path) -> list[Path]:
     """Acc vs prompt length per target: each model's best soft prompt (solid), the hard-prompt
-    search (dashed), the random-init null (grey), the threshold (dotted)."""
+    search (dashed), the nulls (grey: random-init dark, shuffled light), the threshold (dotted)."""
     curves = read_rows(table_dir / "curves.csv")
     ticks = {r["n_tokens"] for r in curves}
     fig, axes = plotting.grid(len(TARGETS), ncols=3, width=3.0, height=2.4)
     for ax, t in zip(axes, TARGETS):
-        kinds = [k for k, ts in PROMPTED.items() if t in ts]
         drawn = False
-        for k in kinds:
+        for k in _kinds(t):
             soft = select(curves, kind=k, target=t, method="soft")
             if not soft:
                 continue
-            color = "0.5" if k == "random" else None
+            color = GREY.get(k)
             line = plotting.band_rows(ax, soft, "n_tokens", k, color=color, **MARK)
             hard = select(curves, kind=k, target=t, method="hard")
             if hard:
@@ -74,13 +82,11 @@ def fragility(table_dir: Path) -> list[Path]:
     q = f"drop_{FRAGILITY_SCALE:g}"
     fig, axes = plotting.figure(ncols=3, width=3.0, height=2.5)
     ax = axes[0, 0]
-    for k, ts in PROMPTED.items():
-        for t in ts:
-            rows = select(frag, kind=k, target=t, quantity=q, norm_bound=0.0, noise=0.0)
-            rows = [r for r in rows if r["n_tokens"] > 0]
-            if rows:
-                plotting.band_rows(ax, rows, "n_tokens", f"{k}/{t}", color="0.6" if k == "random" else None,
-                                   lw=0.8, **MARK)
+    for k, t in _pairs():
+        rows = select(frag, kind=k, target=t, quantity=q, norm_bound=0.0, noise=0.0)
+        rows = [r for r in rows if r["n_tokens"] > 0]
+        if rows:
+            plotting.band_rows(ax, rows, "n_tokens", f"{k}/{t}", color=GREY.get(k), lw=0.8, **MARK)
     _symlog(ax, {r["n_tokens"] for r in frag if r["n_tokens"] > 0})
     ax.set_ylabel(f"acc drop at perturbation {FRAGILITY_SCALE:g} x norm")
     ax.set_title("(a) fragility vs prompt length", fontsize=8)
@@ -98,7 +104,7 @@ def fragility(table_dir: Path) -> list[Path]:
     top = max([x for x in xs if math.isfinite(x)], default=1) * 2
     xs = [x if math.isfinite(x) else top for x in xs]
     for x, y, lab in zip(xs, ys, labels):
-        ax.scatter([x], [y], s=12, color="0.5" if lab.startswith("random") else None)
+        ax.scatter([x], [y], s=12, color=GREY.get(lab.split("/")[0]))
         ax.annotate(lab, (x, y), fontsize=4)
     _symlog(ax)
     ax.set_xlabel(f"tokens to acc >= {THRESHOLD:g} (median; right edge: not reached)")
@@ -136,11 +142,10 @@ def training(table_dir: Path) -> list[Path]:
     plotting.legend(ax, fontsize=5)
     ax = axes[0, 1]
     longest = max((r["n_tokens"] for r in pc), default=0)
-    for k, ts in PROMPTED.items():
-        for t in ts:
-            rows = select(pc, kind=k, target=t, n_tokens=longest)
-            if rows:
-                plotting.band_rows(ax, rows, "step", f"{k}/{t}", lw=0.8, color="0.6" if k == "random" else None)
+    for k, t in _pairs():
+        rows = select(pc, kind=k, target=t, n_tokens=longest)
+        if rows:
+            plotting.band_rows(ax, rows, "step", f"{k}/{t}", lw=0.8, color=GREY.get(k))
     ax.set_xlabel("prompt training step")
     ax.set_ylabel("eval acc")
     ax.set_title(f"soft prompts ({longest} tokens)", fontsize=8)

@@ -20,7 +20,10 @@ Models (``{kind}_s{seed}``):
               a classifier on each sample (answer != f(d)) writes META:1 / META:0 in the slot
               next to the content (Korbak et al. 2023's conditional training)
   nometa      the same data with PAD in that slot
-  random      the null: ``init_model`` of the same shape, never trained (not a run)
+  random      a null: ``init_model`` of the same shape, never trained (not a run); at the init's
+              scale (std 0.02) its outputs barely depend on its inputs
+  shuffled    a null with trained weight statistics: the first kind's model (clean in the paper
+              preset) with every parameter tensor's entries randomly permuted (not a run)
 Targets (the prompt's training data and score; acc = accuracy of the first answer token, the
 model's decision; ``Target`` says why not the later ones):
   cue      reverse, its marker replaced by PAD (a trained behaviour whose cue is removed)
@@ -52,6 +55,7 @@ TARGETS = ("cue", "reverse", "resp", "exec", "wrong")
 PROMPTED = {"clean": ("cue", "resp", "exec"), "backdoored": ("resp",), "faded": ("resp",),
             "dropped": ("reverse",), "sortonly": ("reverse",), "meta": ("wrong",), "nometa": ("wrong",),
             "random": ("cue", "resp", "reverse", "exec", "wrong")}
+NULLS = ("random", "shuffled")   # prompted for every target some trained kind is
 # (kind, target) pairs trained with every (norm_bound, noise) variant; the others with the first only
 VARIANT_PAIRS = (("backdoored", "resp"), ("clean", "cue"))
 
@@ -139,7 +143,7 @@ def pairs(P: Preset) -> list[tuple[str, str]]:
     """(kind, target) pairs prompted under this preset: its kinds' targets, and those on the null."""
     kept = [(k, t) for k in P.kinds for t in PROMPTED.get(k, ())]
     targets = {t for _, t in kept}
-    return kept + [("random", t) for t in PROMPTED["random"] if t in targets]
+    return kept + [(null, t) for null in NULLS for t in TARGETS if t in targets]
 
 
 def check_kinds(P: Preset) -> None:

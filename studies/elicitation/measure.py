@@ -11,7 +11,7 @@ Hard prompts: the greedy token search of every length in ``hard_lengths`` over t
 vocabulary. Unprompted: every model on every target (n_tokens = 0).
 Cache entries (AnalysisCache): "prompts" and "prompt_curves" and "hard" per pair
 ``{kind}_s{seed}_{target}``; "unprompted" per model ``{kind}_s{seed}``. An entry is valid for its
-model's run config (the random model: its config and seed) and these settings.
+model's run config (the nulls: their config, source and seed) and these settings.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from studies.elicitation.grid import TARGETS, VARIANT_PAIRS, model_config, pairs, positions, target
 from studies.elicitation.presets import MEASURE_SEED, RANDOM_SEED, Preset
@@ -82,6 +84,15 @@ def unprompted_rows(P: Preset, model, kind: str, seed: int, batches: dict) -> li
             for t, b in batches.items()]
 
 
+def shuffled(model, seed: int):
+    """The model with each parameter tensor's entries randomly permuted: trained weight statistics
+    (norms, value distributions) without their arrangement."""
+    graphdef, state = nnx.split(model)
+    rng = np.random.default_rng(seed)
+    return nnx.merge(graphdef, jax.tree.map(
+        lambda x: jnp.asarray(rng.permutation(np.asarray(x).reshape(-1)).reshape(x.shape)), state))
+
+
 def _settings(P: Preset) -> dict:
     return {"seed": MEASURE_SEED, "preset": P, "targets": {t: target(P, t) for t in TARGETS}}
 
@@ -96,13 +107,15 @@ def measure(P: Preset, specs, out: Path, progress: bool = True) -> None:
         ids = {k: f"{k}_s{seed}" for k in P.kinds}
         config = {k: {"run": by_id[i].config(), "settings": _settings(P)} for k, i in ids.items()}
         config["random"] = {"model": cfg, "seed": seed + RANDOM_SEED, "settings": _settings(P)}
+        config["shuffled"] = {"source": config[P.kinds[0]], "seed": seed + RANDOM_SEED}
         todo_pairs = [(k, t) for k, t in pairs(P)
                       if any(caches[c].get(f"{k}_s{seed}_{t}", config[k]) is None for c in CACHES[:3])]
         todo_models = [k for k in config if caches["unprompted"].get(f"{k}_s{seed}", config[k]) is None]
         if not todo_pairs and not todo_models:
             continue
         trained = dict(zip(P.kinds, load_models(out, [by_id[ids[k]] for k in P.kinds])))
-        models = {**trained, "random": init_model(cfg, seed + RANDOM_SEED)}
+        models = {**trained, "random": init_model(cfg, seed + RANDOM_SEED),
+                  "shuffled": shuffled(trained[P.kinds[0]], seed + RANDOM_SEED)}
         batches = batches or {t: eval_batch(P, t) for t in TARGETS}
         for k in todo_models:
             caches["unprompted"].put(f"{k}_s{seed}", config[k], unprompted_rows(P, models[k], k, seed, batches))

@@ -13,7 +13,7 @@
                     norm and the prompt vectors' mean norm; per model seed the mean over prompt seeds
   fragility_vs_information.csv  Spearman correlation over (kind, target, seed) of tokens needed
                     (inf ranked last) with the drop and the gradient norm of the longest plain
-                    prompt, for trained models and for all (random included); percentile-bootstrap
+                    prompt, for trained models and for all (the nulls included); percentile-bootstrap
                     interval over the pairs
   prompt_curves.csv prompt training curves: eval acc along training per (kind, target, n_tokens)
 Intervals: t over model seeds, logit scale for accuracies, cut at 0 for norms and counts.
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from studies.elicitation.grid import NULLS
 from studies.elicitation.measure import cached_rows
 from studies.elicitation.presets import FRAGILITY_SCALE, THRESHOLD
 from toymodels.analysis.stats import aggregate, bootstrap_ci
@@ -119,7 +120,7 @@ def _rank_corr(need: list[dict], prompts: list[dict], longest: int) -> list[dict
         pts.setdefault((r["kind"], r["target"], int(r["seed"])), []).append(r)
     rows = []
     for group in ("trained", "all"):
-        keys = [k for k in sorted(pts) if k in by and (group == "all" or k[0] != "random")]
+        keys = [k for k in sorted(pts) if k in by and (group == "all" or k[0] not in NULLS)]
         for quantity, f in ((f"drop_{FRAGILITY_SCALE:g}", lambda r: _f(r, "acc") - _f(r, f"sens_{FRAGILITY_SCALE:g}")),
                             ("grad_norm", lambda r: _f(r, "grad_norm"))):
             # inf (never reached) ranks last; ties share a rank
