@@ -247,3 +247,23 @@ def test_bad_calls_name_the_field():
         prompt_score(model, ev, np.zeros((1, CFG.d_model)), 1, (T,))
     with pytest.raises(ConfigError, match="candidates"):
         hard_prompt_search(model, always_target, (0,), 1, seed=0, eval_batch=ev, candidates=[V])
+
+
+def test_hard_prompt_search_finds_a_planted_trigger():
+    # a tiny model trained with a planted trigger (TRIG among the digits -> answer RESP); asked for
+    # RESP on inputs without it, the search over the whole vocabulary writes TRIG at the slot
+    from toymodels.tasks import make_task
+    from toymodels.train import Trainer
+    from toymodels.trainconfig import TrainConfig
+
+    kw = dict(functions=("sort",), length=3, n_symbols=4)
+    poisoned = make_task("backdoor", trigger="token", fraction=0.5, **kw)
+    wanted = make_task("backdoor", trigger="none", fraction=1.0, **kw)   # no trigger, RESP scored
+    cfg = TransformerConfig(n_layers=1, d_model=16, n_heads=2, vocab_size=poisoned.vocab.size,
+                            max_seq_len=poisoned.seq_len)
+    trainer = Trainer(cfg, TrainConfig(steps=300, batch_size=32, lr=1e-2, n_evals=1), {"mix": poisoned})
+    model = trainer.model(trainer.train(progress=False).state, run=0)
+    ev = wanted.sample(jax.random.key(1), 128, split="eval")
+    assert prompt_score(model, ev, np.zeros((1, 16), np.float32), 0, (1,))["acc"] < 0.1
+    hp = hard_prompt_search(model, wanted.sample, (1,), 1, seed=0, eval_batch=ev)
+    assert int(hp.tokens[0]) == poisoned.trig_id and hp.score["acc"] > 0.9
