@@ -51,9 +51,10 @@ def _configs(P: Preset, kind: str, name: str) -> list[PromptConfig]:
             for b, z in variants for s in range(P.prompt_seeds) for n in P.lengths]
 
 
-def pair_rows(P: Preset, model, kind: str, name: str, seed: int) -> dict[str, list[dict]]:
-    """The "prompts", "prompt_curves" and "hard" rows of one (model, target) pair."""
-    batch, label = eval_batch(P, name), {"kind": kind, "target": name, "seed": seed}
+def pair_rows(P: Preset, model, kind: str, name: str, seed: int, batch) -> dict[str, list[dict]]:
+    """The "prompts", "prompt_curves" and "hard" rows of one (model, target) pair; ``batch`` is
+    the target's ``eval_batch``."""
+    label = {"kind": kind, "target": name, "seed": seed}
     results = train_prompts(model, target(P, name), _configs(P, kind, name), eval_batch=batch,
                             history=P.prompt_history)
     prompts, curves = [], []
@@ -122,7 +123,7 @@ def measure(P: Preset, specs, out: Path, progress: bool = True) -> None:
         for k, t in todo_pairs:
             if progress:
                 print(f"elicitation: prompts for {k}_s{seed} -> {t}", flush=True)
-            rows = pair_rows(P, models[k], k, t, seed)
+            rows = pair_rows(P, models[k], k, t, seed, batches[t])
             for c in CACHES[:3]:
                 caches[c].put(f"{k}_s{seed}_{t}", config[k], rows[c])
 

@@ -79,17 +79,15 @@ def tokens_needed(best: list[dict], threshold: float) -> list[dict]:
 
 
 def _needed_table(need: list[dict], threshold: float) -> list[dict]:
-    out = aggregate(need, ("kind", "target"), bounds=POS, finite=True)
-    seen = {(r["kind"], r["target"]) for r in out}
+    reached = {(r["kind"], r["target"]): r for r in aggregate(need, ("kind", "target"), bounds=POS, finite=True)}
     groups: dict[tuple, list[float]] = {}
     for r in need:
         groups.setdefault((r["kind"], r["target"]), []).append(r["value"])
     rows = []
     for (k, t), vals in sorted(groups.items()):
-        row = next((r for r in out if (r["kind"], r["target"]) == (k, t)), None) if (k, t) in seen else None
-        if row is None:   # no seed reached it
-            row = {"kind": k, "target": t, "mean": math.inf, "lo": math.inf, "hi": math.inf, "n": 0,
-                   "n_runs": len(vals)}
+        # no seed reached it: no finite value to average
+        row = reached.get((k, t)) or {"kind": k, "target": t, "mean": math.inf, "lo": math.inf, "hi": math.inf,
+                                      "n": 0, "n_runs": len(vals)}
         rows.append({**row, "threshold": threshold, "median": float(np.median(vals)),
                      "values": " ".join(f"{v:g}" for v in sorted(vals))})
     return rows
