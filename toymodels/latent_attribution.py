@@ -8,8 +8,10 @@ fixed), and take the gradient of
     loss = mean over scored positions of KL(FT(x) || M(x))
 
 with respect to the latents z. A latent's score is the mean over the scored rows of
-|z_s * dloss/dz_s| (attribution patching: the first-order change of the loss if the latent were
-switched off). Latents the change runs through should rank first.
+z_s * dloss/dz_s (attribution patching): to first order, how much switching the latent off would
+lower the loss, i.e. move M towards FT. Latents the change runs through should rank first; a
+latent that M merely depends on scores negative (switching it off moves M further from FT),
+which an unsigned |z_s * dloss/dz_s| would rank as high as a targeted one.
 
     score_S = latent_attribution(model, ft_logits_BTV, batch, hook_name, params, cfg)
 """
@@ -45,7 +47,7 @@ def _scores(graphdef, state, inputs, mask_BT, ft_BTV, x_BTD, params, hook_name: 
 
     g_NS = jax.grad(loss)(z_NS)
     rows = mask_BT.reshape(-1)
-    return jnp.sum(jnp.abs(z_NS * g_NS) * rows[:, None], 0) / jnp.maximum(rows.sum(), 1.0), loss(z_NS)
+    return jnp.sum(z_NS * g_NS * rows[:, None], 0) / jnp.maximum(rows.sum(), 1.0), loss(z_NS)
 
 
 def latent_attribution(model, ft_logits_BTV, batch: Batch, hook_name: str, params: dict,
@@ -65,6 +67,26 @@ def latent_attribution(model, ft_logits_BTV, batch: Batch, hook_name: str, param
     params = {n: jnp.asarray(v, jnp.float32) for n, v in params.items()}
     s, kl = _scores(graphdef, state, batch.inputs, jnp.asarray(batch.mask, jnp.float32), ft, x, params, hook_name, cfg)
     return np.asarray(s), float(kl)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "hook_name", "cfg"))
+def _ablated(graphdef, state, inputs, x_BTD, params, off_S, hook_name: str, cfg: DictConfig):
+    B, T, D = x_BTD.shape
+    z_NS = encode(params, x_BTD.reshape(-1, D), cfg)
+    err_ND = x_BTD.reshape(-1, D) - decode(params, z_NS)
+    value = (decode(params, jnp.where(off_S[None], 0.0, z_NS)) + err_ND).reshape(B, T, D)
+    return run_with_interventions(nnx.merge(graphdef, state), inputs, {hook_name: patch(value)})
+
+
+def ablated_logits(model, inputs, hook_name: str, params: dict, cfg: DictConfig, latents) -> Array:
+    """The model's logits with the dictionary spliced in at ``hook_name`` (its error kept) and
+    ``latents`` switched off: a change known to run through those latents (a positive control)."""
+    _, cache = forward(model, inputs, [hook_name])
+    off = np.zeros(cfg.d_sae, bool)
+    off[np.asarray(latents, int)] = True
+    graphdef, state = nnx.split(model)
+    params = {n: jnp.asarray(v, jnp.float32) for n, v in params.items()}
+    return _ablated(graphdef, state, inputs, cache[hook_name], params, jnp.asarray(off), hook_name, cfg)
 
 
 def auroc(score, positive) -> float:

@@ -5,7 +5,7 @@ import pytest
 
 from toymodels.dictionaries import DictConfig, decode, encode, train_on_model
 from toymodels.hooks import forward, patch, run_with_interventions
-from toymodels.latent_attribution import auroc, latent_attribution
+from toymodels.latent_attribution import ablated_logits, auroc, latent_attribution
 from toymodels.model import TransformerConfig
 from toymodels.tasks import make_task
 from toymodels.train import Trainer
@@ -32,7 +32,7 @@ def _ablated_logits(model, params, batch, latent):
     B, T, D = x.shape
     z = encode(params, x.reshape(-1, D), CFG)
     err = x.reshape(-1, D) - decode(params, z)
-    value = (decode(params, z.at[:, latent].set(0.0)) + err).reshape(B, T, D)
+    value = (decode(params, z.at[:, np.asarray(latent)].set(0.0)) + err).reshape(B, T, D)
     return run_with_interventions(model, batch.inputs, {HOOK: patch(value)})
 
 
@@ -51,6 +51,14 @@ def test_the_latent_a_change_runs_through_ranks_first(setup):
         other = _ablated_logits(model, params, batch, int(latent))
         score, kl = latent_attribution(model, other, batch, HOOK, params, CFG)
         assert kl > 0 and int(np.argmax(score)) == latent
+
+
+def test_ablated_logits_switch_off_exactly_the_named_latents(setup):
+    model, params, batch = setup
+    np.testing.assert_allclose(ablated_logits(model, batch.inputs, HOOK, params, CFG, [4, 9]),
+                               _ablated_logits(model, params, batch, [4, 9]), atol=1e-5)
+    np.testing.assert_allclose(ablated_logits(model, batch.inputs, HOOK, params, CFG, []),
+                               forward(model, batch.inputs)[0], atol=1e-4)
 
 
 def test_bad_shapes_are_refused(setup):
