@@ -1,0 +1,4 @@
+import studies.dictionaries as study
+from studies.common import study_main
+
+study_main(study)
