@@ -11,4 +11,5 @@
 ``quickstart`` is the template: the same parts, small enough for one file.
 """
 
-STUDIES = ("quickstart", "ood_decay", "myopia", "compiled_vs_trained", "backdoors", "elicitation")
+STUDIES = ("quickstart", "ood_decay", "myopia", "compiled_vs_trained", "backdoors", "elicitation",
+           "dictionaries")
