@@ -11,9 +11,10 @@ with respect to the latents z. A latent's score is the mean over the scored rows
 z_s * dloss/dz_s (attribution patching): to first order, how much switching the latent off would
 lower the loss, i.e. move M towards FT. Latents the change runs through should rank first; a
 latent that M merely depends on scores negative (switching it off moves M further from FT),
-which an unsigned |z_s * dloss/dz_s| would rank as high as a targeted one.
+which the unsigned score, the mean of |z_s * dloss/dz_s| (how strongly the loss depends on the
+latent at all), ranks as high as a targeted one. Both are returned.
 
-    score_S = latent_attribution(model, ft_logits_BTV, batch, hook_name, params, cfg)
+    signed_S, unsigned_S, kl = latent_attribution(model, ft_logits_BTV, batch, hook_name, params, cfg)
 """
 
 from __future__ import annotations
@@ -46,13 +47,14 @@ def _scores(graphdef, state, inputs, mask_BT, ft_BTV, x_BTD, params, hook_name: 
         return jnp.sum(kl_BT * mask_BT) / jnp.maximum(mask_BT.sum(), 1.0)
 
     g_NS = jax.grad(loss)(z_NS)
-    rows = mask_BT.reshape(-1)
-    return jnp.sum(z_NS * g_NS * rows[:, None], 0) / jnp.maximum(rows.sum(), 1.0), loss(z_NS)
+    rows = mask_BT.reshape(-1)[:, None]
+    n = jnp.maximum(rows.sum(), 1.0)
+    return jnp.sum(z_NS * g_NS * rows, 0) / n, jnp.sum(jnp.abs(z_NS * g_NS) * rows, 0) / n, loss(z_NS)
 
 
 def latent_attribution(model, ft_logits_BTV, batch: Batch, hook_name: str, params: dict,
-                       cfg: DictConfig) -> tuple[np.ndarray, float]:
-    """(score per latent (S,), the KL(FT || M) being attributed), over ``batch``'s scored positions.
+                       cfg: DictConfig) -> tuple[np.ndarray, np.ndarray, float]:
+    """(signed score (S,), unsigned score (S,), the KL(FT || M) attributed), over ``batch``'s scored positions.
     ``ft_logits_BTV``: the other model's logits on ``batch.inputs``; ``hook_name``: an activation
     of ``model`` with last axis ``cfg.d_in``."""
     _, cache = forward(model, batch.inputs, [hook_name])
@@ -65,8 +67,9 @@ def latent_attribution(model, ft_logits_BTV, batch: Batch, hook_name: str, param
         raise ValueError(f"ft_logits_BTV has shape {ft.shape}; expected ({x.shape[0]}, {x.shape[1]}, vocab)")
     graphdef, state = nnx.split(model)
     params = {n: jnp.asarray(v, jnp.float32) for n, v in params.items()}
-    s, kl = _scores(graphdef, state, batch.inputs, jnp.asarray(batch.mask, jnp.float32), ft, x, params, hook_name, cfg)
-    return np.asarray(s), float(kl)
+    s, u, kl = _scores(graphdef, state, batch.inputs, jnp.asarray(batch.mask, jnp.float32), ft, x, params, hook_name,
+                       cfg)
+    return np.asarray(s), np.asarray(u), float(kl)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "hook_name", "cfg"))

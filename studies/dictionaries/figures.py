@@ -118,22 +118,26 @@ def meanings(table_dir: Path) -> list[Path]:
 def attribution(table_dir: Path) -> list[Path]:
     """Fine-tuning attribution per block: AUROC of the ranking for the targeted latents (0.5 =
     chance; altered and refit: reverse-selective latents; planted: the switched-off ones, a
-    positive control) and precision among the top latents against each base rate (dotted)."""
+    positive control) and precision among the top latents against each base rate (dotted); top
+    row the signed score, bottom row the unsigned one."""
     rows = read_rows(table_dir / "attribution.csv")
-    fig, axes = plotting.figure(ncols=2, width=2.8, height=2.3)
-    axes = axes[0]
+    fig, axes = plotting.figure(ncols=2, nrows=2, width=2.8, height=2.3)
+    metrics = ("auroc", "precision_top", "abs_auroc", "abs_precision_top")
+    axes = list(axes.flat)
     for k, (ft, color) in enumerate((("altered", "C3"), ("refit", "0.5"), ("planted", "C2"))):
-        for ax, metric in zip(axes, ("auroc", "precision_top")):
+        for ax, metric in zip(axes, metrics):
             r = sorted(select(rows, ft=ft, metric=metric), key=lambda q: q["block"])
             if r:
                 plotting.errorbar_rows(ax, np.asarray([q["block"] for q in r]) + 0.1 * k, r, color=color,
                                        label=f"{ft} vs normal", ls="none", **MARK)
         base = sorted(select(rows, ft=ft, metric="base_rate"), key=lambda q: q["block"])
-        if base and ft != "refit":   # refit shares altered's targets
-            axes[1].plot([q["block"] for q in base], [q["mean"] for q in base], color=color, ls=":", lw=1,
-                         label=f"base rate ({ft})")
-    axes[0].axhline(0.5, color="0.3", ls=":", lw=1, label="chance")
-    for ax, label in zip(axes, ("AUROC for the targeted latents", "precision among top latents")):
+        for ax in (axes[1], axes[3]) if base and ft != "refit" else ():   # refit shares altered's targets
+            ax.plot([q["block"] for q in base], [q["mean"] for q in base], color=color, ls=":", lw=1,
+                    label=f"base rate ({ft})")
+    for ax in (axes[0], axes[2]):
+        ax.axhline(0.5, color="0.3", ls=":", lw=1, label="chance")
+    for ax, label in zip(axes, ("AUROC, signed score", "precision@top, signed", "AUROC, unsigned score",
+                                "precision@top, unsigned")):
         ax.set_xlabel("block")
         ax.set_ylabel(label)
         ax.set_ylim(-0.02, 1.02)

@@ -22,8 +22,8 @@ import jax
 import numpy as np
 
 from studies.dictionaries.grid import model_config, task, train_config
-from studies.dictionaries.measure import dict_config, eval_batch
-from studies.dictionaries.presets import EXPLAINED, MEASURE_SEED, RANDOM_SEED, Preset
+from studies.dictionaries.measure import DICT_FIELDS, dict_config, eval_batch, settings
+from studies.dictionaries.presets import EXPLAINED, RANDOM_SEED, Preset
 from toymodels.analyses import AnalysisCache
 from toymodels.analysis.features import correlations
 from toymodels.dictionaries import encode, train_dictionaries
@@ -89,7 +89,8 @@ def random_rows(P: Preset) -> list[dict]:
 
 def measure_joint(P: Preset, out: Path, progress: bool = True) -> None:
     caches = {c: AnalysisCache(out, c) for c in CACHES}
-    config = {"preset": P, "task": task(P), "seed": MEASURE_SEED}
+    config = settings(P, *DICT_FIELDS, "seeds", "batch_size", "lr", "warmup", "train_steps", "n_evals",
+                      "joint_coeffs", "length", "n_symbols")
     for layout in LAYOUTS:
         if caches["joint"].get(layout, config) is None or caches["joint_curves"].get(layout, config) is None:
             if progress:

@@ -25,8 +25,10 @@ Attribution (per block, the per-block dictionary): scores of ``toymodels.latent_
 of the altered model's and the refit model's outputs against the normal model's, on the eval
 batch; targets: reverse-selective latents (>= SELECTIVE of the firings on answer positions are
 reverse rows, and fire on >= FIRES of them). Positive control ("planted"): the normal model with
-``top`` random live latents switched off, targets those latents. AUROC and precision among the
-``top`` scores, against the base rate (the precision of a random ranking).
+``top`` random latents that fire on >= PLANT_FIRES of the answer rows switched off, targets those
+latents. AUROC and precision among the ``top`` scores, for the signed score (switching the latent
+off moves the model towards FT) and the unsigned one (abs_: the loss depends on it), against the
+base rate (the precision of a random ranking).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from studies.dictionaries.grid import model_config, task
-from studies.dictionaries.presets import FIRES, MEASURE_SEED, SELECTIVE, SYNTH_K_SLACK, Preset
+from studies.dictionaries.presets import FIRES, MEASURE_SEED, PLANT_FIRES, SELECTIVE, SYNTH_K_SLACK, Preset
 from toymodels.analyses import AnalysisCache
 from toymodels.analysis.features import mean_max_cosine
 from toymodels.dictionaries import DictConfig, encode, train_dictionaries
@@ -185,24 +187,35 @@ def attribution_rows(P: Preset, models: dict, fit, x_eval_LND, batch, seed: int)
         target = (f_rev >= FIRES) & (f_rev >= SELECTIVE * np.where(fires > 0, fires, np.inf))
         alive = fires > 0
         hook = f"blocks.{b}.resid_post"
-        planted = rng.choice(np.flatnonzero(alive), min(P.top, int(alive.sum())), replace=False)
+        strong = np.flatnonzero((fires >= PLANT_FIRES) & alive)   # switching one off changes the output
+        planted = rng.choice(strong, min(P.top, len(strong)), replace=False)
         for ft in ("altered", "refit", "planted"):
             if ft == "planted":   # positive control: the normal model with ``top`` random live latents off
                 ft_logits = ablated_logits(models["normal"], batch.inputs, hook, per[b], cfg, planted)
                 target = np.isin(np.arange(cfg.d_sae), planted)
             else:
                 ft_logits = forward(models[ft], batch.inputs)[0]
-            score, kl = latent_attribution(models["normal"], ft_logits, batch, hook, per[b], cfg)
-            s, t = score[alive], target[alive]
-            top = np.argsort(-s, kind="stable")[:P.top]
-            rows.append({"seed": seed, "block": b, "ft": ft, "kl": kl, "n_alive": int(alive.sum()),
-                         "n_target": int(t.sum()), "base_rate": float(t.mean()) if len(t) else float("nan"),
-                         "auroc": auroc(s, t), "precision_top": float(t[top].mean()) if len(top) else float("nan")})
+            signed, unsigned, kl = latent_attribution(models["normal"], ft_logits, batch, hook, per[b], cfg)
+            t = target[alive]
+            row = {"seed": seed, "block": b, "ft": ft, "kl": kl, "n_alive": int(alive.sum()), "n_target": int(t.sum()),
+                   "base_rate": float(t.mean()) if len(t) else float("nan")}
+            for name, score in (("", signed), ("abs_", unsigned)):
+                top = np.argsort(-score[alive], kind="stable")[:P.top]
+                row |= {f"{name}auroc": auroc(score[alive], t),
+                        f"{name}precision_top": float(t[top].mean()) if len(top) else float("nan")}
+            rows.append(row)
     return rows
 
 
-def _settings(P: Preset) -> dict:
-    return {"seed": MEASURE_SEED, "preset": P, "task": task(P)}
+def settings(P: Preset, *fields: str) -> dict:
+    """What a cache entry depends on: the task, the measurement seed and these preset fields."""
+    return {"seed": MEASURE_SEED, "task": task(P), **{f: getattr(P, f) for f in fields}}
+
+
+DICT_FIELDS = ("n_layers", "d_model", "eval_batch", "d_sae", "k", "dict_steps", "dict_batch", "dict_lr", "n_acts")
+SECTIONS = {"layouts": DICT_FIELDS + ("multipliers", "n_features", "d_synth", "p_fire", "drifts", "born"),
+            "usage": DICT_FIELDS + ("multipliers",), "meanings": DICT_FIELDS + ("multipliers",),
+            "attribution": DICT_FIELDS + ("top",)}
 
 
 def measure(P: Preset, specs, out: Path, progress: bool = True) -> None:
@@ -211,9 +224,11 @@ def measure(P: Preset, specs, out: Path, progress: bool = True) -> None:
     by_id = {s.run_id: s for s in specs}
     for seed in range(P.seeds):
         ids = {k: f"{k}_s{seed}" for k in ("normal", "altered", "refit")}
-        config = {"runs": {k: by_id[i].config() for k, i in ids.items()}, "settings": _settings(P)}
+        runs = {k: by_id[i].config() for k, i in ids.items()}
+        config = {c: {"runs": runs, "settings": settings(P, *SECTIONS[c])} for c in CACHES}
         key = f"s{seed}"
-        if all(caches[c].get(key, config) is not None for c in CACHES):
+        todo = [c for c in CACHES if caches[c].get(key, config[c]) is None]
+        if not todo:
             continue
         if progress:
             print(f"dictionaries: layouts, meanings and attribution of seed {seed}", flush=True)
@@ -223,18 +238,22 @@ def measure(P: Preset, specs, out: Path, progress: bool = True) -> None:
         x_eval = np.stack([np.asarray(forward(models["normal"], batch.inputs, [f"blocks.{b}.resid_post"])[1][
             f"blocks.{b}.resid_post"]).reshape(-1, P.d_model) for b in range(P.n_layers)])
         fits = fit_layouts(P, x_train, P.d_sae, P.k, seed)
-        layouts = synthetic_rows(P, seed) + layout_rows(fits, x_eval, P.d_sae, source="model", drift="-",
-                                                         seed=seed)
-        usage, meanings = usage_meaning_rows(P, models["normal"], fits[("shared", P.n_layers)], x_eval, batch, seed)
-        caches["layouts"].put(key, config, layouts)
-        caches["usage"].put(key, config, usage)
-        caches["meanings"].put(key, config, meanings)
-        caches["attribution"].put(key, config, attribution_rows(P, models, fits[("per_block", 1)], x_eval, batch,
-                                                                seed))
+        if "layouts" in todo:
+            caches["layouts"].put(key, config["layouts"], synthetic_rows(P, seed) + layout_rows(
+                fits, x_eval, P.d_sae, source="model", drift="-", seed=seed))
+        if "usage" in todo or "meanings" in todo:
+            usage, meanings = usage_meaning_rows(P, models["normal"], fits[("shared", P.n_layers)], x_eval, batch,
+                                                 seed)
+            caches["usage"].put(key, config["usage"], usage)
+            caches["meanings"].put(key, config["meanings"], meanings)
+        if "attribution" in todo:
+            caches["attribution"].put(key, config["attribution"], attribution_rows(
+                P, models, fits[("per_block", 1)], x_eval, batch, seed))
 
 
 def cached_rows(out: Path) -> dict[str, list[dict]]:
     return {c: AnalysisCache(out, c).all_rows() for c in CACHES}
 
 
-__all__ = ["CACHES", "cached_rows", "dict_config", "fit_layouts", "measure", "model_config"]
+__all__ = ["CACHES", "DICT_FIELDS", "cached_rows", "dict_config", "fit_layouts", "measure", "model_config",
+           "settings"]

@@ -42,7 +42,7 @@ PRESETS = {
                     n_features=24, d_synth=12, p_fire=0.08, drifts=(0.0, 1.0), born=0.25, top=5),
     "paper": Preset(seeds=3, n_layers=3, d_model=32, length=6, n_symbols=8, batch_size=64, lr=3e-3, warmup=50,
                     train_steps=4000, ft_steps=500, n_evals=12, eval_batch=256, d_sae=128, k=8, dict_steps=3000,
-                    dict_batch=256, dict_lr=2e-3, n_acts=32768, multipliers=(1, 2, 3, 4),
+                    dict_batch=256, dict_lr=2e-3, n_acts=32768, multipliers=(1, 2, 3, 4, 6, 8),
                     joint_coeffs=(0.0, 0.1, 1.0), n_features=48, d_synth=16, p_fire=0.06, drifts=(0.0, 0.5, 1.0),
                     born=0.25, top=10),
 }
@@ -51,5 +51,6 @@ MEASURE_SEED = 7          # activations, eval batches, synthetic samples
 RANDOM_SEED = 1000        # the random-init floor of model seed s is init_model(cfg, s + this)
 FIRES = 0.01              # a latent is "used" by a block when it fires on more than this share of its rows
 SELECTIVE = 0.9           # a latent is reverse-selective when >= this share of its firings are on reverse rows
+PLANT_FIRES = 0.05        # attribution's positive control switches off latents firing on >= this share of answer rows
 EXPLAINED = 0.5           # a latent is explained by a known variable when |corr| >= this
 SYNTH_K_SLACK = 1         # synthetic TopK: k = round(true L0) + this

@@ -3,9 +3,10 @@
   training.csv       the engine runs' curves (normal, altered, refit): acc per task along training
   layouts.csv        per (source, drift, arm, mult): explained_variance and mmcs (mean over blocks
                      within a seed, then over seeds), total latents, l0
-  shared_size.csv    per (source, drift): the smallest multiplier m at which the shared dictionary
-                     (m * S latents) matches the per-block dictionaries (L * S) on a metric, per
-                     seed (inf: not at the largest m); "matches" = within TOLERANCE below
+  shared_size.csv    per (source, drift, metric): the smallest multiplier m at which the shared
+                     dictionary (m * S latents) matches the per-block dictionaries (L * S in all),
+                     per seed (inf: not by largest_m), their median and how many seeds reached it;
+                     "matches" = at most TOLERANCE below the per-block value of the same seed
   joint.csv          per (layout, coeff): the model's loss and acc, the joint dictionaries' FVU, the
                      fresh post-hoc dictionaries' explained variance and explained-latent share;
                      random_init rows are the floor
@@ -41,7 +42,8 @@ TABLES = ("training", "layouts", "shared_size", "joint", "joint_cost", "joint_cu
           "attribution")
 BOUNDS = {"explained_variance": (-math.inf, 1.0), "mmcs": UNIT, "l0": POS, "loss": POS, "acc": UNIT,
           "joint_fvu": POS, "posthoc_ev": (-math.inf, 1.0), "explained": UNIT, "cofire": COS, "effect_cos": COS,
-          "null_cofire": COS, "null_effect_cos": COS, "auroc": UNIT, "precision_top": UNIT, "base_rate": UNIT,
+          "null_cofire": COS, "null_effect_cos": COS, "auroc": UNIT, "precision_top": UNIT, "abs_auroc": UNIT,
+          "abs_precision_top": UNIT, "base_rate": UNIT,
           "kl": POS, "used": POS, "new": POS, "only_here": POS}
 
 
@@ -95,12 +97,15 @@ def shared_size(layouts: list[dict]) -> list[dict]:
             hit = [m for m, x in ms if x >= ref - TOLERANCE]
             out.append({"source": source, "drift": drift, "metric": metric, "seed": seed, "per_block": ref,
                         "value": float(hit[0]) if hit else math.inf})
-    table = aggregate(out, ("source", "drift", "metric"), points=True, finite=True)
-    for row in table:
-        vals = sorted(r["value"] for r in out if (r["source"], r["drift"], r["metric"]) ==
-                      (row["source"], row["drift"], row["metric"]))
-        row["median"] = float(np.median(vals))
-        row["per_seed"] = " ".join(f"{v:g}" for v in vals)
+    largest = max((int(r["mult"]) for r in layouts if r["arm"] == "shared"), default=0)
+    table = []
+    for key in sorted({(r["source"], r["drift"], r["metric"]) for r in out}, key=str):
+        got = [r for r in out if (r["source"], r["drift"], r["metric"]) == key]
+        vals = sorted(r["value"] for r in got)
+        table.append({"source": key[0], "drift": key[1], "metric": key[2], "median": float(np.median(vals)),
+                      "per_seed": " ".join(f"{v:g}" for v in vals), "n_reached": sum(map(math.isfinite, vals)),
+                      "n": len(vals), "largest_m": largest,
+                      "per_block_mean": float(np.mean([r["per_block"] for r in got]))})
     return table
 
 
@@ -142,7 +147,8 @@ def summarize(out: Path, table_dir: Path) -> list[Path]:
         "joint_curves": _long(c["joint_curves"], ("layout", "coeff", "step"), ("loss", "acc", "joint_fvu")),
         "usage": _long(c["usage"], ("block",), ("used", "new", "only_here")),
         "meanings": meanings_table(c["meanings"]),
-        "attribution": _long(c["attribution"], ("ft", "block"), ("auroc", "precision_top", "base_rate", "kl")),
+        "attribution": _long(c["attribution"], ("ft", "block"), ("auroc", "precision_top", "abs_auroc",
+                                                                  "abs_precision_top", "base_rate", "kl")),
     }
     table_dir.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -38,8 +38,8 @@ def _ablated_logits(model, params, batch, latent):
 
 def test_a_model_against_itself_attributes_nothing(setup):
     model, params, batch = setup
-    score, kl = latent_attribution(model, forward(model, batch.inputs)[0], batch, HOOK, params, CFG)
-    assert kl < 1e-6 and np.abs(score).max() < 1e-5 and score.shape == (CFG.d_sae,)
+    score, unsigned, kl = latent_attribution(model, forward(model, batch.inputs)[0], batch, HOOK, params, CFG)
+    assert kl < 1e-6 and np.abs(score).max() < 1e-5 and np.abs(unsigned).max() < 1e-5 and score.shape == (CFG.d_sae,)
 
 
 def test_the_latent_a_change_runs_through_ranks_first(setup):
@@ -49,8 +49,9 @@ def test_the_latent_a_change_runs_through_ranks_first(setup):
     mass = np.abs(z).sum(0)
     for latent in np.argsort(-mass)[:3]:     # the three latents carrying the most activation
         other = _ablated_logits(model, params, batch, int(latent))
-        score, kl = latent_attribution(model, other, batch, HOOK, params, CFG)
-        assert kl > 0 and int(np.argmax(score)) == latent
+        score, unsigned, kl = latent_attribution(model, other, batch, HOOK, params, CFG)
+        assert kl > 0 and int(np.argmax(score)) == latent and int(np.argmax(unsigned)) == latent
+        assert (unsigned >= np.abs(score) - 1e-7).all()
 
 
 def test_ablated_logits_switch_off_exactly_the_named_latents(setup):
