@@ -35,6 +35,9 @@ def block_activations(model, sample: Callable, key: Array, n_inputs: int, site: 
     """(L, n_inputs, D): ``blocks.{l}.{site}`` of every block from the same inputs, every
     position of batches drawn by ``sample(key, batch_size)`` (a task's ``sample``)."""
     check_int("n_inputs", n_inputs, 1)
+    check_int("batch_size", batch_size, 1)
+    if model.cfg.n_layers < 1:
+        raise ValueError(f"model has n_layers={model.cfg.n_layers}: block_activations needs at least one block")
     if site not in SITES or (site == "resid_mid" and not model.cfg.mlp_dim):
         raise ValueError(f"site={site!r} is not allowed: one of {', '.join(SITES)} (resid_mid needs an MLP)")
     names = [f"blocks.{b}.{site}" for b in range(model.cfg.n_layers)]
@@ -76,6 +79,15 @@ def split_blocks(W_SX, n_blocks: int) -> np.ndarray:
     return W.reshape(W.shape[0], n_blocks, -1).transpose(1, 0, 2)
 
 
+def _dictionary(name: str, params, cfg: DictConfig) -> None:
+    """A dictionary's W_enc and W_dec must match cfg's (d_in, d_sae)."""
+    shapes = {"W_enc": (cfg.d_in, cfg.d_sae), "W_dec": (cfg.d_sae, cfg.d_in)}
+    if not isinstance(params, dict) or any(np.shape(params.get(n)) != sh for n, sh in shapes.items()):
+        got = {n: np.shape(params[n]) for n in shapes if n in params} if isinstance(params, dict) else type(params)
+        raise ValueError(f"{name} must be a dictionary with W_enc {shapes['W_enc']} and W_dec {shapes['W_dec']} "
+                         f"(cfg's d_in, d_sae); got {got}")
+
+
 def _recon(params, x_ND, cfg: DictConfig) -> tuple[np.ndarray, np.ndarray]:
     z = encode(params, jnp.asarray(x_ND), cfg)
     return np.asarray(decode(params, z)), np.asarray(z)
@@ -102,7 +114,10 @@ def layout_metrics(params, cfg: DictConfig, x_LND, layout: str) -> list[dict]:
     if layout == "per_block":
         if not isinstance(params, (list, tuple)) or len(params) != L:
             raise ValueError(f"per_block params must be a list of L={L} dictionaries")
+        for b, p in enumerate(params):
+            _dictionary(f"params[{b}]", p, cfg)
         return [{"block": b, **_metrics(x[b], *_recon(params[b], x[b], cfg))} for b in range(L)]
+    _dictionary("params", params, cfg)
     if layout == "shared":
         return [{"block": b, **_metrics(x[b], *_recon(params, x[b], cfg))} for b in range(L)]
     xh, z = _recon(params, crosscoder_rows(x), cfg)
@@ -113,8 +128,13 @@ def layout_metrics(params, cfg: DictConfig, x_LND, layout: str) -> list[dict]:
 def latent_block_stats(params, cfg: DictConfig, x_LND) -> dict[str, np.ndarray]:
     """For one shared dictionary: freq_LS (share of block l's rows where latent s fires),
     mean_act_LS (its mean activation where it fires; 0 where never), cofire_SLL (correlation
-    over inputs of its activations in blocks a and b; NaN where constant in either)."""
+    over inputs of its activations in blocks a and b; NaN where constant in either, 1 on the
+    diagonal where defined)."""
     x = _blocks(x_LND)
+    if cfg.d_in != x.shape[2]:
+        raise ValueError(f"a shared dictionary on (L, N, D={x.shape[2]}) activations needs d_in={x.shape[2]}; "
+                         f"got {cfg.d_in}")
+    _dictionary("params", params, cfg)
     z = np.stack([_recon(params, x[b], cfg)[1] for b in range(x.shape[0])]).astype(np.float64)   # (L, N, S)
     fires = z > 0
     freq = fires.mean(1)
@@ -123,6 +143,8 @@ def latent_block_stats(params, cfg: DictConfig, x_LND) -> dict[str, np.ndarray]:
     norm = np.sqrt((c ** 2).sum(1))                                      # (L, S)
     with np.errstate(invalid="ignore", divide="ignore"):
         cof = np.einsum("ans,bns->sab", c, c) / (norm.T[:, :, None] * norm.T[:, None, :])
+    diag = np.arange(x.shape[0])
+    cof[:, diag, diag] = 1.0   # rounding aside, a stream correlates 1 with itself
     cof[np.broadcast_to((norm.T == 0)[:, :, None] | (norm.T == 0)[:, None, :], cof.shape)] = np.nan
     return {"freq_LS": freq, "mean_act_LS": mean_act, "cofire_SLL": cof}
 
@@ -154,11 +176,17 @@ def block_features(seed: int, n_features: int, d: int, n_blocks: int, *, drift: 
     unit(cos(a_l) u_f + sin(a_l) w_fl), a_l = drift * (pi / 2) * l / (L - 1), w_fl a random unit
     vector orthogonal to u_f (drift 1: the last block's direction is orthogonal to the first's).
     The last round(born * F) features are written only from a block drawn in 1..L-1 onward."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed={seed!r} is not allowed: an integer >= 0")
     check_int("n_blocks", n_blocks, 1)
-    if not 0.0 <= drift <= 1.0:
+    if not isinstance(drift, (int, float, np.number)) or not 0.0 <= drift <= 1.0:
         raise ValueError(f"drift={drift!r} is not allowed: a number in [0, 1]")
-    if not 0.0 <= born < 1.0:
+    if not isinstance(born, (int, float, np.number)) or not 0.0 <= born < 1.0:
         raise ValueError(f"born={born!r} is not allowed: a share in [0, 1)")
+    if born > 0 and n_blocks < 2:
+        raise ValueError(f"born={born!r} is not allowed with n_blocks=1: a feature is born in a block 1..L-1")
+    if drift > 0 and isinstance(d, (int, np.integer)) and d < 2:
+        raise ValueError(f"drift={drift!r} is not allowed with d={d}: turning a direction needs d >= 2")
     base = planted_features(seed, n_features, d, **planted_kw)
     rng = np.random.default_rng([int(seed), 1])
     u = base.directions_FD.astype(np.float64)
@@ -166,7 +194,8 @@ def block_features(seed: int, n_features: int, d: int, n_blocks: int, *, drift: 
     for b in range(n_blocks):
         w = rng.normal(size=(n_features, d))
         w -= (w * u).sum(1, keepdims=True) * u
-        w /= np.linalg.norm(w, axis=1, keepdims=True)
+        n = np.linalg.norm(w, axis=1, keepdims=True)
+        w /= np.where(n == 0, 1, n)   # zero only when d = 1 (then drift = 0 and w is unused)
         a = drift * (np.pi / 2) * b / max(n_blocks - 1, 1)
         dirs[b] = np.cos(a) * u + np.sin(a) * w
         dirs[b] /= np.linalg.norm(dirs[b], axis=1, keepdims=True)
@@ -180,6 +209,9 @@ def block_features(seed: int, n_features: int, d: int, n_blocks: int, *, drift: 
 
 def block_truth(bf: BlockFeatures, block: int) -> np.ndarray:
     """(F_l, D): the directions of the features present in ``block``."""
+    L = bf.present_LF.shape[0]
+    if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or not 0 <= block < L:
+        raise ValueError(f"block={block!r} is not allowed: an integer in [0, {L - 1}]")
     return bf.directions_LFD[block][bf.present_LF[block]]
 
 
