@@ -34,7 +34,9 @@ def layouts(table_dir: Path) -> list[Path]:
             ax = axes[i, j]
             got = select(rows, source=source, drift=drift, metric=metric)
             if not got:
-                plotting.empty(ax, f"{metric} (no ground truth)")
+                ax.set_axis_off()
+                ax.text(0.5, 0.5, "no ground truth\nfor a trained model", ha="center", va="center",
+                        transform=ax.transAxes)
                 continue
             for arm, color in ARMS.items():
                 r = sorted(select(got, arm=arm), key=lambda r: r["total_latents"])
@@ -52,17 +54,20 @@ def layouts(table_dir: Path) -> list[Path]:
 
 
 def joint(table_dir: Path) -> list[Path]:
-    """Joint training: the model's loss along training per coeff; at the end, the model's loss,
-    the fresh post-hoc dictionaries' explained variance and explained-latent share vs coeff
-    (random-init model: dotted floor)."""
+    """Joint training: the model's eval loss along training per coeff (mean line, per-seed
+    points); at the end, the fresh post-hoc dictionaries' explained variance and explained-latent
+    share vs coeff (random-init model of the same shape: dotted reference)."""
     curves, rows = read_rows(table_dir / "joint_curves.csv"), read_rows(table_dir / "joint.csv")
     layouts_ = sorted({r["layout"] for r in curves})
     fig, axes = plotting.figure(ncols=3 + len(layouts_) - 1, width=2.6, height=2.3)
     axes = list(np.ravel(axes))
     for ax, layout in zip(axes, layouts_):
         for coeff in sorted({r["coeff"] for r in curves}):
-            plotting.band_rows(ax, select(curves, layout=layout, coeff=coeff, metric="loss"), "step",
-                               f"coeff {coeff:g}")
+            # log scale: the mean with every seed's points (n = 3), not a band cut at 0
+            r = sorted(select(curves, layout=layout, coeff=coeff, metric="loss"), key=lambda q: q["step"])
+            x = [q["step"] for q in r]
+            (line,) = ax.plot(x, [q["mean"] for q in r], label=f"coeff {coeff:g} (n={min(q['n'] for q in r)})")
+            plotting.seed_points(ax, x, r, color=line.get_color())
         ax.set_xscale("symlog", linthresh=10)
         ax.set_yscale("log")
         ax.set_xlabel("step")
@@ -78,7 +83,7 @@ def joint(table_dir: Path) -> list[Path]:
         floor = select(rows, layout="random_init", metric=metric)
         if floor:
             ax.axhline(floor[0]["mean"], color="0.5", ls=":", lw=1, label=f"random init (n={floor[0]['n']})")
-        ax.set_xlabel("coeff (FVU weight in the model's loss)")
+        ax.set_xlabel("coeff (FVU weight)")
         ax.set_ylabel(label)
         plotting.legend(ax, fontsize=6)
     return plotting.save(fig, table_dir / "joint")
@@ -109,6 +114,7 @@ def meanings(table_dir: Path) -> list[Path]:
         r = sorted(select(usage, metric=m), key=lambda q: q["block"])
         if r:
             plotting.errorbar_rows(ax, np.asarray([q["block"] for q in r]) + 0.1 * k, r, label=m, ls="-", **MARK)
+    ax.set_xticks(sorted({int(q["block"]) for q in usage}))
     ax.set_xlabel("block")
     ax.set_ylabel("latents")
     plotting.legend(ax, fontsize=6)
@@ -138,6 +144,7 @@ def attribution(table_dir: Path) -> list[Path]:
         ax.axhline(0.5, color="0.3", ls=":", lw=1, label="chance")
     for ax, label in zip(axes, ("AUROC, signed score", "precision@top, signed", "AUROC, unsigned score",
                                 "precision@top, unsigned")):
+        ax.set_xticks(sorted({int(q["block"]) for q in rows}))
         ax.set_xlabel("block")
         ax.set_ylabel(label)
         ax.set_ylim(-0.02, 1.02)

@@ -72,7 +72,7 @@ def layout_rows(P: Preset, layout: str) -> tuple[list[dict], list[dict]]:
     batch = eval_batch(P)
     rows, curves = [], []
     for e, (seed, coeff) in enumerate(zip(res.seeds, res.coeffs)):
-        label = {"layout": layout, "coeff": coeff, "seed": seed}
+        label = {"layout": layout, "coeff": round(coeff, 6), "seed": seed}   # float32 on the device
         curves += [{**label, "step": int(t), "loss": float(h["loss"][i, e]), "acc": float(h["acc"][i, e]),
                     "joint_fvu": float(h["fvu"][i, e].mean())} for i, t in enumerate(h["step"])]
         rows.append({**label, "loss": float(h["loss"][-1, e]), "acc": float(h["acc"][-1, e]),

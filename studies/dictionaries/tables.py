@@ -136,6 +136,9 @@ def meanings_table(rows: list[dict]) -> list[dict]:
 def summarize(out: Path, table_dir: Path) -> list[Path]:
     out, table_dir = Path(out), Path(table_dir)
     c = cached_rows(out) | cached_joint(out)
+    for name in ("joint", "joint_curves"):   # coeffs went through float32: 0.1 reads 0.10000000149
+        c[name] = [{**r, "coeff": round(r["coeff"], 6) if isinstance(r["coeff"], float) else r["coeff"]}
+                   for r in c[name]]
     joint = c["joint"]
     tables = {
         "training": training_table(out),

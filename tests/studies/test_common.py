@@ -33,8 +33,8 @@ SHRINK = {"quickstart": dict(steps=20, seeds=2),
                               prompt_steps=4, eval_batch=32, n_evals=2, prompt_history=2, scales=(0.3,), n_draws=2),
           # every arm and table at toy sizes: one drift, two shared sizes, one joint coeff beside 0
           "dictionaries": dict(d_model=8, warmup=5, train_steps=30, ft_steps=10, n_evals=2, eval_batch=32,
-                               d_sae=16, k=2, dict_steps=20, n_acts=512, multipliers=(1, 3), n_features=12, d_synth=8,
-                               drifts=(1.0,), top=3)}
+                               d_sae=16, k=2, dict_steps=20, n_acts=512, multipliers=(1, 2), n_features=12, d_synth=8,
+                               drifts=(1.0,), top=3, n_layers=2)}
 
 
 def shrunk(study, name: str) -> dict:

@@ -31,7 +31,7 @@ def test_coeff_zero_trains_the_model_exactly_as_the_trainer_does():
 
 
 def test_the_joint_loss_makes_the_residual_stream_easier_to_reconstruct():
-    tcfg = dataclasses.replace(TRAIN, steps=300, chunk_steps=150)
+    tcfg = dataclasses.replace(TRAIN, steps=150, chunk_steps=75)
     res = train_joint(MODEL, tcfg, {"sort": TASK}, JointConfig(DICT, "per_block"), seeds=(0,), coeffs=(0.0, 3.0))
     fvu = res.history["fvu"][-1]           # (runs, blocks) at the last eval
     assert fvu.shape == (2, 2) and np.isfinite(fvu).all()
