@@ -29,7 +29,7 @@ from toymodels.analysis.features import correlations
 from toymodels.dictionaries import encode, train_dictionaries
 from toymodels.dictionary_blocks import block_activations, layout_metrics
 from toymodels.hooks import forward
-from toymodels.joint import LAYOUTS, JointConfig, train_joint
+from toymodels.joint import JointConfig, train_joint
 from toymodels.model import init_model
 
 CACHES = ("joint", "joint_curves")
@@ -91,7 +91,7 @@ def measure_joint(P: Preset, out: Path, progress: bool = True) -> None:
     caches = {c: AnalysisCache(out, c) for c in CACHES}
     config = settings(P, *DICT_FIELDS, "seeds", "batch_size", "lr", "warmup", "train_steps", "n_evals",
                       "joint_coeffs", "length", "n_symbols")
-    for layout in LAYOUTS:
+    for layout in P.joint_layouts:
         if caches["joint"].get(layout, config) is None or caches["joint_curves"].get(layout, config) is None:
             if progress:
                 print(f"dictionaries: joint training, {layout}", flush=True)

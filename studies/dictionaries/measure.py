@@ -33,11 +33,13 @@ base rate (the precision of a random ranking).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from studies.dictionaries.grid import model_config, task
 from studies.dictionaries.presets import FIRES, MEASURE_SEED, PLANT_FIRES, SELECTIVE, SYNTH_K_SLACK, Preset
@@ -167,11 +169,21 @@ def _effects(P: Preset, model, params, z_LNS, used_LS, batch) -> np.ndarray:
     return out
 
 
-def _effect_fn(model, name, inputs, clean, mask, vectors_KD):
+@functools.partial(jax.jit, static_argnames=("graphdef", "name"))
+def _effects_of(graphdef, state, name: str, inputs, clean, mask, vectors_KD):
     def one(v):
-        logp = jax.nn.log_softmax(run_with_interventions(model, inputs, {name: steer(v)}), -1)
+        logits = run_with_interventions(nnx.merge(graphdef, state), inputs, {name: steer(v)})
+        logp = jax.nn.log_softmax(logits, -1)
         return jnp.sum((logp - clean) * mask[..., None], (0, 1)) / jnp.maximum(mask.sum(), 1.0)
-    return jax.jit(lambda vs: jax.lax.map(one, vs))(vectors_KD)
+    return jax.lax.map(one, vectors_KD)
+
+
+def _effect_fn(model, name, inputs, clean, mask, vectors_KD):
+    """Effects of each row of vectors_KD, padded to a power of two so few shapes compile."""
+    K = vectors_KD.shape[0]
+    padded = jnp.zeros((1 << (K - 1).bit_length(), vectors_KD.shape[1]), vectors_KD.dtype).at[:K].set(vectors_KD)
+    graphdef, state = nnx.split(model)
+    return _effects_of(graphdef, state, name, inputs, clean, mask, padded)[:K]
 
 
 def attribution_rows(P: Preset, models: dict, fit, x_eval_LND, batch, seed: int) -> list[dict]:

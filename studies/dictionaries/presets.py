@@ -33,6 +33,7 @@ class Preset:
     drifts: tuple[float, ...]        # synthetic: how far a feature's direction turns from the first block to the last
     born: float                      # synthetic: share of features first written by a later block
     top: int                         # attribution: precision among the top this many latents
+    joint_layouts: tuple[str, ...] = ("per_block", "shared")   # layouts trained jointly with the model
 
 
 PRESETS = {

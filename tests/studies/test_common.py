@@ -31,10 +31,11 @@ SHRINK = {"quickstart": dict(steps=20, seeds=2),
           "elicitation": dict(kinds=("backdoored", "meta"), d_model=8, train_steps=20, drop_steps=10,
                               finetune_steps=10, prefix=1, lengths=(0, 1),
                               prompt_steps=4, eval_batch=32, n_evals=2, prompt_history=2, scales=(0.3,), n_draws=2),
-          # every arm and table at toy sizes: one drift, two shared sizes, one joint coeff beside 0
+          # every table at toy sizes: one drift, two shared sizes, one joint layout and coeff beside 0; the
+          # synthetic dictionaries have the model's shapes (16 features in 8 dims, k 2), so they reuse its compiles
           "dictionaries": dict(d_model=8, warmup=5, train_steps=30, ft_steps=10, n_evals=2, eval_batch=32,
-                               d_sae=16, k=2, dict_steps=20, n_acts=512, multipliers=(1, 2), n_features=12, d_synth=8,
-                               drifts=(1.0,), top=3, n_layers=2)}
+                               d_sae=16, k=2, dict_steps=20, n_acts=512, multipliers=(1, 2), n_features=16, d_synth=8,
+                               p_fire=0.08, drifts=(1.0,), top=3, n_layers=2, joint_layouts=("shared",))}
 
 
 def shrunk(study, name: str) -> dict:
