@@ -51,6 +51,13 @@ def block_activations(model, sample: Callable, key: Array, n_inputs: int, site: 
     return np.concatenate(chunks, 1)[:, :n_inputs]
 
 
+def block_stream(model, inputs, site: str = "resid_post") -> np.ndarray:
+    """(L, B * T, D): ``blocks.{l}.{site}`` of every block on these inputs, from one forward pass."""
+    names = [f"blocks.{b}.{site}" for b in range(model.cfg.n_layers)]
+    _, cache = forward(model, inputs, names)
+    return np.stack([np.asarray(cache[n]).reshape(-1, cache[n].shape[-1]) for n in names])
+
+
 def _blocks(x_LND) -> np.ndarray:
     x = np.asarray(x_LND, np.float32)
     if x.ndim != 3 or 0 in x.shape:

@@ -27,8 +27,7 @@ from studies.dictionaries.presets import EXPLAINED, RANDOM_SEED, Preset
 from toymodels.analyses import AnalysisCache
 from toymodels.analysis.features import correlations
 from toymodels.dictionaries import encode, train_dictionaries
-from toymodels.dictionary_blocks import block_activations, layout_metrics
-from toymodels.hooks import forward
+from toymodels.dictionary_blocks import block_activations, block_stream, layout_metrics
 from toymodels.joint import JointConfig, train_joint
 from toymodels.model import init_model
 
@@ -48,8 +47,7 @@ def known_variables(batch, vocab_size: int) -> np.ndarray:
 def posthoc(P: Preset, model, seed: int, batch) -> dict:
     """A fresh per-block dictionary on the frozen model: mean EV over blocks and explained share."""
     x_train = block_activations(model, task(P).sample, jax.random.key(seed), P.n_acts)
-    x_eval = np.stack([np.asarray(forward(model, batch.inputs, [f"blocks.{b}.resid_post"])[1][
-        f"blocks.{b}.resid_post"]).reshape(-1, P.d_model) for b in range(P.n_layers)])
+    x_eval = block_stream(model, batch.inputs)
     cfg = dict_config(P, P.d_model, P.d_sae, P.k, seed)
     params = [train_dictionaries(x_train[b], [cfg])[0].params for b in range(P.n_layers)]
     ev = [m["explained_variance"] for m in layout_metrics(params, cfg, x_eval, "per_block")]

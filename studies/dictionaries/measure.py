@@ -46,8 +46,8 @@ from studies.dictionaries.presets import FIRES, MEASURE_SEED, PLANT_FIRES, SELEC
 from toymodels.analyses import AnalysisCache
 from toymodels.analysis.features import mean_max_cosine
 from toymodels.dictionaries import DictConfig, encode, train_dictionaries
-from toymodels.dictionary_blocks import (block_activations, block_features, block_truth, crosscoder_rows,
-                                         layout_metrics, shared_rows, split_blocks)
+from toymodels.dictionary_blocks import (block_activations, block_features, block_stream, block_truth,
+                                         crosscoder_rows, layout_metrics, shared_rows, split_blocks)
 from toymodels.hooks import forward, run_with_interventions, steer
 from toymodels.latent_attribution import ablated_logits, auroc, latent_attribution
 from toymodels.store import load_models
@@ -190,6 +190,7 @@ def attribution_rows(P: Preset, models: dict, fit, x_eval_LND, batch, seed: int)
     per, cfg = fit
     reverse = np.asarray(batch.inputs[:, 0]) == task(P).vocab.encode(["F:reverse"])[0]
     rng = np.random.default_rng(MEASURE_SEED + seed)
+    ft_logits = {ft: forward(models[ft], batch.inputs)[0] for ft in ("altered", "refit")}   # every block's target
     answer = np.asarray(batch.mask) > 0
     rows = []
     for b in range(P.n_layers):
@@ -202,12 +203,11 @@ def attribution_rows(P: Preset, models: dict, fit, x_eval_LND, batch, seed: int)
         strong = np.flatnonzero((fires >= PLANT_FIRES) & alive)   # switching one off changes the output
         planted = rng.choice(strong, min(P.top, len(strong)), replace=False)
         for ft in ("altered", "refit", "planted"):
+            other = ft_logits.get(ft)
             if ft == "planted":   # positive control: the normal model with ``top`` random live latents off
-                ft_logits = ablated_logits(models["normal"], batch.inputs, hook, per[b], cfg, planted)
+                other = ablated_logits(models["normal"], batch.inputs, hook, per[b], cfg, planted)
                 target = np.isin(np.arange(cfg.d_sae), planted)
-            else:
-                ft_logits = forward(models[ft], batch.inputs)[0]
-            signed, unsigned, kl = latent_attribution(models["normal"], ft_logits, batch, hook, per[b], cfg)
+            signed, unsigned, kl = latent_attribution(models["normal"], other, batch, hook, per[b], cfg)
             t = target[alive]
             row = {"seed": seed, "block": b, "ft": ft, "kl": kl, "n_alive": int(alive.sum()), "n_target": int(t.sum()),
                    "base_rate": float(t.mean()) if len(t) else float("nan")}
@@ -247,8 +247,7 @@ def measure(P: Preset, specs, out: Path, progress: bool = True) -> None:
         models = dict(zip(ids, load_models(out, [by_id[i] for i in ids.values()])))
         x_train = _acts(models["normal"], P, jax.random.key(seed))
         batch = eval_batch(P)
-        x_eval = np.stack([np.asarray(forward(models["normal"], batch.inputs, [f"blocks.{b}.resid_post"])[1][
-            f"blocks.{b}.resid_post"]).reshape(-1, P.d_model) for b in range(P.n_layers)])
+        x_eval = block_stream(models["normal"], batch.inputs)
         fits = fit_layouts(P, x_train, P.d_sae, P.k, seed)
         if "layouts" in todo:
             caches["layouts"].put(key, config["layouts"], synthetic_rows(P, seed) + layout_rows(

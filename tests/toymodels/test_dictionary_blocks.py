@@ -6,7 +6,7 @@ import pytest
 
 from toymodels.analysis.features import mean_max_cosine
 from toymodels.dictionaries import DictConfig, train_dictionaries
-from toymodels.dictionary_blocks import (block_activations, block_features, block_truth, crosscoder_rows,
+from toymodels.dictionary_blocks import (block_activations, block_stream, block_features, block_truth, crosscoder_rows,
                                          latent_block_stats, layout_metrics, shared_rows, split_blocks, union_truth)
 from toymodels.hooks import forward
 from toymodels.model import TransformerConfig, init_model
@@ -26,6 +26,7 @@ def test_block_activations_are_every_blocks_stream_of_the_same_inputs():
     _, cache = forward(model, inputs, [f"blocks.{b}.resid_post" for b in range(3)])
     for b in range(3):   # the first batch's rows, block by block
         np.testing.assert_array_equal(x[b, :64], np.asarray(cache[f"blocks.{b}.resid_post"]).reshape(-1, 8))
+    np.testing.assert_array_equal(block_stream(model, inputs), x[:, :64])
     with pytest.raises(ValueError, match="site"):
         block_activations(model, TASK.sample, jax.random.key(2), 10, site="attn.out")
     with pytest.raises(ValueError, match="n_inputs"):
