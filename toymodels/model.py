@@ -52,8 +52,7 @@ class TransformerConfig:
     d_output: int = 0
     init_std: float = 0.02     # residual-output projections use init_std / sqrt(2 n_layers)
     myopic: bool = False       # myopic gradient (Wu et al. 2024) of direct calls; training uses train.myopic
-    myopic_beta: float = 0.0
-    """0 = myopic, 1 = vanilla gradient; scales each past-position gradient link (k links: beta**k)"""
+    myopic_beta: float = 0.0   # 0 = myopic, 1 = vanilla; scales each past-position link (k links: beta**k)
     ln_eps: float = 1e-5       # LayerNorm epsilon (added to the variance)
 
     def __post_init__(self):
@@ -146,13 +145,14 @@ class Attention(nnx.Module):
         self.causal = cfg.causal
 
     def __call__(self, h_BTD: Array, hp_BTD: Array | None, hooks: Hooks, name: str,
-                 myopic_beta=None) -> Array:
+                 myopic_beta=None, myopic_band: int = 0) -> Array:
         """``hp_BTD``: normed external past states that off-diagonal keys/values are
         computed from (None = the live input). ``myopic_beta`` (not None = myopic):
         off-diagonal keys/values are the live ones with their gradient scaled by beta,
         so at beta 0 no later loss shapes an earlier position's key or value, nor
         anything computed before it (Wu et al. 2024's myopic descent). The diagonal
-        (a position attending to itself) always uses the live keys and values.
+        (a position attending to itself) always uses the live keys and values; so do links
+        with 0 < t - s <= ``myopic_band`` (myopic only), at full gradient.
         """
         B, T, D = h_BTD.shape
         _, three, H, K = self.W_QKV.shape
@@ -160,9 +160,8 @@ class Attention(nnx.Module):
         qkv = h_BTD.reshape(B * T, D) @ W
         b_QKV = None
         if self.b_QKV is not None:
-            # The key bias adds q.b_K to every score of a query: softmax ignores it, so its
-            # exact gradient is 0. Its float gradient is rounding noise that Adam would
-            # blow up to lr-sized random steps, so it is held out of the gradient.
+            # The key bias adds q.b_K to every score of a query: its exact gradient is 0 and its
+            # float gradient rounding noise that Adam would blow up: held out of the gradient.
             b = self.b_QKV[...]
             b_QKV = jnp.concatenate([b[:1], jax.lax.stop_gradient(b[1:2]), b[2:]])
             qkv = qkv + b_QKV.reshape(1, -1)
@@ -171,7 +170,12 @@ class Attention(nnx.Module):
         q = hooks(f"{name}.q", q)
         k = hooks(f"{name}.k", k)
         v = hooks(f"{name}.v", v)
-        if hp_BTD is None and myopic_beta is None:
+        band = hp_BTD is None and myopic_beta is not None and myopic_band > 0
+        if band:   # gradient weight per link: 1 on the diagonal and within the band, beta beyond
+            lag_TS = jnp.arange(T)[:, None] - jnp.arange(T)[None, :]
+            w_11TS = jnp.where(lag_TS <= myopic_band, 1.0, myopic_beta).astype(q.dtype)[None, None]
+            kp, vp = jax.lax.stop_gradient(k), jax.lax.stop_gradient(v)
+        elif hp_BTD is None and myopic_beta is None:
             kp, vp = k, v
         elif hp_BTD is None:
             kp, vp = (jax.lax.stop_gradient(a) + myopic_beta * (a - jax.lax.stop_gradient(a)) for a in (k, v))
@@ -183,15 +187,15 @@ class Attention(nnx.Module):
             kp, vp = kv_BTCHK[:, :, 0], kv_BTCHK[:, :, 1]
         q = q * (1.0 / math.sqrt(K))
         s_BHTS = jnp.einsum("bthk,bshk->bhts", q, kp)
-        if hp_BTD is not None:
+        if band:   # 0 in the forward pass; carries the weighted gradient to k
+            s_BHTS = s_BHTS + w_11TS * jnp.einsum("bthk,bshk->bhts", q, k - kp)
+        elif hp_BTD is not None:
             # The diagonal (a position attending to itself) reads the live key.
             s_live = jnp.einsum("bthk,bshk->bhts", q, k)
             s_BHTS = jnp.where(jnp.eye(T, dtype=bool)[None, None], s_live, s_BHTS)
         elif myopic_beta is not None:
-            # Same, cheaper: k - kp is 0 in the forward pass, so adding q.(k - kp) on the
-            # diagonal changes no value and only routes the diagonal's gradient to k. A
-            # scatter-add onto the diagonal, whose transpose is a gather: adding eye * d over
-            # the whole (B,H,T,T) scores cost a full pass each way (1.29x -> 1.1x a step).
+            # Same, cheaper: q.(k - kp) is 0 forward and routes the diagonal's gradient to k; a
+            # scatter-add onto the diagonal, not eye * d over (B,H,T,T) (1.29x -> 1.1x a step).
             t_T = jnp.arange(T)
             d_BHT = jnp.einsum("bthk,bthk->bht", q, k - kp)
             s_BHTS = s_BHTS.at[:, :, t_T, t_T].add(d_BHT)
@@ -200,14 +204,14 @@ class Attention(nnx.Module):
         s_BHTS = hooks(f"{name}.scores", s_BHTS)
         p_BHTS = hooks(f"{name}.pattern", jax.nn.softmax(s_BHTS, axis=-1))
         z_BTHK = jnp.einsum("bhts,bshk->bthk", p_BHTS, vp)
-        if hp_BTD is not None or myopic_beta is not None:
-            # Forward: v - vp == 0, so outputs equal vanilla; backward: the live
-            # value gets the diagonal's gradient. (External past states: v - vp is not 0,
-            # and this term puts the live value on the diagonal.)
+        if band:   # the pattern's gradient through this term is dz.(v - vp) = 0 exactly: stopped
+            z_BTHK = z_BTHK + jnp.einsum("bhts,bshk->bthk", jax.lax.stop_gradient(p_BHTS) * w_11TS, v - vp)
+        elif hp_BTD is not None or myopic_beta is not None:
+            # Forward: v - vp == 0 (outputs equal vanilla); backward: the live value gets the
+            # diagonal's gradient. (External past states: this puts the live value on the diagonal.)
             p_diag_BTH = jnp.swapaxes(jnp.diagonal(p_BHTS, axis1=-2, axis2=-1), 1, 2)
             if hp_BTD is None:
-                # The pattern's gradient through the term is dz.(v - vp) = 0 exactly: stopping
-                # it saves scattering a zero diagonal into the (B,H,T,T) pattern gradient.
+                # the pattern's gradient here is dz.(v - vp) = 0 exactly: stopped, not scattered
                 p_diag_BTH = jax.lax.stop_gradient(p_diag_BTH)
             z_BTHK = z_BTHK + p_diag_BTH[..., None] * (v - vp)
         z_BTHK = hooks(f"{name}.z", z_BTHK)
@@ -255,11 +259,11 @@ class Block(nnx.Module):
         self.ln2 = _norm(cfg) if cfg.mlp_dim else None
         self.mlp = MLP(cfg, rngs) if cfg.mlp_dim else None
 
-    def __call__(self, x_BTD, *, past_BTD, hooks, name, rate, key, myopic_beta=None):
+    def __call__(self, x_BTD, *, past_BTD, hooks, name, rate, key, myopic_beta=None, myopic_band=0):
         x_BTD = hooks(f"{name}.resid_pre", x_BTD)
         h = self.ln1(x_BTD, hooks, f"{name}.ln1")
         hp = None if past_BTD is None else self.ln1(past_BTD)
-        a = hooks(f"{name}.attn.out", self.attn(h, hp, hooks, f"{name}.attn", myopic_beta))
+        a = hooks(f"{name}.attn.out", self.attn(h, hp, hooks, f"{name}.attn", myopic_beta, myopic_band))
         k1, k2 = (None, None) if key is None else jax.random.split(key)
         x_BTD = x_BTD + dropout(a, rate, k1)
         if self.mlp is not None:
@@ -272,9 +276,8 @@ class Block(nnx.Module):
 class Transformer(nnx.Module):
     """``model(inputs)``: tokens (B, T) int -> logits (B, T, V), or vectors (B, T, I) -> (B, T, O).
 
-    ``rngs=None`` makes every parameter zero with no random draw: for shapes (under
-    ``nnx.eval_shape`` it traces ~7x faster than a random init) and for models whose
-    weights are set afterwards (compiled networks).
+    ``rngs=None`` makes every parameter zero with no random draw: for shapes (``nnx.eval_shape``
+    traces ~7x faster than a random init) and for weights set afterwards (compiled networks).
     """
 
     def __init__(self, cfg: TransformerConfig, rngs: nnx.Rngs | None):
@@ -295,9 +298,8 @@ class Transformer(nnx.Module):
             self.b_U = _zeros((cfg.d_output,)) if cfg.use_bias else None
 
     def hook_names(self) -> list[str]:
-        """Every activation name this model exposes, in forward order. Opt-in (computed only
-        when cached or edited): ``blocks.{i}.attn.result``. The ``*.rstd`` names (a
-        LayerNorm's 1/sqrt(var + eps)) are absent with norm="none"."""
+        """Every activation name, in forward order. Opt-in (computed only when cached or edited):
+        ``blocks.{i}.attn.result``. ``*.rstd`` (a LayerNorm's 1/sqrt(var + eps)): not with norm="none"."""
         ln = self.cfg.norm != "none"
         names = ["embed"] + (["pos_embed"] if self.cfg.pos_embed else [])
         for i in range(self.cfg.n_layers):
@@ -322,16 +324,14 @@ class Transformer(nnx.Module):
                              f"({bad.size} id(s) out of range)")
 
     def __call__(self, inputs: Array, *, key: Array | None = None, dropout_rate=None,
-                 myopic: bool | None = None, myopic_beta=None,
+                 myopic: bool | None = None, myopic_beta=None, myopic_band: int = 0,
                  past_resid: Array | None = None, hooks: Hooks | None = None) -> Array:
-        """Forward pass.
-
-        key: dropout key (None = no dropout). dropout_rate: overrides cfg.dropout
-        (may be traced). myopic / myopic_beta: override the config (beta may be
-        traced). past_resid (n_layers, B, T, D): residual streams that every
-        attention layer reads its off-diagonal keys/values from (local-myopic and
-        no-context baselines). hooks: what to cache and intervene on (hooks.py).
-        """
+        """Forward pass. key: dropout key (None = no dropout). dropout_rate: overrides cfg.dropout
+        (may be traced). myopic / myopic_beta: override the config (beta may be traced);
+        myopic_band (static): links at most this far back keep their full gradient. past_resid
+        (n_layers, B, T, D): residual streams that every attention layer reads its off-diagonal
+        keys/values from (local-myopic and no-context baselines). hooks: what to cache and
+        intervene on (hooks.py)."""
         cfg = self.cfg
         hooks = hooks if hooks is not None else Hooks()
         myopic = cfg.myopic if myopic is None else myopic
@@ -360,7 +360,8 @@ class Transformer(nnx.Module):
                 sg = jax.lax.stop_gradient(past)
                 past = sg + beta * (past - sg)  # forward: exactly sg; gradient scaled by beta
             x_BTD = block(x_BTD, past_BTD=past, hooks=hooks, name=f"blocks.{i}", rate=rate,
-                          key=keys[i], myopic_beta=beta if myopic and past is None else None)
+                          key=keys[i],
+                          myopic_beta=beta if myopic and past is None else None, myopic_band=myopic_band)
         x_BTD = hooks("final", self.ln_final(x_BTD, hooks, "final"))
         x_ND = x_BTD.reshape(B * T, -1)
         if cfg.output_kind == "logits":

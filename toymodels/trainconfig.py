@@ -71,6 +71,11 @@ class TrainConfig:
     data_offset: int = 0
     myopic: bool = False
     myopic_beta: float = 0.0
+    # Band-limited myopia (myopic=True only): an attention link from a query at t to a key at
+    # s with 0 < t - s <= myopic_band keeps its full gradient; links reaching further back get
+    # myopic_beta's. 0 = myopic descent; >= the sequence length = vanilla. Per attention hop,
+    # so through L layers a loss reaches between myopic_band and L * myopic_band positions back.
+    myopic_band: int = 0
     trainable: str = ""             # regex over parameter paths (e.g. "W_U"); "" = train all
     # Where attention reads its off-diagonal keys/values from: "live" (the model's own
     # states), "teacher" (a frozen teacher's residual streams: local-myopic training,
@@ -103,7 +108,8 @@ class TrainConfig:
 
     def __post_init__(self):
         for f, lo in (("steps", 1), ("batch_size", 1), ("chunk_steps", 1), ("n_evals", 1),
-                      ("eval_batch", 1), ("warmup_steps", 0), ("data_offset", 0), ("stop_every", 1)):
+                      ("eval_batch", 1), ("warmup_steps", 0), ("data_offset", 0), ("stop_every", 1),
+                      ("myopic_band", 0)):
             set_field(self, f, check_int(f, getattr(self, f), lo))
         for f in ("seed", "eval_seed"):
             set_field(self, f, check_seed(f, getattr(self, f)))
@@ -128,7 +134,13 @@ class TrainConfig:
         if self.myopic_beta != 0.0 and not self.myopic:
             fail("myopic_beta", self.myopic_beta, "only myopic training uses a beta; set myopic=True "
                  "(or leave myopic_beta at its default 0.0)")
+        if self.myopic_band and not self.myopic:
+            fail("myopic_band", self.myopic_band, "only myopic training has a band; set myopic=True "
+                 "(or leave myopic_band at its default 0)")
         check_choice("context", self.context, CONTEXTS)
+        if self.myopic_band and self.context != "live":
+            fail("myopic_band", self.myopic_band, f"needs context='live' (got {self.context!r}): the band "
+                 "limits the gradient through the model's own past")
         check_choice("decay", self.decay, DECAYS)
         check_choice("objective", self.objective, OBJECTIVES)
         check_choice("precision", self.precision, PRECISIONS)
