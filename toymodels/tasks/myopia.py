@@ -35,6 +35,33 @@ def wu_targets_numpy(x, z, n_terms: int, freq: float) -> np.ndarray:
     return y
 
 
+def held_out(h) -> jax.Array:
+    """Whether an integer id (uint32) belongs to the eval split (~10 %): a murmur3 finaliser,
+    so the split mixes all bits (a linear hash mod 10 would depend on the last digits only)."""
+    h = jnp.asarray(h, jnp.uint32)
+    h = (h ^ (h >> 16)) * jnp.uint32(0x85EBCA6B)
+    h = (h ^ (h >> 13)) * jnp.uint32(0xC2B2AE35)
+    return (h ^ (h >> 16)) % 10 == 0
+
+
+def split_rows(draw, is_eval, split: str):
+    """Rejection sampling: ``draw(i)`` -> a batch (a tuple of arrays, rows first); rows whose
+    ``is_eval(*batch)`` disagrees with ``split`` are redrawn from ``draw(i + 1), ...``. Each row
+    is uniform over its split, and its result depends on the key alone (extra rounds under
+    vmap leave it alone)."""
+    check_choice("split", split, SPLITS)
+    want_eval = split == "eval"
+
+    def redraw(state):
+        i, rows = state
+        bad_B = is_eval(*rows) != want_eval
+        new = draw(i)
+        return i + 1, tuple(jnp.where(bad_B.reshape((-1,) + (1,) * (r.ndim - 1)), n, r) for n, r in zip(new, rows))
+
+    _, rows = lax.while_loop(lambda s: jnp.any(is_eval(*s[1]) != want_eval), redraw, (1, draw(0)))
+    return rows
+
+
 @register
 @dataclasses.dataclass(frozen=True)
 class WuRegressionTask(Task):
@@ -134,18 +161,10 @@ class MultiplicationTask(Task):
         return Vocab(tuple(str(i) for i in range(self.base)) + ("*", "=", "."))
 
     def is_eval(self, a, b) -> jax.Array:
-        """Whether the pair (a, b) is held out; a murmur3 finaliser so the split mixes all digits.
-
-        A linear hash mod 10 would depend on a + b mod 10 alone, i.e. on the last digits only.
-        """
-        h = jnp.asarray(a, jnp.uint32) * jnp.uint32(self.base ** self.digits) + jnp.asarray(b, jnp.uint32)
-        h = (h ^ (h >> 16)) * jnp.uint32(0x85EBCA6B)
-        h = (h ^ (h >> 13)) * jnp.uint32(0xC2B2AE35)
-        return (h ^ (h >> 16)) % 10 == 0
+        """Whether the pair (a, b) is held out (``held_out`` of its pair id)."""
+        return held_out(jnp.asarray(a, jnp.uint32) * jnp.uint32(self.base ** self.digits) + jnp.asarray(b, jnp.uint32))
 
     def sample(self, key: jax.Array, batch_size: int, split: str = "train") -> Batch:
-        check_choice("split", split, SPLITS)
-        want_eval = split == "eval"
         n = self.base ** self.digits
 
         def draw(i):
@@ -153,17 +172,7 @@ class MultiplicationTask(Task):
             return (jax.random.randint(ka, (batch_size,), 0, n, jnp.int32),
                     jax.random.randint(kb, (batch_size,), 0, n, jnp.int32))
 
-        # Rejection sampling, redrawing only rejected rows: each row is uniform over its split,
-        # and a row's result depends on the key alone (extra rounds under vmap leave it alone).
-        def redraw(state):
-            i, a_B, b_B = state
-            new_a_B, new_b_B = draw(i)
-            bad_B = self.is_eval(a_B, b_B) != want_eval
-            return i + 1, jnp.where(bad_B, new_a_B, a_B), jnp.where(bad_B, new_b_B, b_B)
-
-        a_B, b_B = draw(0)
-        _, a_B, b_B = lax.while_loop(lambda s: jnp.any(self.is_eval(s[1], s[2]) != want_eval),
-                                     redraw, (1, a_B, b_B))
+        a_B, b_B = split_rows(draw, self.is_eval, split)
         k, base = self.digits, self.base
         place_K = base ** jnp.arange(k, dtype=jnp.int32)
         place_P = base ** jnp.arange(2 * k, dtype=jnp.int32)
@@ -231,7 +240,8 @@ class AdjacentPairTask(Task):
     it quickly. Every symbol present appears exactly twice, so token counts, which any
     model can read at the last position, narrow the answer to k + 1 candidates and no
     further: a model without the pairwise feature cannot beat ln(k + 1) nats, and a model
-    without any context sits at ln(n_symbols).
+    without any context sits at ln(n_symbols). About 10 % of the sequences, by a fixed hash,
+    form the eval split.
     """
 
     name = "adjacent_pair"
@@ -258,9 +268,18 @@ class AdjacentPairTask(Task):
     def vocab(self) -> Vocab:
         return Vocab(tuple(str(i) for i in range(self.n_symbols)) + ("=",))
 
+    def is_eval(self, x_BU) -> jax.Array:
+        """Whether a sequence is held out (``held_out`` of a hash of its L tokens): with L = 6
+        there are only ~20k sequences, so a long run would otherwise train on its eval set."""
+        x_BL = jnp.asarray(x_BU[:, :self.length], jnp.uint32)
+        place_L = jnp.uint32(self.n_symbols) ** jnp.arange(self.length, dtype=jnp.uint32)   # wraps mod 2^32
+        return held_out(jnp.sum(x_BL * place_L[None], axis=1, dtype=jnp.uint32))
+
     def sample(self, key: jax.Array, batch_size: int, split: str = "train") -> Batch:
-        # No held-out inputs: the sequences are many and train/eval overlap is negligible.
-        check_choice("split", split, SPLITS)
+        (x_BU,) = split_rows(lambda i: (self._draw(jax.random.fold_in(key, i), batch_size),), self.is_eval, split)
+        return next_token_batch(x_BU, n_answer=1)
+
+    def _draw(self, key: jax.Array, batch_size: int) -> jax.Array:
         k, B, C = self.n_pairs, batch_size, self._CANDIDATES
         U = 2 * k + 1   # units: 0 is the adjacent block "a a", u = 1..2k is one copy of b_{(u-1) % k}
         k_sym, k_perm = jax.random.split(key)
@@ -280,5 +299,4 @@ class AdjacentPairTask(Task):
         src_BL = i_L[None, :] - (i_L[None, :] > block_B[:, None])   # the block's unit spans two tokens
         x_BL = jnp.take_along_axis(unit_sym_BU, jnp.take_along_axis(order_BU, src_BL, axis=1), axis=1)
         eq_B1 = jnp.full((B, 1), self.n_symbols, jnp.int32)
-        x_BU = jnp.concatenate([x_BL, eq_B1, sym_BS[:, :1]], axis=1)
-        return next_token_batch(x_BU, n_answer=1)
+        return jnp.concatenate([x_BL, eq_B1, sym_BS[:, :1]], axis=1)

@@ -118,3 +118,15 @@ def test_adjacent_pair_answer_is_uniform_and_position_spread():
     assert counts.min() > 150                         # uniform over 8 symbols: 250 each
     where = np.argmax(x[:, 1:10] == x[:, :9], axis=1)
     assert len(np.unique(where)) == 9                 # the pair can sit anywhere
+
+
+def test_adjacent_pair_splits_are_disjoint():
+    """L = 6 has ~20k sequences: without a held-out split a run of 1500 x 32 rows trains on its eval set."""
+    task = make_task("adjacent_pair", length=6, n_symbols=16)
+    seen = {split: {tuple(r) for r in full_seq(sample(task, 6000, split, seed=2)).tolist()}
+            for split in ("train", "eval")}
+    assert len(seen["eval"]) > 1000 and not seen["train"] & seen["eval"]
+    for split, rows in seen.items():
+        assert (np.asarray(task.is_eval(np.array(sorted(rows)))) == (split == "eval")).all()
+    drawn = np.asarray(task.is_eval(task._draw(jax.random.key(3), 4000)))   # before the split
+    assert 0.08 < drawn.mean() < 0.12
