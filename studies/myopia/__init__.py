@@ -12,10 +12,14 @@ difference the *myopia gap*. Arms, all with one architecture, data and budget:
             vanilla model's past states (``context="teacher"``): L(vanilla) - L(local)
             is the local myopia bonus
 
-Families: Wu's regression task D_p (p sweep, beta blend, a probe for the pre-cached
-feature), reversed-digit multiplication with filler tokens, ``adjacent_pair`` (pre-caching
-necessary) with the Markov chain as its control, and character-level text built from
-the standard library's docstrings (size and context-length sweeps).
+  band k    myopic, but attention links at most k positions back keep their gradient
+            (``myopic_band``): how far ahead the model pre-computes
+
+Families: Wu's regression task D_p (a probe for the pre-cached feature), reversed-digit
+multiplication with filler tokens, ``adjacent_pair`` (the positive control: pre-caching is
+necessary by construction) with the Markov chain as its negative control, and
+character-level text built from the standard library's docstrings (a size sweep). Every
+family's learning rates are tuned per arm on a validation batch first (``tune``).
 
   presets.py   Preset, PRESETS and the study's constants
   grid.py      the points and their runs
@@ -29,21 +33,42 @@ from __future__ import annotations
 from pathlib import Path
 
 from studies.myopia.figures import figures
-from studies.myopia.grid import specs
-from studies.myopia.measure import POSITIONS, PROBES, per_position_losses, wu_probes
-from studies.myopia.presets import PRESETS, Preset
+from studies.myopia.grid import grid_specs, specs
+from studies.myopia.measure import (CHOICE, POSITIONS, PROBES, VAL, choose, per_position_losses, validation_losses,
+                                    widen, wu_probes)
+from studies.myopia.presets import FAMILIES, PRESETS, Preset
 from studies.myopia.tables import summarize
 from toymodels.results import write_rows
 from toymodels.sweep import run_sweep
 
 NAME = "myopia"
-__all__ = ["NAME", "PRESETS", "Preset", "figures", "run", "specs", "summarize"]
+__all__ = ["NAME", "PRESETS", "Preset", "figures", "run", "specs", "summarize", "tune"]
+
+
+def tune(preset: Preset, out: Path, progress: bool = True) -> tuple[list, dict[tuple[str, str], float]]:
+    """The learning-rate grids, widened at an edge until each arm's best rate is inside them
+    (or ``max_widen`` points were added): (grid runs, {(family, arm): chosen lr factor})."""
+    factors = {fam: tuple(preset.lr_factors) for fam in FAMILIES}
+    while True:
+        grid = grid_specs(preset, factors)
+        run_sweep(grid, out, progress=progress)
+        val = validation_losses(out, grid)
+        choice = choose(val)
+        wider = widen(factors, choice, preset.lr_factors, preset.max_widen)
+        if wider == factors:
+            break
+        factors = wider
+    write_rows(out / VAL, val)
+    write_rows(out / CHOICE, choice)
+    return grid, {(c["task"], c["arm"]): c["lr_factor"] for c in choice}
 
 
 def run(preset: Preset, out: Path, progress: bool = True) -> None:
-    """Train every run (resumable), then the analyses (cached), written as one table each."""
-    all_specs = specs(preset)
+    """Tune, train every other run at its arm's chosen rate (resumable), then the analyses
+    (cached), written as one table each."""
+    grid, chosen = tune(preset, out, progress)
+    all_specs = grid + specs(preset, chosen)
     run_sweep(all_specs, out, progress=progress)
     by_id = {s.run_id: s for s in all_specs}
-    write_rows(out / POSITIONS, per_position_losses(preset, out, by_id))
-    write_rows(out / PROBES, wu_probes(preset, out, by_id))
+    write_rows(out / POSITIONS, per_position_losses(preset, out, by_id, chosen))
+    write_rows(out / PROBES, wu_probes(preset, out, by_id, chosen))

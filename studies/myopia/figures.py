@@ -2,101 +2,181 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import Path
 
-from studies.myopia.presets import ARMS, WU_FREQ, WU_LENGTH
+import numpy as np
+
+from studies.myopia.presets import ARMS, FAMILIES, WU_FREQ, WU_LENGTH
+from studies.myopia.tables import chosen_factors, factor_of
 from toymodels import plotting
 from toymodels.results import read_rows
 from toymodels.tables import select
 
 MARK = dict(marker="o", ms=3)   # every curve: a line through marked points
+TITLE = {"wu": "D_1 (Wu et al.)", "mult": "multiplication", "pairs": "adjacent_pair (positive control)",
+         "text": "stdlib text", "markov": "Markov (negative control)"}
 
 
 def figures(table_dir: Path) -> list[Path]:
     final = read_rows(table_dir / "final.csv")
-    seeds = f"mean and 95% interval over {min(r['n'] for r in final)} seeds"
-    return (wu_loss_vs_p(table_dir, final, seeds) + mult_exact_vs_fillers(table_dir, final, seeds)
-            + gap_vs_size_and_length(table_dir, seeds) + per_position(table_dir) + grad_diagnostics(table_dir)
-            + probe_r2(table_dir))
+    chosen = chosen_factors(read_rows(table_dir / "lr_choice.csv"))
+    return (lr_grid(table_dir) + band_vs_k(table_dir) + gap_vs_size(table_dir) + curves(table_dir)
+            + mult_exact_vs_fillers(table_dir, final, chosen) + wu_loss_vs_p(table_dir, final, chosen)
+            + per_position(table_dir) + grad_diagnostics(table_dir) + probe_r2(table_dir))
 
 
-def wu_loss_vs_p(table_dir: Path, final: list[dict], seeds: str) -> list[Path]:
-    """Task 1: loss vs p, loss / p, and the beta blend at p = 1."""
-    fig, axes = plotting.figure(ncols=3)
-    for arm in ("vanilla", "myopic"):
-        rows = select(final, family="wu", arm=arm, lr_factor=1.0, metric="loss")
-        plotting.band_rows(axes[0, 0], rows, "p", arm, **MARK)
-        plotting.band_rows(axes[0, 1], rows, "p", arm, scale=lambda r: 1.0 / r["p"], **MARK)
-    p1 = dict(family="wu", point="p1", lr_factor=1.0, metric="loss")
-    beta = ([dict(r, beta=0.0) for r in select(final, arm="myopic", **p1)]
-            + select(final, family="wu", arm="beta", metric="loss")
-            + [dict(r, beta=1.0) for r in select(final, arm="vanilla", **p1)])   # vanilla is beta = 1
-    plotting.band_rows(axes[0, 2], beta, "beta", "myopic, beta blend", **MARK)
-    for ax, ylab in zip(axes[0], ("held-out Huber loss", "loss / p", "held-out Huber loss")):
-        ax.set_ylabel(ylab)
-    for ax in axes[0, :2]:
+def lr_grid(table_dir: Path) -> list[Path]:
+    """Validation loss vs learning rate per family and arm: every seed, the mean, the chosen rate."""
+    runs = read_rows(table_dir / "lr_grid.csv")
+    choice = {(c["task"], c["arm"]): c["lr"] for c in read_rows(table_dir / "lr_choice.csv")}
+    fams = [f for f in FAMILIES if any(r["task"] == f for r in runs)]
+    fig, axes = plotting.grid(len(fams), ncols=len(fams), width=2.6, height=2.4)
+    for ax, fam in zip(axes, fams):
+        for arm in ("vanilla", "myopic"):
+            per = defaultdict(list)
+            for r in select(runs, task=fam, arm=arm):
+                per[r["lr"]].append(r["val_loss"])
+            lrs = sorted(per)
+            line, = ax.plot(lrs, [np.mean(per[lr]) for lr in lrs], label=arm, **MARK)
+            for lr in lrs:
+                ax.plot([lr] * len(per[lr]), per[lr], ".", color=line.get_color(), alpha=0.4, ms=3)
+            best = choice[(fam, arm)]
+            ax.plot([best], [np.mean(per[best])], "*", color=line.get_color(), ms=10, mec="k", mew=0.5)
         ax.set_xscale("log")
-        ax.set_xlabel("p (fraction of sum targets)")
-    axes[0, 2].set_xlabel("beta (0 = myopic, 1 = vanilla)")
-    plotting.legend(axes[0, 0])
-    fig.suptitle(f"Wu et al.'s task D_p (freq {WU_FREQ:g}, T={WU_LENGTH}); {seeds}")
-    return plotting.save(fig, table_dir / "wu_loss_vs_p")
+        ax.set_xlabel("learning rate")
+        ax.set_title(TITLE[fam], fontsize=7)
+    axes[0].set_ylabel("validation loss")
+    plotting.legend(axes[0], fontsize=6)
+    counts = defaultdict(int)
+    for r in runs:
+        counts[(r["task"], r["arm"], r["lr"])] += 1
+    n = min(counts.values(), default=0)
+    fig.suptitle(f"learning-rate grids: mean of {n} seeds (line), each seed (dots), chosen rate (star)", fontsize=8)
+    return plotting.save(fig, table_dir / "lr_grid")
 
 
-def mult_exact_vs_fillers(table_dir: Path, final: list[dict], seeds: str) -> list[Path]:
-    """Task 2: exact match vs filler tokens."""
+def band_vs_k(table_dir: Path) -> list[Path]:
+    """How far ahead: the gap L(band k) - L(vanilla) vs k, per family (k = 0 is myopic)."""
+    band = select(read_rows(table_dir / "band.csv"), quantity="gap")
+    fams = [f for f in FAMILIES if any(r["family"] == f for r in band)]
+    if not fams:
+        return []
+    fig, axes = plotting.grid(len(fams), ncols=len(fams), width=2.6, height=2.4)
+    for ax, fam in zip(axes, fams):
+        rows = select(band, family=fam)
+        plotting.band_rows(ax, rows, "k", f"n = {min(r['n'] for r in rows)}", **MARK)
+        ax.axhline(0.0, color="0.6", lw=0.6)
+        ax.set_xlabel("band k (positions back with gradient)")
+        ax.set_title(f"{TITLE[fam]}, {rows[0]['point']}", fontsize=7)
+        plotting.legend(ax, fontsize=6)
+    axes[0].set_ylabel("L(band k) - L(vanilla)")
+    fig.suptitle("the myopia gap as the gradient reaches k positions back (mean, 95% interval, seeds)", fontsize=8)
+    return plotting.save(fig, table_dir / "band_vs_k")
+
+
+def gap_vs_size(table_dir: Path) -> list[Path]:
+    """The gap, the local bonus and the context benefit vs parameters (adjacent_pair, text)."""
+    gaps = read_rows(table_dir / "gaps.csv")
+    fig, axes = plotting.figure(ncols=2)
+    for ax, fam in zip(axes[0], ("pairs", "text")):
+        for q, name in (("gap", "myopia gap"), ("local_bonus", "local myopia bonus"),
+                        ("context_benefit", "no-context - vanilla")):
+            rows = select(gaps, family=fam, quantity=q)
+            if len({r["params"] for r in rows}) > 1 or q == "gap":
+                plotting.band_rows(ax, rows, "params", name, **MARK)
+        ax.axhline(0.0, color="0.6", lw=0.6)
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters")
+        ax.set_ylabel("nats per scored token")
+        ax.set_title(TITLE[fam], fontsize=7)
+        plotting.legend(ax, fontsize=6)
+    n = min((r["n"] for r in gaps if r["family"] in ("pairs", "text")), default=0)
+    fig.suptitle(f"myopia gap vs size, each arm at its chosen rate; mean, 95% interval, >= {n} seeds", fontsize=8)
+    return plotting.save(fig, table_dir / "gap_vs_size")
+
+
+def curves(table_dir: Path) -> list[Path]:
+    """Held-out loss over training: text (every size and arm), D_1; exact match: multiplication."""
+    rows = read_rows(table_dir / "curves.csv")
+    panels = [("text", "loss", "tokens"), ("wu", "loss", "step"), ("mult", "exact", "step")]
+    panels = [p for p in panels if select(rows, family=p[0], metric=p[1])]
+    fig, axes = plotting.grid(len(panels), ncols=len(panels), width=3.2, height=2.6)
+    style = {"vanilla": "-", "myopic": "--", "bigram": ":", "local": "-."}
+    for ax, (fam, metric, x) in zip(axes, panels):
+        sel = select(rows, family=fam, metric=metric)
+        for point in sorted({r["point"] for r in sel}, key=lambda p: select(sel, point=p)[0]["params"]):
+            for arm in ARMS:
+                cur = select(sel, point=point, arm=arm)
+                if cur and (fam != "mult" or arm in ("vanilla", "myopic")):
+                    plotting.band_rows(ax, cur, x, f"{point} {arm}" if arm in ("vanilla", "myopic") else None,
+                                       shift=1 if x == "step" else 0, ls=style[arm], marker="o", ms=2)
+        ax.set_xscale("log")
+        ax.set_xlabel("tokens seen" if x == "tokens" else "step + 1")
+        ax.set_ylabel(f"held-out {metric}")
+        ax.set_title(TITLE[fam], fontsize=7)
+        plotting.legend(ax, fontsize=4)
+    fig.suptitle("training curves (dotted: no context, dash-dot: local); mean and 95% interval", fontsize=8)
+    return plotting.save(fig, table_dir / "curves")
+
+
+def mult_exact_vs_fillers(table_dir: Path, final: list[dict], chosen) -> list[Path]:
+    """Exact match vs filler tokens, each arm at its chosen rate."""
     fig, axes = plotting.figure()
     for arm in ("vanilla", "myopic"):
-        plotting.band_rows(axes[0, 0], select(final, family="mult", arm=arm, lr_factor=1.0, metric="exact"),
-                           "fillers", arm, **MARK)
+        rows = [r for r in select(final, family="mult", arm=arm, metric="exact")
+                if r["lr_factor"] == factor_of(chosen, "mult", arm)]
+        plotting.band_rows(axes[0, 0], rows, "fillers", arm, **MARK)
     axes[0, 0].set_xlabel("filler tokens F")
     axes[0, 0].set_ylabel("held-out exact match")
     plotting.legend(axes[0, 0])
-    setting = next((r["point"].split("-F")[0] for r in final if r["family"] == "mult"), "?b?")  # "3x3b4"
+    mult = select(final, family="mult")
+    setting = mult[0]["point"].split("-F")[0] if mult else "?b?"   # "3x3b4"
     size, base = setting.split("b")
-    fig.suptitle(f"reversed {size}-digit multiplication in base {base}; {seeds}", fontsize=8)
+    n = min((r["n"] for r in mult), default=0)
+    fig.suptitle(f"reversed {size}-digit multiplication in base {base}; mean, 95% interval, {n} seeds", fontsize=8)
     return plotting.save(fig, table_dir / "mult_exact_vs_fillers")
 
 
-def gap_vs_size_and_length(table_dir: Path, seeds: str) -> list[Path]:
-    """Tasks 3-4: the gap (and the local bonus) vs parameters and vs context length."""
-    gaps = read_rows(table_dir / "gaps.csv")
-    fig, axes = plotting.figure(ncols=2, nrows=2)
-    for row, family in enumerate(("pairs", "text")):
-        g = select(gaps, family=family, quantity="gap")
-        if not g:
-            continue
-        ref_len = min(r["length"] for r in g)
-        by_size = [r for r in g if r["length"] == ref_len]
-        plotting.band_rows(axes[row, 0], by_size, "params", "myopia gap", **MARK)
-        plotting.band_rows(axes[row, 0], select(gaps, family=family, quantity="local_bonus", length=ref_len),
-                           "params", "local myopia bonus", **MARK)
-        axes[row, 0].set_xscale("log")
-        axes[row, 0].set_xlabel("parameters")
-        ref = {(r["n_layers"], r["d_model"]) for r in g if r["length"] != ref_len}
-        by_len = [r for r in g if (r["n_layers"], r["d_model"]) in ref]
-        plotting.band_rows(axes[row, 1], by_len, "length", "myopia gap", **MARK)
-        axes[row, 1].set_xlabel("context length (tokens)")
-        for ax in axes[row]:
-            ax.axhline(0.0, color="0.6", lw=0.6)
-            ax.set_ylabel(f"{family}: nats/token")
-    plotting.legend(axes[0, 0], fontsize=6)
-    fig.suptitle(f"myopia gap L_myopic - L_vanilla (adjacent_pair, stdlib text); {seeds}", fontsize=8)
-    return plotting.save(fig, table_dir / "gap_vs_size_and_length")
+def wu_loss_vs_p(table_dir: Path, final: list[dict], chosen) -> list[Path]:
+    """D_p: loss vs p and the beta blend at p = 1 (only when the preset sweeps them)."""
+    wu = select(final, family="wu", metric="loss")
+    ps = {r["p"] for r in wu}
+    beta = select(wu, arm="beta")
+    if len(ps) < 2 and not beta:
+        return []
+    fig, axes = plotting.figure(ncols=2)
+    for arm in ("vanilla", "myopic"):
+        rows = [r for r in select(wu, arm=arm) if r["lr_factor"] == factor_of(chosen, "wu", arm)]
+        plotting.band_rows(axes[0, 0], rows, "p", arm, **MARK)
+    plotting.band_rows(axes[0, 1], beta, "beta", "myopic, beta blend", **MARK)
+    axes[0, 0].set_xscale("log")
+    axes[0, 0].set_xlabel("p (fraction of sum targets)")
+    axes[0, 1].set_xlabel("beta (0 = myopic, 1 = vanilla)")
+    for ax in axes[0]:
+        ax.set_ylabel("held-out Huber loss")
+    plotting.legend(axes[0, 0])
+    fig.suptitle(f"D_p (freq {WU_FREQ:g}, T={WU_LENGTH})", fontsize=8)
+    return plotting.save(fig, table_dir / "wu_loss_vs_p")
 
 
 def per_position(table_dir: Path) -> list[Path]:
-    """Held-out loss at every position, per arm, at the reference points."""
+    """Held-out loss at every position, per arm, at the reference points; one legend for all panels."""
     pos = read_rows(table_dir / "positions.csv")
-    families = sorted({r["family"] for r in pos})
+    families = [f for f in FAMILIES if any(r["family"] == f for r in pos)]
     fig, axes = plotting.figure(ncols=len(families))
+    lines = {}
     for ax, family in zip(axes[0], families):
         for arm in ARMS:
-            plotting.band_rows(ax, select(pos, family=family, arm=arm), "position", arm, **MARK)
-        ax.set_title(family, fontsize=8)
+            line = plotting.band_rows(ax, select(pos, family=family, arm=arm), "position", arm, **MARK)
+            if line is not None:
+                lines.setdefault(arm, line)
+        ax.set_title(TITLE[family], fontsize=7)
         ax.set_xlabel("position")
     axes[0, 0].set_ylabel("held-out loss")
-    plotting.legend(axes[0, 0], fontsize=6)
+    fig.legend(list(lines.values()), list(lines), fontsize=6, loc="upper right", ncol=len(lines))
+    n = min((r["n"] for r in pos), default=0)
+    fig.suptitle(f"loss per position; mean, 95% interval, {n} seeds", fontsize=8, x=0.3)
     return plotting.save(fig, table_dir / "per_position")
 
 
@@ -118,6 +198,7 @@ def grad_diagnostics(table_dir: Path) -> list[Path]:
         ax.set_xlabel("step + 1")
         ax.set_ylabel(ylab)
     axes[0, 0].set_yscale("log")
+    axes[0, 1].set_ylim(-1.05, 1.05)
     plotting.legend(axes[0, 0], fontsize=5)
     return plotting.save(fig, table_dir / "grad_diagnostics")
 
@@ -131,4 +212,6 @@ def probe_r2(table_dir: Path) -> list[Path]:
     axes[0, 0].set_xlabel("layer (0 = embedding, i = after block i)")
     axes[0, 0].set_ylabel("probe R^2 of sin(freq x_n)")
     plotting.legend(axes[0, 0])
+    n = min((r["n"] for r in probes), default=0)
+    fig.suptitle(f"D_1 probe; mean, 95% interval, {n} seeds", fontsize=8)
     return plotting.save(fig, table_dir / "probe_r2")

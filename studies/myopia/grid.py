@@ -1,17 +1,22 @@
-"""The grid: (task, architecture) points, each trained in its arms x learning rates x seeds.
+"""The grid: (task, architecture) points, each trained in its arms x seeds.
 
 Arms, all with one architecture, data and budget: vanilla; myopic (``TrainConfig.myopic``;
-the beta blend puts the removed terms back in part); bigram (past states replaced by zeros,
-``context="none"``); local (starts from vanilla and trains on present losses while reading
-the frozen vanilla model's past states, ``context="teacher"``).
+the beta blend puts the removed terms back in part); band k (myopic with the gradient kept
+on attention links at most k positions back, ``TrainConfig.myopic_band``); bigram (past
+states replaced by zeros, ``context="none"``); local (starts from vanilla and trains on
+present losses while reading the frozen vanilla model's past states, ``context="teacher"``).
+
+Two phases. The learning-rate grid: at each family's reference point, vanilla and myopic
+at every rate of a grid (widened at an edge until the best rate, by validation loss, is
+inside it), ``lr_seeds`` seeds. Then every other run at its arm's chosen rate: bigram and
+band runs at vanilla's, local at a tenth of vanilla's (it fine-tunes vanilla).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from studies.myopia.presets import (ARMS, BASE_LR, BATCH, FAMILY_TRAIN, LOCAL_LR_FACTOR, NA, WU_FREQ, WU_LENGTH,
-                                    Preset)
+from studies.myopia.presets import (BASE_LR, BATCH, LOCAL_LR_FACTOR, NA, WU_FREQ, WU_LENGTH, Preset)
 from toymodels.model import TransformerConfig
 from toymodels.params import n_params
 from toymodels.runspec import RunSpec
@@ -21,7 +26,7 @@ from toymodels.trainconfig import TrainConfig
 
 @dataclasses.dataclass(frozen=True)
 class Point:
-    """One (task, architecture) cell of a sweep; its runs are its arms x lr factors x seeds."""
+    """One (task, architecture) cell of the grid."""
     family: str
     point: str
     task_name: str
@@ -29,6 +34,7 @@ class Point:
     n_layers: int
     d_model: int
     arms: tuple[str, ...] = ("vanilla", "myopic")
+    reference: bool = False      # where learning rates are tuned, bands swept, positions read
     p: float = NA
     fillers: int = NA
     length: int = NA
@@ -48,59 +54,61 @@ class Point:
                                  vocab_size=task.vocab.size, max_seq_len=task.seq_len)
 
 
-def reference_size(P: Preset) -> tuple[int, int]:
-    """(n_layers, d_model) of the pairs/text cell where lengths are swept and lr is tuned."""
-    return P.sizes[min(1, len(P.sizes) - 1)]
+ALL_ARMS = ("vanilla", "myopic", "bigram", "local")
 
 
 def points(P: Preset) -> list[Point]:
-    ref_layers, ref_d = reference_size(P)
-    # bigram and local arms only where the per-position curves and the bonus are read
     out = [Point("wu", f"p{p:g}", "wu_regression", (("p", p), ("length", WU_LENGTH), ("freq", WU_FREQ)),
-                 *P.fixed_model, ARMS if p == 1.0 else ("vanilla", "myopic"), p=p) for p in P.wu_ps]
+                 *P.wu_model, ALL_ARMS if p == 1.0 else ("vanilla", "myopic"), reference=p == 1.0, p=p)
+           for p in P.wu_ps]
     digits, base = P.mult
     out += [Point("mult", f"{digits}x{digits}b{base}-F{f}", "multiplication",
-                  (("digits", digits), ("fillers", f), ("base", base)), *P.fixed_model, fillers=f)
-            for f in P.fillers]
-    for fam, name, lengths, extra in (("pairs", "adjacent_pair", P.pair_lengths, (("n_symbols", 16),)),
-                                      ("text", "text", P.text_lengths, ())):
-        ref_len = lengths[0]   # sizes are swept at the shorter context (cheaper)
-        cells = {(L, d, ref_len) for L, d in P.sizes} | {(ref_layers, ref_d, n) for n in lengths}
+                  (("digits", digits), ("fillers", f), ("base", base)), *P.mult_model,
+                  reference=f == P.fillers[0], fillers=f) for f in P.fillers]
+    for fam, name, sizes, n, extra in (("pairs", "adjacent_pair", P.pair_sizes, P.pair_length, (("n_symbols", 16),)),
+                                       ("text", "text", P.text_sizes, P.text_length, ())):
+        arms = ALL_ARMS if fam == "text" else ("vanilla", "myopic")
         out += [Point(fam, f"L{L}d{d}-T{n}", name, (("length", n), *extra), L, d,
-                      ARMS if (L, d, n) == (ref_layers, ref_d, ref_len) else ("vanilla", "myopic"), length=n)
-                for L, d, n in sorted(cells)]
-    out.append(Point("markov", f"L{ref_layers}d{ref_d}", "markov", (("vocab_size", 16), ("length", 32)),
-                     ref_layers, ref_d, ("vanilla", "myopic", "bigram")))
+                      ALL_ARMS if i == 0 else arms, reference=i == 0, length=n) for i, (L, d) in enumerate(sizes)]
+    L, d = P.pair_sizes[0]
+    out.append(Point("markov", f"L{L}d{d}", "markov", (("vocab_size", 16), ("length", 32)), L, d,
+                     ("vanilla", "myopic", "bigram"), reference=True))
     return out
 
 
-def reference(P: Preset, family: str) -> str:
-    """The point of a family where learning rates are tuned and positions/probes are read."""
-    L, d = reference_size(P)
-    return f"L{L}d{d}-T{(P.pair_lengths if family == 'pairs' else P.text_lengths)[0]}"
+def reference(P: Preset, family: str) -> Point:
+    return next(pt for pt in points(P) if pt.family == family and pt.reference)
 
 
 def run_id(family: str, point: str, arm: str, lr_factor: float = 1.0, seed: int = 0) -> str:
-    return f"{family}-{point}-{arm}-lr{lr_factor:.3g}-s{seed}"
+    return f"{family}-{point}-{arm}-lr{lr_factor:.4g}-s{seed}"
 
 
-def train_config(P: Preset, arm: str, seed: int, lr: float, steps: int, beta: float, batch_size: int) -> TrainConfig:
-    shared = P.one_program and arm in ("vanilla", "myopic")
+def train_config(P: Preset, arm: str, seed: int, lr: float, steps: int, beta: float, band: int,
+                 batch_size: int) -> TrainConfig:
+    """``band`` (NA = none) makes a band run of the myopic arm."""
+    shared = P.one_program and arm in ("vanilla", "myopic") and band == NA   # vanilla as beta = 1
     return TrainConfig(
         steps=steps, batch_size=batch_size, lr=lr, weight_decay=0.01, lr_schedule="cosine",
-        warmup_steps=max(1, steps // 100), seed=seed, n_evals=8,
-        eval_spacing="log", eval_batch=P.eval_batch, myopic=arm == "myopic" or shared,
+        warmup_steps=max(1, steps // 100), seed=seed, n_evals=P.n_evals, eval_spacing="log",
+        eval_batch=P.eval_batch, myopic=arm == "myopic" or shared, myopic_band=max(band, 0),
         myopic_beta=1.0 if shared and arm == "vanilla" else beta,
         context={"bigram": "none", "local": "teacher"}.get(arm, "live"),
         grad_diagnostics=arm == "vanilla" or shared)
 
 
-def spec(P: Preset, point: Point, arm: str, seed: int, lr_factor: float = 1.0, beta: float = NA) -> RunSpec:
-    """One run: ``beta`` (myopic arm only) makes it a beta-blend run."""
+def spec(P: Preset, point: Point, arm: str, seed: int, lr_factor: float = 1.0, beta: float = NA,
+         band: int = NA, vanilla_factor: float | None = None) -> RunSpec:
+    """One run at ``lr_factor`` x the family's base rate. ``beta`` (myopic arm) makes it a
+    beta-blend run, ``band`` a band run; a local run fine-tunes the vanilla run at
+    ``vanilla_factor``."""
+    lr_factor = float(f"{lr_factor:.4g}")   # as the tags and the run id record it: 1/3 -> 0.3333
     steps = P.family_steps(point.family)
-    family = {"lr": BASE_LR, "batch_size": BATCH, **FAMILY_TRAIN.get(point.family, {})}
-    train = train_config(P, arm, seed, family["lr"] * lr_factor, steps, max(beta, 0.0), family["batch_size"])
-    parent = run_id(point.family, point.point, "vanilla", lr_factor, seed)
+    kind = "band" if band != NA else "beta" if beta != NA else arm     # the arm tag
+    label = f"band{band}" if band != NA else f"beta{beta:g}" if beta != NA else arm
+    train = train_config(P, arm, seed, BASE_LR[point.family] * lr_factor, steps, max(beta, 0.0), band,
+                         BATCH.get(point.family, 32))
+    parent = run_id(point.family, point.point, "vanilla", float(f"{vanilla_factor or lr_factor:.4g}"), seed)
     if arm == "local":
         # A fine-tune of a trained model: a fresh Adam state at the full rate knocked the
         # vanilla Wu model from 0.01 to 2.6 Huber in its first steps (measured), so the
@@ -109,32 +117,40 @@ def spec(P: Preset, point: Point, arm: str, seed: int, lr_factor: float = 1.0, b
         train = dataclasses.replace(train, steps=local_steps, lr=train.lr * LOCAL_LR_FACTOR,
                                     warmup_steps=max(1, local_steps // 5))
     model = point.model()
-    tags = dict(family=point.family, point=point.point, arm=arm if beta == NA else "beta", beta=beta,
-                lr_factor=round(lr_factor, 4), seed=seed, n_layers=point.n_layers, d_model=point.d_model,
-                params=n_params(model), p=point.p, fillers=point.fillers, length=point.length)
+    tags = dict(family=point.family, point=point.point, arm=kind, beta=beta, band=band, lr_factor=lr_factor,
+                seed=seed, n_layers=point.n_layers, d_model=point.d_model, params=n_params(model), p=point.p,
+                fillers=point.fillers, length=point.length, reference=int(point.reference))
     local = parent if arm == "local" else ""
-    return RunSpec(run_id(point.family, point.point, arm if beta == NA else f"beta{beta:g}", lr_factor, seed),
-                   model, train, ((point.family, point.task),), tags=tuple(tags.items()),
-                   init_from=local, teacher=local)
+    return RunSpec(run_id(point.family, point.point, label, lr_factor, seed), model, train,
+                   ((point.family, point.task),), tags=tuple(tags.items()), init_from=local, teacher=local)
 
 
-def specs(P: Preset) -> list[RunSpec]:
+def grid_specs(P: Preset, factors: dict[str, tuple[float, ...]]) -> list[RunSpec]:
+    """The learning-rate grid: vanilla and myopic at every factor of ``factors[family]``."""
+    return [spec(P, reference(P, fam), arm, seed, f) for fam in sorted(factors) for f in factors[fam]
+            for arm in ("vanilla", "myopic") for seed in range(P.lr_seeds)]
+
+
+def specs(P: Preset, chosen: dict[tuple[str, str], float]) -> list[RunSpec]:
+    """Every run outside the grid, at its arm's chosen factor (``chosen[(family, arm)]``)."""
     out: dict[str, RunSpec] = {}
 
-    def add(*args, **kw):
-        s = spec(P, *args, **kw)
+    def add(point, arm, seed, **kw):
+        van = chosen[(point.family, "vanilla")]
+        f = chosen[(point.family, "myopic")] if arm == "myopic" and "band" not in kw else van
+        s = spec(P, point, arm, seed, f, vanilla_factor=van, **kw)
         out[s.run_id] = s
 
-    ref = {f: reference(P, f) for f in ("pairs", "text")}
     for point in points(P):
-        for seed in range(P.seeds):
+        n_seeds = P.mult_seeds if point.family == "mult" else (P.lr_seeds if point.reference else P.seeds)
+        for seed in range(n_seeds):
             for arm in point.arms:
-                add(point, arm, seed)
-            if point.point == ref.get(point.family):          # the learning-rate tuning cell
-                for f in P.lr_factors:
-                    add(point, "vanilla", seed, f)
-                    add(point, "myopic", seed, f)
-            if point.family == "wu" and point.p == 1.0:         # the beta blend
-                for b in P.betas:
-                    add(point, "myopic", seed, beta=b)
+                if not (point.reference and arm in ("vanilla", "myopic")):   # those are grid runs
+                    add(point, arm, seed)
+            if point.reference and seed < P.seeds:
+                for b in P.band_values(point.family):
+                    add(point, "myopic", seed, band=b)
+                if point.family == "wu":
+                    for b in P.betas:
+                        add(point, "myopic", seed, beta=b)
     return list(out.values())

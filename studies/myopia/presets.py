@@ -4,55 +4,65 @@ from __future__ import annotations
 
 import dataclasses
 
+FAMILIES = ("wu", "mult", "pairs", "text", "markov")
+
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
     """One size of the study; every sweep is a field, so a test can shrink any of them."""
-    seeds: int
-    steps: int                                  # base step count; per-family factors below
-    wu_ps: tuple[float, ...]                    # Wu's D_p: fraction of sum targets
+    seeds: int                                  # seeds of the size, filler, p and band points
+    lr_seeds: int                               # seeds of the learning-rate grids (the reference points)
+    lr_factors: tuple[float, ...]               # the first grid (x each family's base rate)
+    max_widen: int                              # most grid points added at an edge, per (family, arm)
+    steps: tuple[tuple[str, int], ...]          # training steps per family
+    wu_ps: tuple[float, ...]                    # Wu's D_p: fraction of sum targets (1.0 is the reference)
     betas: tuple[float, ...]                    # myopic_beta blend at p = 1
-    fillers: tuple[int, ...]                    # filler tokens of the multiplication task
-    sizes: tuple[tuple[int, int], ...]          # (n_layers, d_model) of pairs/text models
-    pair_lengths: tuple[int, ...]
-    text_lengths: tuple[int, ...]
-    lr_factors: tuple[float, ...]               # learning-rate tuning at the reference cells
+    fillers: tuple[int, ...]                    # filler tokens of the multiplication task (the first: reference)
+    mult_seeds: int                             # seeds of every multiplication point
+    pair_sizes: tuple[tuple[int, int], ...]     # (n_layers, d_model) of adjacent_pair models (first: reference)
+    text_sizes: tuple[tuple[int, int], ...]     # (n_layers, d_model) of text models (first: reference)
+    bands: tuple[tuple[str, tuple[int, ...]], ...]   # myopic_band values per family, at the reference point
     local_frac: float                           # local arm's steps, as a fraction of the family's
     eval_batch: int
+    n_evals: int = 8
     # The vanilla arm trains as myopic descent with beta = 1 (the same gradient to float
     # error), so both arms share one compiled program: fewer compiles.
-    one_program: bool
+    one_program: bool = True
     mult: tuple[int, int] = (3, 4)              # (digits, base) of the multiplication task
-    fixed_model: tuple[int, int] = (2, 64)      # (n_layers, d_model) of the Wu and multiplication models
-    steps_factor: tuple[tuple[str, float], ...] = ()   # per-family overrides of STEPS_FACTOR
+    wu_model: tuple[int, int] = (2, 64)         # (n_layers, d_model) of the D_p models
+    mult_model: tuple[int, int] = (2, 64)
+    pair_length: int = 6
+    text_length: int = 32
 
     def family_steps(self, family: str) -> int:
-        return int(self.steps * {**STEPS_FACTOR, **dict(self.steps_factor)}.get(family, 1.0))
+        return dict(self.steps)[family]
+
+    def band_values(self, family: str) -> tuple[int, ...]:
+        return dict(self.bands).get(family, ())
 
 
 PRESETS = {
-    # One-layer models and one text length: compiling is most of a smoke run's time.
-    "smoke": Preset(seeds=2, steps=40, wu_ps=(1.0,), betas=(0.5,), fillers=(0, 4), mult=(3, 4), fixed_model=(1, 32),
-                    sizes=((1, 16), (1, 32)), pair_lengths=(6, 8), text_lengths=(16,),
-                    lr_factors=(1.0,), local_frac=0.25, eval_batch=32, one_program=True),
-    # CPU-sized (see docs/myopia.md for what differs from Wu et al.'s settings).
-    "paper": Preset(seeds=3, steps=1000, wu_ps=(0.01, 0.1, 0.3, 1.0), betas=(0.25, 0.5), fixed_model=(2, 64),
-                    fillers=(0, 4, 8), mult=(3, 4), sizes=((1, 32), (2, 32), (2, 64), (2, 128)),
-                    pair_lengths=(6, 8), text_lengths=(32, 64), lr_factors=(1 / 3, 1.0, 3.0),
-                    local_frac=0.25, eval_batch=256, one_program=False, steps_factor=(("wu", 2.5), ("mult", 6))),
+    # One-layer models: compiling is most of a smoke run's time.
+    "smoke": Preset(seeds=2, lr_seeds=2, lr_factors=(1 / 3, 1.0, 3.0), max_widen=0,
+                    steps=(("wu", 40), ("mult", 40), ("pairs", 60), ("text", 30), ("markov", 20)),
+                    wu_ps=(1.0,), betas=(0.5,), fillers=(0, 4), mult_seeds=2, wu_model=(1, 32), mult_model=(1, 32),
+                    pair_sizes=((1, 16), (1, 32)), text_sizes=((1, 16),), text_length=16,
+                    bands=(("pairs", (2,)), ("text", (2,))), local_frac=0.25, eval_batch=32, n_evals=4),
+    # CPU-sized: see docs/myopia.md for each budget and what differs from Wu et al.'s settings.
+    "paper": Preset(seeds=3, lr_seeds=5, lr_factors=(1 / 3, 1.0, 3.0), max_widen=2,
+                    steps=(("wu", 1500), ("mult", 5000), ("pairs", 1500), ("text", 3000), ("markov", 500)),
+                    wu_ps=(1.0,), betas=(), fillers=(0, 4, 8), mult_seeds=5, mult=(2, 8), mult_model=(2, 64),
+                    pair_sizes=((2, 32), (1, 16), (2, 64), (2, 128)),
+                    text_sizes=((1, 32), (1, 16), (2, 48), (2, 96)),
+                    bands=(("wu", (2, 5, 10)), ("pairs", (1, 3, 6)), ("text", (1, 4, 16))),
+                    local_frac=0.25, eval_batch=512, n_evals=12),
 }
-BASE_LR = 3e-3
-BATCH = 32
-# Per-family training overrides. Multiplication (3x3 digits in base 4) uses the setting of
-# its pilots (docs/myopia.md): batch 64 at 1e-3; at batch 32 and 3e-3 it was not tried.
-FAMILY_TRAIN = {"mult": dict(batch_size=64, lr=1e-3)}
-WU_FREQ = 3.0      # Wu et al. use 10; see docs/myopia.md
-WU_LENGTH = 32     # Wu et al. use 64
+BASE_LR = {"wu": 3e-3, "mult": 3e-3, "pairs": 3e-3, "text": 3e-3, "markov": 3e-3}
+BATCH = {"mult": 64}     # 32 elsewhere
+LR_STEP = 3.0            # a widened grid's next point: the edge's rate x or / 3
+WU_FREQ = 3.0            # Wu et al. use 10; see docs/myopia.md
+WU_LENGTH = 32           # Wu et al. use 64
 ARMS = ("vanilla", "myopic", "bigram", "local")
-# adjacent_pair needs ~1500 steps to be learned (measured); text and markov curves are
-# smooth and flat by then, so they get fewer steps to fit the CPU budget. A preset's
-# steps_factor overrides: paper D_p gets 2500 (vanilla D_1 was still falling at 1000:
-# 0.16 Huber; one seed reached 0.014 at 2500 and 0.0014 at 4000, measured).
-STEPS_FACTOR = {"pairs": 1.5, "text": 0.6, "markov": 0.5}
-NA = -1            # tag value of a field that does not apply to a run
+NA = -1                  # tag value of a field that does not apply to a run
 LOCAL_LR_FACTOR = 0.1
+VAL_SEED = 54321         # the validation batch's key (the held-out metrics use TrainConfig.eval_seed)

@@ -17,9 +17,11 @@ from toymodels.results import read_rows
 SHRINK = {"quickstart": dict(steps=20, seeds=2),
           # case D alone exercises every table (zero-shot included); one size keeps compiles few
           "ood_decay": dict(cases=("D",), sizes=(("1L-d16", 1, 16),), steps=(20, 20, 20), seeds=2),
-          # one size, one point per sweep: every table and figure, 11 compiled programs
-          "myopia": dict(steps=8, wu_ps=(1.0,), betas=(0.5,), fillers=(0,), sizes=((1, 16),),
-                         pair_lengths=(6,), text_lengths=(16,), eval_batch=16),
+          # one size per family, one band, a two-point grid not widened (widening: tests/studies/test_myopia.py):
+          # every table and figure
+          "myopia": dict(steps=tuple((f, 8) for f in ("wu", "mult", "pairs", "text", "markov")), wu_ps=(1.0,),
+                         betas=(), fillers=(0,), pair_sizes=((1, 16),), text_sizes=((1, 16),), lr_factors=(1.0, 3.0),
+                         max_widen=0, bands=(("pairs", (1,)),), eval_batch=16, n_evals=2),
           "compiled_vs_trained": dict(library=(), n_fountain=1, seeds=2, steps=30, max_inputs=64, mlp_steps=20,
                                       dec_programs=30, dec_eval=6, dec_weight_tokens=48, dec_program_tokens=40,
                                       dec_d_model=16, dec_layers=1, dec_steps=5, dec_seeds=2),
