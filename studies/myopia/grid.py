@@ -85,8 +85,10 @@ def run_id(family: str, point: str, arm: str, lr_factor: float = 1.0, seed: int 
 
 
 def train_config(P: Preset, arm: str, seed: int, lr: float, steps: int, beta: float, band: int,
-                 batch_size: int) -> TrainConfig:
-    """``band`` (NA = none) makes a band run of the myopic arm."""
+                 batch_size: int, diagnostics: bool = True) -> TrainConfig:
+    """``band`` (NA = none) makes a band run of the myopic arm; ``diagnostics``: the vanilla arm
+    records the off-diagonal gradient at every eval (two gradients of the eval batch, so only
+    where the figure reads them: the reference points)."""
     shared = P.one_program and arm in ("vanilla", "myopic") and band == NA   # vanilla as beta = 1
     return TrainConfig(
         steps=steps, batch_size=batch_size, lr=lr, weight_decay=0.01, lr_schedule="cosine",
@@ -94,7 +96,7 @@ def train_config(P: Preset, arm: str, seed: int, lr: float, steps: int, beta: fl
         eval_batch=P.eval_batch, myopic=arm == "myopic" or shared, myopic_band=max(band, 0),
         myopic_beta=1.0 if shared and arm == "vanilla" else beta,
         context={"bigram": "none", "local": "teacher"}.get(arm, "live"),
-        grad_diagnostics=arm == "vanilla" or shared)
+        grad_diagnostics=diagnostics and (arm == "vanilla" or shared))
 
 
 def spec(P: Preset, point: Point, arm: str, seed: int, lr_factor: float = 1.0, beta: float = NA,
@@ -107,7 +109,7 @@ def spec(P: Preset, point: Point, arm: str, seed: int, lr_factor: float = 1.0, b
     kind = "band" if band != NA else "beta" if beta != NA else arm     # the arm tag
     label = f"band{band}" if band != NA else f"beta{beta:g}" if beta != NA else arm
     train = train_config(P, arm, seed, BASE_LR[point.family] * lr_factor, steps, max(beta, 0.0), band,
-                         BATCH.get(point.family, 32))
+                         BATCH.get(point.family, 32), diagnostics=point.reference)
     parent = run_id(point.family, point.point, "vanilla", float(f"{vanilla_factor or lr_factor:.4g}"), seed)
     if arm == "local":
         # A fine-tune of a trained model: a fresh Adam state at the full rate knocked the
@@ -142,7 +144,7 @@ def specs(P: Preset, chosen: dict[tuple[str, str], float]) -> list[RunSpec]:
         out[s.run_id] = s
 
     for point in points(P):
-        n_seeds = P.mult_seeds if point.family == "mult" else (P.lr_seeds if point.reference else P.seeds)
+        n_seeds = P.mult_seeds if point.family == "mult" else P.seeds   # the reference's tuned arms: the grid
         for seed in range(n_seeds):
             for arm in point.arms:
                 if not (point.reference and arm in ("vanilla", "myopic")):   # those are grid runs

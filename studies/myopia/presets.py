@@ -50,15 +50,15 @@ PRESETS = {
                     bands=(("pairs", (2,)), ("text", (2,))), local_frac=0.25, eval_batch=32, n_evals=4),
     # CPU-sized: see docs/myopia.md for each budget and what differs from Wu et al.'s settings.
     "paper": Preset(seeds=3, lr_seeds=5, lr_factors=(1 / 3, 1.0, 3.0), max_widen=2,
-                    steps=(("wu", 1500), ("mult", 5000), ("pairs", 1500), ("text", 3000), ("markov", 500)),
-                    wu_ps=(1.0,), betas=(), fillers=(0, 4, 8), mult_seeds=5, mult=(2, 8), mult_model=(2, 64),
+                    steps=(("wu", 1500), ("mult", 3000), ("pairs", 1500), ("text", 3000), ("markov", 500)),
+                    wu_ps=(1.0,), betas=(), fillers=(0, 8), mult_seeds=5, mult=(2, 6), mult_model=(2, 64),
                     pair_sizes=((2, 32), (1, 16), (2, 64), (2, 128)),
-                    text_sizes=((1, 32), (1, 16), (2, 48), (2, 96)),
+                    text_sizes=((1, 32), (1, 8), (1, 16), (2, 48)),
                     bands=(("wu", (2, 5, 10)), ("pairs", (1, 3, 6)), ("text", (1, 4, 16))),
                     local_frac=0.25, eval_batch=512, n_evals=12),
 }
 BASE_LR = {"wu": 3e-3, "mult": 3e-3, "pairs": 3e-3, "text": 3e-3, "markov": 3e-3}
-BATCH = {"mult": 64}     # 32 elsewhere
+BATCH: dict[str, int] = {}   # per-family batch sizes; 32 where not listed
 LR_STEP = 3.0            # a widened grid's next point: the edge's rate x or / 3
 WU_FREQ = 3.0            # Wu et al. use 10; see docs/myopia.md
 WU_LENGTH = 32           # Wu et al. use 64
