@@ -82,13 +82,18 @@ def widen(factors: dict[str, tuple[float, ...]], choice: list[dict], start: tupl
           max_widen: int) -> dict[str, tuple[float, ...]]:
     """The grid with one more point beyond each edge where an arm's best rate sits, up to
     ``max_widen`` points beyond the starting grid on each side."""
-    out = dict(factors)
+    edges = defaultdict(set)
     for c in choice:
-        grid = sorted(out[c["task"]])
-        if c["edge"] == "low" and grid[0] > min(start) / LR_STEP ** max_widen * 1.001:
-            out[c["task"]] = tuple(sorted(grid + [grid[0] / LR_STEP]))
-        elif c["edge"] == "high" and grid[-1] < max(start) * LR_STEP ** max_widen / 1.001:
-            out[c["task"]] = tuple(sorted(grid + [grid[-1] * LR_STEP]))
+        if c["edge"]:
+            edges[c["task"]].add(c["edge"])
+    out = dict(factors)
+    for task, sides in edges.items():   # one point per edge, however many arms sit there
+        grid = sorted(out[task])
+        if "low" in sides and grid[0] > min(start) / LR_STEP ** max_widen * 1.001:
+            grid = [grid[0] / LR_STEP] + grid
+        if "high" in sides and grid[-1] < max(start) * LR_STEP ** max_widen / 1.001:
+            grid = grid + [grid[-1] * LR_STEP]
+        out[task] = tuple(float(f"{f:.4g}") for f in grid)
     return out
 
 

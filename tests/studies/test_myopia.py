@@ -80,6 +80,8 @@ def test_choose_and_widen_until_the_best_rate_is_inside():
     assert wider["text"] == (0.3333, 1.0, 3.0, 9.0)
     assert widen(wider, [dict(choice["vanilla"], lr_factor=9.0)], start, max_widen=1) == wider   # the limit
     assert widen({"text": start}, [choice["myopic"]], start, max_widen=3) == {"text": start}     # inside: done
+    both = [dict(choice["vanilla"], arm=arm) for arm in ("vanilla", "myopic")]   # two arms at one edge: one point
+    assert widen({"text": start}, both, start, max_widen=2) == {"text": (0.3333, 1.0, 3.0, 9.0)}
 
 
 def _final(arm, seed, value, metric="loss", lr_factor=1.0, family="pairs", point="A", **kw):
