@@ -52,7 +52,7 @@ class TransformerConfig:
     d_output: int = 0
     init_std: float = 0.02     # residual-output projections use init_std / sqrt(2 n_layers)
     myopic: bool = False       # myopic gradient (Wu et al. 2024) of direct calls; training uses train.myopic
-    myopic_beta: float = 0.0   # 0 = myopic, 1 = vanilla; scales each past-position link (k links: beta**k)
+    myopic_beta: float = 0.0   # 0 = myopic, 1 = vanilla; scales each past-position gradient link (beta**k)
     ln_eps: float = 1e-5       # LayerNorm epsilon (added to the variance)
 
     def __post_init__(self):
