@@ -28,7 +28,8 @@ Precision = Literal["fp32", "bf16"]
 PRECISIONS = get_args(Precision)
 # Fields added after results and checkpoints were first written: ``as_dict`` leaves them out at
 # their defaults, so a config that does not use them is described (saved, hashed) as before.
-LATER_FIELDS = ("decay", "data_offset", "stop_when", "stop_every", "objective", "init_noise", "precision")
+LATER_FIELDS = ("decay", "data_offset", "stop_when", "stop_every", "objective", "init_noise", "precision",
+                "myopic_band")
 _STOP = re.compile(r"\s*(?P<task>.+)\.(?P<metric>[A-Za-z_]\w*)\s*(?P<op>>=|<=)\s*(?P<threshold>\S+)\s*")
 
 
