@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 from studies.myopia.measure import CHOICE, POSITIONS, PROBES, VAL
+from studies.myopia.measure import arm_factor as factor_of
 from studies.myopia.presets import ARMS
 from toymodels.analysis.stats import aggregate, bounds_by
 from toymodels.results import read_rows, write_rows
@@ -35,11 +36,6 @@ def label(r: dict) -> str:
 
 def chosen_factors(choice: list[dict]) -> dict[tuple[str, str], float]:
     return {(c["task"], c["arm"]): c["lr_factor"] for c in choice}
-
-
-def factor_of(chosen: dict, family: str, arm: str) -> float:
-    """The lr factor a run of ``arm`` trained at: the myopic arm its own, every other vanilla's."""
-    return chosen[(family, "myopic" if arm == "myopic" else "vanilla")]
 
 
 def at_chosen(rows: list[dict], chosen: dict) -> list[dict]:
