@@ -7,6 +7,35 @@ import os
 __version__ = "0.1.0"
 
 
+def _one_cpu_device_per_core() -> None:
+    """Give JAX one CPU device per core, so an ensemble's runs axis can be spread over the
+    cores (``toymodels.runs.default_mesh``: each core trains its block of runs in turn).
+
+    Runs at import, before JAX starts its backends. It leaves JAX's default (one CPU device)
+    when XLA_FLAGS already sets a host device count, when TOYMODELS_CPU_DEVICES names a
+    count (0 or 1: JAX's default), or when JAX has already started (importing toymodels after
+    running JAX code)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    wanted = os.environ.get("TOYMODELS_CPU_DEVICES", "")
+    if "xla_force_host_platform_device_count" in flags:
+        return
+    if wanted and not wanted.isdigit():
+        raise ValueError(f"TOYMODELS_CPU_DEVICES={wanted!r}: expected a positive number of devices")
+    n = int(wanted) if wanted else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+        else (os.cpu_count() or 1)
+    if n <= 1:
+        return
+    import jax
+
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:   # JAX ran before toymodels was imported: its device count stands
+        pass
+
+
+_one_cpu_device_per_core()
+
+
 def enable_compilation_cache(path: str | None = None) -> str:
     """Turn on JAX's persistent compilation cache (default ``~/.cache/toymodels/jax``)."""
     import jax

@@ -8,6 +8,8 @@ FLOP conventions (shared/peers/README.md), with one difference that can only
 cost us: a timed step here is the product's training chunk, so it INCLUDES
 sampling the batch on device (the peer samples on the host, off the clock).
 ``data_ms`` reports that sampling cost on its own.
+
+``--suite gpu`` runs the accelerator suite instead (``toymodels.bench_gpu``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +31,7 @@ import numpy as np
 
 from toymodels import enable_compilation_cache
 from toymodels.model import TransformerConfig
+from toymodels.runs import runs_devices
 from toymodels.tasks import make_task
 from toymodels.train import Trainer
 from toymodels.trainconfig import TrainConfig
@@ -121,7 +125,8 @@ def run_case(name: str, peak_gflops: float | None, steps: int | None = None) -> 
         "first_call_s": round(first_call, 3),
         "data_ms_median": round(1e3 * statistics.median(data_t), 3),
         "final_loss": round(losses[-1], 4), "loss_floor": round(task.entropy_rate, 4),
-        "params": n_params, "runs": E, "steps_per_call": k, "timed_steps": k * len(times),
+        "params": n_params, "runs": E, "devices": len(runs_devices(runs)), "steps_per_call": k,
+        "timed_steps": k * len(times),
         **fl,
         "mfu_6N": None, "mfu_detailed": None, "peak_gflops": peak_gflops,
         "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind),
@@ -153,8 +158,10 @@ def side_by_side(cases, peer_py: str, peer_python: str, repeats: int, peak: floa
     rows = []
     for rep in range(repeats):
         for case in cases:
-            variants = [("toymodels", [sys.executable, "-m", "toymodels.bench", "--case", case, "--json",
-                                       "--peak-gflops", str(peak)])]
+            ours = [sys.executable, "-m", "toymodels.bench", "--case", case, "--json", "--peak-gflops", str(peak)]
+            variants = [("toymodels", ours)]
+            if CASES[case][6] > 1:   # an ensemble: also on one CPU device, to show what the per-core layout buys
+                variants.append(("toymodels 1 device", ["env", "TOYMODELS_CPU_DEVICES=1", *ours]))
             if case in PEER_ARGS:
                 modes = ["loop", "vmap"] if "--ensemble" in PEER_ARGS[case] else [None]
                 for mode in modes:
@@ -209,7 +216,23 @@ def main(argv=None) -> None:
     p.add_argument("--peer-python", default="python3", help="interpreter with torch for --peer")
     p.add_argument("--repeats", type=int, default=3, help="round-robin repeats with --peer")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads with --peer")
+    g = p.add_argument_group("--suite gpu (toymodels.bench_gpu)")
+    g.add_argument("--suite", choices=["gpu"], help="run the accelerator suite instead of the cases")
+    g.add_argument("--runs", type=int, default=256, help="models trained as one program")
+    g.add_argument("--dims", default="", help="layers,d_model,heads,seq,batch,vocab (default: tiny, 2,128,4,64,64,64)")
+    g.add_argument("--studies", default="all", help="comma-separated studies to time, all or none")
+    g.add_argument("--study-preset", choices=["smoke", "paper"], default="paper", help="preset each study runs")
+    g.add_argument("--study-limit-s", type=float, default=600.0, help="time limit per study, seconds")
+    g.add_argument("--out", default="", help="also write the suite's results to this JSON file")
     a = p.parse_args(argv)
+    if a.suite:
+        from toymodels.bench_gpu import suite_main
+        if a.runs < 1:
+            p.error(f"--runs={a.runs}: expected at least 1 model")
+        a.peer = a.peer or str(Path("..") / "shared" / "peers" / "torch_toygpt.py")
+        enable_compilation_cache(tempfile.mkdtemp(prefix="toymodels-jaxcache-") if a.cold else None)
+        suite_main(a)
+        return
     if a.peer:
         peak = a.peak_gflops or 206.8
         rows = side_by_side(a.case or list(CASES), a.peer, a.peer_python, a.repeats, peak, a.threads)
@@ -224,7 +247,7 @@ def main(argv=None) -> None:
         if a.json:
             print(json.dumps(res), flush=True)
         else:
-            print(f"{name:12s} {res['tokens_per_s']:>10,.0f} tok/s  step {res['step_ms_median']:8.2f} ms  "
+            print(f"{name:12s} {res['tokens_per_s']:>10,.0f} tok/s  {res['devices']} dev  step {res['step_ms_median']:8.2f} ms  "
                   f"compile {res['compile_s']:5.2f} s  MFU(6N) {100 * (res['mfu_6N'] or 0):5.1f} %  "
                   f"data {res['data_ms_median']:.2f} ms  loss {res['final_loss']:.3f} "
                   f"(floor {res['loss_floor']:.3f})", file=sys.stdout, flush=True)

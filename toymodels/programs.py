@@ -222,8 +222,9 @@ def build_programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tupl
         return out
 
     def over_runs(fn, per_run, *shared):
-        """``fn(*per_run, *shared)`` for every run: vmapped, or each in turn (``lax.map``)."""
-        if runs_exec == "vmap" or per_run[2].seed.shape[0] == 1:
+        """``fn(*per_run, *shared)`` for every run: vmapped, or each in turn (``lax.map``, also
+        for a lone run, so that it computes exactly what it computes in an ensemble)."""
+        if runs_exec == "vmap":
             return jax.vmap(fn, in_axes=(0,) * len(per_run) + (None,) * len(shared))(*per_run, *shared)
         return jax.lax.map(lambda xs: fn(*xs, *shared), per_run)
 
@@ -235,7 +236,12 @@ def build_programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tupl
 
     chunk = jax.jit(chunk_runs, donate_argnums=(0, 1))
     chunk_until = jax.jit(chunk_until_runs, donate_argnums=(0, 1)) if rule else None
-    evaluate = jax.jit(jax.vmap(eval_one, in_axes=(0, None, 0)))
+    def evaluate_runs(params, eval_sets, teacher):
+        if runs_exec == "vmap":
+            return jax.vmap(eval_one, in_axes=(0, None, 0))(params, eval_sets, teacher)
+        return jax.lax.map(lambda xs: eval_one(xs[0], eval_sets, xs[1]), (params, teacher))
+
+    evaluate = jax.jit(evaluate_runs)   # on CPU each run in turn too: its metrics do not depend on E
     return Programs(graphdef, *_init_programs(mcfg), chunk, evaluate, chunk_until)
 
 

@@ -9,9 +9,10 @@ the runs are (``place_like``).
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import numbers
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -129,13 +130,77 @@ def make_runs(tcfg: TrainConfig, mcfg: TransformerConfig, mixture: Mixture, *,
 def runs_exec(runs: Runs) -> str:
     """How the training chunk walks the runs axis, chosen per backend by measurement.
 
-    On one CPU device, ``lax.map`` beats ``vmap``: vmap turns each weight-gradient dot
-    into a batched Eigen dot and the attention einsums into many tiny ones (measured
-    +19 % tokens/s on 32 micro models, +18 % on 8 tiny ones, 2 cores). Sharded over
-    several devices, or on accelerators, vmap lets every device batch its runs.
+    On CPU, ``lax.map`` beats ``vmap``: vmap turns each weight-gradient dot into a batched
+    Eigen dot and the attention einsums into many tiny ones (measured +19 % tokens/s on 32
+    micro models, +18 % on 8 tiny ones, 2 cores, one device), and each run computes exactly
+    what it computes alone. On several CPU devices every device maps over its own block
+    (``per_device``). On accelerators, vmap lets every device batch its runs.
     """
-    one_device = len(runs.seed.sharding.device_set) == 1 if hasattr(runs.seed, "sharding") else True
-    return "map" if jax.default_backend() == "cpu" and one_device else "vmap"
+    return "map" if jax.default_backend() == "cpu" else "vmap"
+
+
+def runs_devices(tree) -> list[jax.Device]:
+    """The devices, in mesh order, over which the runs axis of ``tree``'s first leaf is sharded
+    (one device when it is not sharded over a mesh)."""
+    x = jax.tree.leaves(tree)[0]
+    sharding = getattr(x, "sharding", None)
+    if isinstance(sharding, NamedSharding) and sharding.spec[:1] == ("runs",):
+        return list(sharding.mesh.devices.flat)
+    return list(getattr(x, "devices", lambda: [jax.devices()[0]])())[:1]
+
+
+_POOL = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="toymodels-per-device")
+
+
+def per_device(fn: Callable, per_run: tuple[int, ...]) -> Callable:
+    """``fn`` (a single-device program over a leading runs axis) run by every device of the
+    runs' mesh on its own block of runs, all devices at once; the results are reassembled
+    into arrays sharded like the runs.
+
+    The arguments at positions ``per_run`` carry the runs axis (the first of them decides
+    the layout); the others are shared. Every device runs the very program one device would,
+    on its block, so a run's numbers are bit for bit those of the same run trained anywhere
+    else (a ``shard_map`` program is compiled differently and differs in the last bits)."""
+    def call(*args):
+        devices = runs_devices(args[per_run[0]])
+        if len(devices) == 1:
+            return fn(*args)
+        lead = jax.tree.leaves(args[per_run[0]])[0]
+        sharding, n = lead.sharding, lead.shape[0]
+        size = n // len(devices)
+        local = [d for d in devices if d.process_index == jax.process_index()]
+        blocks = {d: slice(i * size, (i + 1) * size) for i, d in enumerate(devices)}
+
+        def split(x):
+            if not isinstance(x, jax.Array) or not x.ndim:
+                return {d: x for d in local}
+            if x.sharding == leaf_sharding(sharding) or (isinstance(x.sharding, NamedSharding)
+                                                         and x.sharding.mesh == sharding.mesh
+                                                         and x.sharding.spec[:1] == ("runs",)):
+                return {s.device: s.data for s in x.addressable_shards}
+            host = np.asarray(x)
+            return {d: jax.device_put(host[blocks[d]], d) for d in local}
+
+        def shared(x):
+            if isinstance(x, jax.Array) and x.ndim:
+                return {d: jax.device_put(x, d) for d in local}
+            return {d: x for d in local}
+
+        per_dev = {d: [] for d in local}
+        for i, a in enumerate(args):
+            leaves, treedef = jax.tree.flatten(a)
+            pieces = [split(x) if i in per_run else shared(x) for x in leaves]
+            for d in local:
+                per_dev[d].append(jax.tree.unflatten(treedef, [p[d] for p in pieces]))
+        # One thread per device: the first call compiles each device's copy of the program at
+        # the same time; later calls only dispatch, and the devices run side by side.
+        outs = list(_POOL.map(lambda d: fn(*per_dev[d]), local)) if len(local) > 1 else [fn(*per_dev[local[0]])]
+
+        def join(*leaves):
+            return jax.make_array_from_single_device_arrays((n, *leaves[0].shape[1:]), leaf_sharding(sharding),
+                                                            list(leaves))
+        return jax.tree.map(join, *outs)
+    return call
 
 
 def to_host(tree):
@@ -154,6 +219,20 @@ def sync_processes(name: str) -> None:
 def runs_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A 1-D mesh over all devices (every host's, under jax.distributed) named 'runs'."""
     return Mesh(np.asarray(devices if devices is not None else jax.devices()), ("runs",))
+
+
+def default_mesh(n_runs: int, *, divide: bool = False) -> Mesh:
+    """Where ``n_runs`` runs train unless told otherwise: all devices on accelerators or under
+    jax.distributed; on one process's CPU devices (one per core, see ``toymodels/__init__``) at
+    most one device per run, so a lone run keeps the whole machine's threads. ``divide``: the
+    largest device count that divides ``n_runs`` (no padding rows; ``Trainer.runs``)."""
+    devices = jax.devices()
+    if jax.default_backend() != "cpu" or jax.process_count() > 1:
+        return runs_mesh(devices)
+    d = min(len(devices), n_runs)
+    while divide and n_runs % d:
+        d -= 1
+    return runs_mesh(devices[:d])
 
 
 def shard_runs(runs: Runs, mesh: Mesh) -> tuple[Runs, int]:

@@ -29,7 +29,7 @@ from toymodels.config import ConfigError
 from toymodels.fit import fit
 from toymodels.results import (RECORD, clean_stale_tmp, repro_record, train_rows, write_json, write_record,
                                write_rows)
-from toymodels.runs import pad_runs, runs_mesh, shard_runs, sync_processes, to_host
+from toymodels.runs import default_mesh, pad_runs, shard_runs, sync_processes, to_host
 from toymodels.runspec import RunSpec, runs_of
 from toymodels.store import MEMBERS, check_run, final_params, group_members, refuse_other_checkpoints
 from toymodels.train import Trainer
@@ -90,14 +90,13 @@ def run_sweep(specs: Iterable[RunSpec], out: str | os.PathLike, *, progress: boo
         for folder in (out, *sorted((out / "runs").glob("*")), *sorted((out / "groups").glob("*"))):
             clean_stale_tmp(folder)   # temporaries a kill left (only that name pattern)
         write_json(out / "repro.json", repro_record())
-    mesh = mesh or runs_mesh()
     groups = _plan(specs, out, todo)
     sync_processes("toymodels.run_sweep.plan")   # every process plans before process 0 writes a group folder
     progress = progress and jax.process_index() == 0   # one progress line per job, not per process
     callbacks = (*callbacks, *active_callbacks())
     if progress:
         print(f"sweep: {len(specs)} runs, {len(specs) - len(todo)} complete, {len(todo)} to train in "
-              f"{len(groups)} group(s) on {mesh.devices.size} device(s)", flush=True)
+              f"{len(groups)} group(s) on {(mesh or default_mesh(len(specs))).devices.size} device(s)", flush=True)
     failed: dict[str, str] = {}
     for gi, members in enumerate(_dependency_order(groups, by_id, todo)):
         for m in members:
@@ -164,12 +163,12 @@ def _train_group(members: list[RunSpec], out: Path, by_id: dict[str, RunSpec], t
 
 
 def _fit_group(members: list[RunSpec], out: Path, by_id: dict[str, RunSpec], todo: set[str], *,
-               mesh: Mesh, progress: bool, every_s: float, callbacks: Sequence[Callback]) -> None:
+               mesh: Mesh | None, progress: bool, every_s: float, callbacks: Sequence[Callback]) -> None:
     """Train (or resume) one group in ``groups/<hash of its configs>`` and write the records
     of its members in ``todo`` (config.json, metrics.csv, then done.json last)."""
     model, train, tasks, mixture = members[0].group_key()[:4]
     trainer = Trainer(model, train, dict(tasks), mixture)
-    runs, n_real = shard_runs(runs_of(members), mesh)
+    runs, n_real = shard_runs(runs_of(members), mesh or default_mesh(len(members)))
     padded = runs.size
     group_id = _hash([s.config() for s in members])
     if jax.process_index() == 0:   # before any checkpoint: names the runs a partial checkpoint holds

@@ -24,7 +24,8 @@ from toymodels.config import ConfigError, check_bool, check_choice, replace
 from toymodels.model import Transformer, TransformerConfig, abstract_model
 from toymodels.params import param_paths
 from toymodels.programs import Programs, build_programs, param_masks
-from toymodels.runs import Runs, make_runs, place_like, runs_exec, to_host
+from toymodels.runs import (Runs, default_mesh, make_runs, per_device, place_like, runs_devices, runs_exec, shard_runs,
+                            to_host)
 from toymodels.schedule import NEVER, Mixture
 from toymodels.tasks.base import Batch, Task, metrics
 from toymodels.trainconfig import TrainConfig
@@ -104,6 +105,19 @@ def task_configs(tasks: Mapping[str, Task]) -> dict:
     return {k: task_config(t) for k, t in sorted(dict(tasks).items())}
 
 
+_PER_DEVICE: dict[int, tuple[Programs, Programs]] = {}
+
+
+def _per_device_programs(programs: Programs) -> Programs:
+    """``programs`` with chunk, chunk_until and evaluate run per device (``runs.per_device``);
+    one wrapped copy per built program, so equal configs still share one object."""
+    if id(programs) not in _PER_DEVICE:
+        _PER_DEVICE[id(programs)] = (programs, programs._replace(
+            chunk=per_device(programs.chunk, (0, 1, 2, 3)), evaluate=per_device(programs.evaluate, (0, 2)),
+            chunk_until=programs.chunk_until and per_device(programs.chunk_until, (0, 1, 2, 3, 6))))
+    return _PER_DEVICE[id(programs)][1]
+
+
 class Trainer:
     """Trains E runs of one architecture on a task mixture as one vmapped program."""
 
@@ -123,12 +137,20 @@ class Trainer:
                                        chunk_steps=1, n_evals=1, eval_spacing="linear", eval_at=(),
                                        eval_batch=1, eval_seed=0)
         use_dropout = bool(np.any(to_host(runs.dropout) > 0))
-        return build_programs(self.model_cfg, static_t, tuple(self.tasks.items()), self.mixture, use_dropout,
-                              execution or runs_exec(runs))
+        programs = build_programs(self.model_cfg, static_t, tuple(self.tasks.items()), self.mixture, use_dropout,
+                                  execution or runs_exec(runs))
+        if jax.default_backend() == "cpu" and len(runs_devices(runs)) > 1:
+            # One CPU device per core: each trains its block of runs with the one-device program
+            programs = _per_device_programs(programs)
+        return programs
 
     def runs(self, **kwargs) -> Runs:
-        """This trainer's runs: ``make_runs`` with its configs (``seeds=[...]``, per-run overrides)."""
-        return make_runs(self.train_cfg, self.model_cfg, self.mixture, **kwargs)
+        """This trainer's runs: ``make_runs`` with its configs (``seeds=[...]``, per-run overrides),
+        placed by ``default_mesh``: on CPU an ensemble is spread over the cores (one device each)
+        when the count divides evenly; a run's numbers are the same wherever it trains."""
+        runs = make_runs(self.train_cfg, self.model_cfg, self.mixture, **kwargs)
+        mesh = default_mesh(runs.size, divide=True)
+        return shard_runs(runs, mesh)[0] if mesh.devices.size > 1 else runs
 
     def init(self, runs: Runs) -> TrainState:
         """Fresh parameters and optimizer state of every run, at step 0."""

@@ -33,11 +33,11 @@ def test_sharded_sweep_equals_unsharded(tmp_path):
     assert len(a) == len(b)
     for ra, rb in zip(a, b):
         assert (ra["run"], ra["step"], ra["task"], ra["metric"]) == (rb["run"], rb["step"], rb["task"], rb["metric"])
-        assert abs(ra["value"] - rb["value"]) <= 1e-5
+        assert ra["value"] == rb["value"]   # bit for bit: every device runs the one-device program
     for spec in _specs():
         pa, pb = load_model(tmp_path / "sharded", spec), load_model(tmp_path / "single", spec)
         for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pb)):
-            np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5)
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def test_state_and_training_really_are_spread_over_devices():
@@ -62,3 +62,36 @@ def test_stacked_trees_are_padded_and_placed_like_the_runs():
     placed = place_like({"w": np.zeros((8, 3))}, runs.seed.sharding)
     assert len(placed["w"].sharding.device_set) == 8
     assert {s.data.shape for s in placed["w"].addressable_shards} == {(1, 3)}
+
+
+def _leaves(tree, i):
+    return [np.asarray(x)[i] for x in jax.tree.leaves(tree)]
+
+
+def test_ensembles_spread_over_the_cpu_devices_and_each_member_is_the_run_alone():
+    """Trainer.runs places 4 runs on 4 devices (one each); member 3 equals run 3 trained
+    alone on one device, bit for bit, params and eval metrics,
+    with a stop criterion (chunk_until) and a teacher (distillation) as well."""
+    spec = _specs()[0]
+    stop = TrainConfig(steps=40, batch_size=8, n_evals=4, lr=3e-3, stop_when="markov.loss<=1.9", stop_every=5)
+    for tcfg in (spec.train, stop):
+        trainer = Trainer(spec.model, tcfg, dict(spec.tasks))
+        runs4, alone = (trainer.runs(seeds=s) for s in (list(range(4)), [3]))
+        assert len(runs4.seed.sharding.device_set) == 4
+        assert len(alone.seed.sharding.device_set) == 1
+        res = [trainer.train(r, progress=False) for r in (runs4, alone)]
+        assert len(jax.tree.leaves(res[0].state.params)[0].sharding.device_set) == 4
+        for x, y in zip(_leaves(res[0].state.params, 3), _leaves(res[1].state.params, 0)):
+            np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(np.asarray(res[0].history["markov"]["loss"])[3],
+                                      np.asarray(res[1].history["markov"]["loss"])[0])
+        if tcfg.stop_when:
+            assert res[0].stop_step[3] == res[1].stop_step[0]
+    distill = TrainConfig(steps=10, batch_size=8, n_evals=2, objective="distill")
+    trainer = Trainer(spec.model, distill, dict(spec.tasks))
+    teacher = res[0].state.params   # sharded over 4 devices
+    out = trainer.train(trainer.runs(seeds=list(range(4))), progress=False, teacher=teacher)
+    one = trainer.train(trainer.runs(seeds=[3]), progress=False,
+                        teacher=jax.tree.map(lambda x: np.asarray(x)[3:4], teacher))
+    for x, y in zip(_leaves(out.state.params, 3), _leaves(one.state.params, 0)):
+        np.testing.assert_array_equal(x, y)

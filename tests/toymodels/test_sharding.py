@@ -22,7 +22,7 @@ def test_multidevice_suite_in_its_own_process():
     proc = subprocess.run([sys.executable, "-m", "pytest", "-o", "addopts=", "-p", "no:cacheprovider",
                            str(tests / "multidevice")], env=env, capture_output=True, text=True, cwd=tests.parent)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert "4 passed" in proc.stdout
+    assert "5 passed" in proc.stdout
 
 
 def _free_port() -> int:
