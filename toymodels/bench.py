@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from toymodels import enable_compilation_cache
+from toymodels.bench_gpu import suite_main
+from toymodels.flops import flop_counts
 from toymodels.model import TransformerConfig
 from toymodels.runs import runs_devices
 from toymodels.tasks import make_task
@@ -46,12 +48,6 @@ CASES = {
 }
 TIMED_STEPS = {"tiny": 100, "small": 40, "tiny_x8": 20, "micro_x32": 100, "tiny_myopic": 100}
 STEPS_PER_CALL = {"tiny": 10, "small": 5, "tiny_x8": 5, "micro_x32": 10, "tiny_myopic": 10}
-
-
-def flop_counts(L: int, d: int, V: int, T: int, params: int) -> dict:
-    """FLOPs per trained token (forward + backward = 3 x forward), peer conventions."""
-    matmul = L * 12 * d * d + d * V
-    return {"flops_per_token_6N": 6 * params, "flops_per_token_detailed": 6 * matmul + 3 * L * 4 * T * d}
 
 
 def measure_peak_gflops(n: int = 2048, reps: int = 5) -> float:
@@ -194,7 +190,8 @@ def summarise(rows: list[dict]) -> str:
     for case, impl in keys:
         rs = [r for r in rows if (r["case"], r["impl"]) == (case, impl)]
         tps = [r["tokens_per_s"] for r in rs]
-        med = lambda k: statistics.median([r[k] for r in rs if r[k] is not None] or [float("nan")])  # noqa: E731
+        def med(k, rs=rs):
+            return statistics.median([r[k] for r in rs if r[k] is not None] or [float("nan")])
         lines.append(f"| {case} | {impl} | {statistics.median(tps):,.0f} ({min(tps):,.0f}-{max(tps):,.0f}) | "
                      f"{med('step_ms'):.1f} | {med('compile_s'):.1f} | {100 * med('mfu_6N'):.1f} % | {len(rs)} |")
     return "\n".join(lines)
@@ -226,7 +223,6 @@ def main(argv=None) -> None:
     g.add_argument("--out", default="", help="also write the suite's results to this JSON file")
     a = p.parse_args(argv)
     if a.suite:
-        from toymodels.bench_gpu import suite_main
         if a.runs < 1:
             p.error(f"--runs={a.runs}: expected at least 1 model")
         a.peer = a.peer or str(Path("..") / "shared" / "peers" / "torch_toygpt.py")
@@ -247,7 +243,8 @@ def main(argv=None) -> None:
         if a.json:
             print(json.dumps(res), flush=True)
         else:
-            print(f"{name:12s} {res['tokens_per_s']:>10,.0f} tok/s  {res['devices']} dev  step {res['step_ms_median']:8.2f} ms  "
+            print(f"{name:12s} {res['tokens_per_s']:>10,.0f} tok/s  {res['devices']} dev  "
+                  f"step {res['step_ms_median']:8.2f} ms  "
                   f"compile {res['compile_s']:5.2f} s  MFU(6N) {100 * (res['mfu_6N'] or 0):5.1f} %  "
                   f"data {res['data_ms_median']:.2f} ms  loss {res['final_loss']:.3f} "
                   f"(floor {res['loss_floor']:.3f})", file=sys.stdout, flush=True)

@@ -33,28 +33,13 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from toymodels.bench import flop_counts
+from toymodels.flops import device_peaks, flop_counts
 from toymodels.model import TransformerConfig
 from toymodels.tasks import make_task
 from toymodels.train import Trainer
 from toymodels.trainconfig import TrainConfig
 
-# Dense peaks in TFLOP/s (vendor data sheets, SXM parts; no sparsity): fp32, tf32, bf16.
-PEAKS = {
-    "H200": (67.0, 494.7, 989.4),
-    "H100 80GB HBM3": (67.0, 494.7, 989.4),
-    "H100 PCIe": (51.2, 378.0, 756.0),
-    "A100": (19.5, 156.0, 312.0),
-}
 STUDIES = ("ood_decay", "myopia", "compiled_vs_trained", "backdoors", "dictionaries", "elicitation")
-
-
-def device_peaks(kind: str) -> dict:
-    """{"fp32", "tf32", "bf16"} peaks (TFLOP/s) of a device kind, or {} when it is not listed."""
-    for name, (fp32, tf32, bf16) in PEAKS.items():
-        if name in kind:
-            return {"fp32": fp32, "tf32": tf32, "bf16": bf16}
-    return {}
 
 
 def ensemble(E: int, dims: tuple, precision: str, steps: int, k: int) -> dict:

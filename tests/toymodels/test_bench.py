@@ -1,4 +1,5 @@
-from toymodels.bench import CASES, flop_counts, summarise
+from toymodels.bench import CASES, summarise
+from toymodels.flops import flop_counts
 
 
 def test_flop_counts_follow_the_peer_conventions():
@@ -37,7 +38,8 @@ def test_gpu_suite_runs_at_tiny_sizes_on_cpu(tmp_path):
 
 
 def test_gpu_suite_records_a_study_cut_off_at_its_limit():
-    from toymodels.bench_gpu import device_peaks, study_times
+    from toymodels.bench_gpu import study_times
+    from toymodels.flops import device_peaks
 
     (row,) = study_times("smoke", 0.5, ["myopia"])
     assert (row["study"], row["completed"], row["returncode"]) == ("myopia", False, None)
