@@ -17,6 +17,13 @@ MLP sub-layer), pooled over non-BOS positions and per position:
   trained_vs_trained     twins of one program and width across seeds: the reference level
   compiled_vs_scrambled  the compiled net against function-preserving scrambles of
                          itself: the sanity check (CKA 1, Procrustes distance 0)
+and the nulls each of them is read against (reference width, same inputs):
+  compiled_vs_random_init    a twin never trained
+  compiled_vs_other_program  trained twins of another program of the study that reads the
+                             same inputs through the same layers (``grid.null_partner``)
+  compiled_vs_input_only     one-hot token + position, the same at every layer
+At the reference width every pooled measure is computed again with token and position
+identity partialled out of both sides (``<metric>_partial``).
 with linear and debiased CKA, orthogonal Procrustes distance, held-out affine (ridge)
 R^2 both ways and a small MLP's R^2 (twin -> compiled; the nonlinear-minus-affine gap),
 per RASP variable the affine R^2 between a twin layer and the variable's compiled code,
@@ -38,9 +45,11 @@ import functools
 from pathlib import Path
 
 from studies.compiled_vs_trained.figures import figures
-from studies.compiled_vs_trained.grid import by_program_width, programs, slug, specs
+from studies.compiled_vs_trained.grid import by_program_width, null_partner, programs, slug, specs
 from studies.compiled_vs_trained.measure import (
     DECOMPILER_ANALYSIS,
+    NULL_INIT_SEED,
+    NULLS,
     PROGRAM_ANALYSIS,
     analyse_decompiler,
     analyse_program,
@@ -60,13 +69,17 @@ def run(P: Preset, out: Path, progress: bool = True) -> None:
     all_specs = specs(P)
     run_sweep(all_specs, out, progress=progress)
     twin_runs = by_program_width(all_specs)
+    ref_width = 1.0 if 1.0 in P.widths else P.widths[0]
     for family, program in programs(P):
         runs = {w: twin_runs[(program, w)] for w in P.widths}
+        partner = null_partner(P, program)
+        partner_runs = twin_runs[(partner, ref_width)] if partner else []
         config = dict(runs=[s for w in P.widths for s in runs[w]], family=family,
                       showcase=program == programs(P)[0][1], max_inputs=P.max_inputs, mlp_steps=P.mlp_steps,
-                      scrambles=P.seeds, match=MATCH, mlp_hidden=MLP_HIDDEN)
+                      scrambles=P.seeds, match=MATCH, mlp_hidden=MLP_HIDDEN,
+                      nulls=dict(names=NULLS, init_seed=NULL_INIT_SEED, partner_runs=partner_runs))
         cached_tables(out, PROGRAM_ANALYSIS, slug(program), config,
-                      functools.partial(analyse_program, P, out, family, program, runs))
+                      functools.partial(analyse_program, P, out, family, program, runs, partner, partner_runs))
     dec_runs = [s for s in all_specs if dict(s.tags)["kind"] == "decompiler"]
     config = dict(runs=dec_runs, twins=[s for f, p in programs(P) if f == "fountain" for w in P.widths
                                         for s in twin_runs[(p, w)]],

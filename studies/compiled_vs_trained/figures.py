@@ -15,6 +15,13 @@ from toymodels.tables import select
 
 COMPARISONS = (("compiled_vs_trained", "compiled vs trained"), ("trained_vs_trained", "trained vs trained"),
                ("compiled_vs_scrambled", "compiled vs scrambled"))
+# the nulls (measure.NULLS), drawn in greys at the reference width
+NULL_STYLE = (("compiled_vs_random_init", "null: random-init twin", "0.55", ":"),
+              ("compiled_vs_other_program", "null: twin of another program", "#8B5A2B", "-."),
+              ("compiled_vs_input_only", "null: token + position only", "0.2", "--"))
+HEADLINE = (("cka", "linear CKA"), ("affine_r2_to_ref", "affine R^2 to compiled"),
+            ("cka_partial", "CKA, token+position partialled"),
+            ("affine_r2_to_ref_partial", "affine R^2, token+position partialled"))
 WIDTH_STYLE = {0.5: ":", 1.0: "-", 2.0: "--"}
 GRID_DPI = 90      # PNGs of the per-program grids (~50 panels): legible, a quarter of the bytes
 
@@ -25,8 +32,10 @@ def figures(table_dir: Path) -> list[Path]:
     # Debiased CKA is in the tables only: at 512 x 5 rows it differs from linear CKA by
     # < 0.005 per layer (paper preset).
     for metric, ylabel in (("cka", "linear CKA"), ("procrustes", "Procrustes distance"),
-                           ("affine_r2_to_ref", "affine R^2 to reference")):
+                           ("affine_r2_to_ref", "affine R^2 to reference"),
+                           ("cka_partial", "CKA, token+position partialled out")):
         paths += layer_figure(layers, metric, ylabel, table_dir / f"layers_{metric}")
+    paths += against_nulls(read_rows(table_dir / "summary.csv"), table_dir / "nulls")
     paths += positions_cka(read_rows(table_dir / "positions.csv"), table_dir / "positions_cka")
     paths += variables_r2(read_rows(table_dir / "variables.csv"), table_dir / "variables_r2")
     paths += nonlinear_gap(layers, table_dir / "nonlinear_gap")
@@ -76,6 +85,9 @@ def layer_figure(layers, metric: str, ylabel: str, path: Path) -> list[Path]:
             for width in sorted({r["width"] for r in rows if r["comparison"] == comp}):
                 plotting.band_rows(ax, select(rows, comparison=comp, width=width), "layer_index", color=color,
                                    ls=WIDTH_STYLE.get(width, "-"), label=f"{label}, {width:g}x", marker="o", ms=2.5)
+        for comp, label, color, ls in NULL_STYLE:
+            plotting.band_rows(ax, select(rows, comparison=comp), "layer_index", color=color, ls=ls, label=label,
+                               marker="x", ms=2.5)
         labels = {r["layer_index"]: r["layer_label"] for r in rows}
         ax.set_xticks(sorted(labels), [labels[i] for i in sorted(labels)], rotation=60, fontsize=6)
         ax.set_title(short(program), fontsize=8)
@@ -85,6 +97,31 @@ def layer_figure(layers, metric: str, ylabel: str, path: Path) -> list[Path]:
     fig.legend(handles, names, loc="outside lower center", ncols=4, fontsize=7)
     fig.suptitle(f"{ylabel} per residual layer; mean and 95% interval over seeds (pairs, scrambles)", fontsize=9)
     return plotting.save(fig, path, dpi=GRID_DPI)
+
+
+def against_nulls(summary, path: Path) -> list[Path]:
+    """Final layer, every comparison and null on the programs that have an other-program null:
+    mean over programs within a seed, 95% interval over seeds, one panel per measure."""
+    section = "final layer, programs with an other-program null"
+    rows = [dict(r, **dict(p.split("=", 1) for p in r["quantity"].split())) for r in select(summary, section=section)]
+    comps = [(c, lab, plotting.PALETTE[i]) for i, (c, lab) in enumerate(COMPARISONS)] + \
+        [(c, lab, color) for c, lab, color, _ in NULL_STYLE]
+    fig, axes = plotting.figure(ncols=len(HEADLINE), width=2.6, height=3.2)
+    for ax, (metric, title) in zip(axes[0], HEADLINE):
+        have = [(k, c, lab, color) for k, (c, lab, color) in enumerate(comps)
+                if select(rows, metric=metric, comparison=c)]
+        for k, c, _, color in have:
+            sel = sorted(select(rows, metric=metric, comparison=c), key=lambda r: float(r["width"]))
+            ref = [r for r in sel if float(r["width"]) == 1.0] or sel[:1]
+            plotting.errorbar_rows(ax, [k], ref, fmt="o", ms=4, lw=1, color=color)
+        ax.set_xticks([k for k, *_ in have], [lab for _, _, lab, _ in have], rotation=75, fontsize=6)
+        ax.set_title(title, fontsize=8)
+        ax.set_ylim(min(-0.05, ax.get_ylim()[0]), 1.05)
+        ax.axhline(0, color="0.8", lw=0.5)
+    n = max((r["n"] for r in rows), default=0)
+    fig.suptitle(f"final layer against the nulls (reference width; mean over programs, 95% interval over "
+                 f"n={n} seeds)", fontsize=9)
+    return plotting.save(fig, path)
 
 
 def positions_cka(positions, path: Path) -> list[Path]:

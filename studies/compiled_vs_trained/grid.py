@@ -82,6 +82,25 @@ def programs(P: Preset) -> list[tuple[str, str]]:
     return [("library", p) for p in P.library] + [("fountain", p) for p in fountain_programs(P)]
 
 
+@functools.lru_cache(maxsize=None)
+def _reads_like(program: str) -> tuple:
+    """What a twin's activations on an input table depend on: the input values and length it
+    reads, and its residual layers (depth, whether blocks have MLPs)."""
+    task = twin_task(program)
+    cfg = task.compile().cfg
+    return tuple(task.input_values), task.length, cfg.n_layers, bool(cfg.mlp_dim)
+
+
+def null_partner(P: Preset, program: str) -> str | None:
+    """The program whose reference-width twins are ``program``'s other-program null: the next
+    program of the study (in order, wrapping around) that reads the same inputs through the
+    same residual layers, so its twins run on the same table and compare layer by layer;
+    None when no other program of the preset does."""
+    names = [p for _, p in programs(P)]
+    i = names.index(program)
+    return next((q for q in names[i + 1:] + names[:i] if _reads_like(q) == _reads_like(program)), None)
+
+
 def twin_model(program: str, width: float) -> TransformerConfig:
     compiled = twin_task(program).compile()
     d = max(1, round(compiled.d_model * width))

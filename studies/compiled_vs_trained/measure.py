@@ -9,26 +9,38 @@ from pathlib import Path
 
 import numpy as np
 
-from studies.compiled_vs_trained.grid import decompile_task, programs, twin_task
+from studies.compiled_vs_trained.grid import (
+    decompile_task,
+    programs,
+    twin_model,
+    twin_task,
+)
 from studies.compiled_vs_trained.presets import MATCH, MLP_HIDDEN, Preset
 from toymodels.analyses import AnalysisCache
 from toymodels.analysis import twins
-from toymodels.analysis.activations import collect
-from toymodels.analysis.similarity import linear_cka, procrustes_distance
+from toymodels.analysis.activations import collect, input_features
+from toymodels.analysis.similarity import linear_cka, partial_out, procrustes_distance
 from toymodels.decompile import greedy_decode, weight_tokens
 from toymodels.decompile.evaluate import score
 from toymodels.decompile.tokens import program_tokens
 from toymodels.decompile.weights import fits
 from toymodels.hooks import forward
+from toymodels.model import init_model
 from toymodels.results import read_rows
+from toymodels.runspec import RunSpec
 from toymodels.scramble import scramble
 from toymodels.store import load_model, load_models
-from toymodels.runspec import RunSpec
 from toymodels.tasks.base import SPLITS
 from toymodels.tasks.rasp_io import resolve_program
 
 PROGRAM_ANALYSIS = "program"          # one entry per program
 PROGRAM_TABLES = ("accuracy", "layers", "positions", "variables", "weights", "spectra")
+# The nulls every similarity is read against, at the reference width: a twin never trained
+# (init seeds offset so that no null shares a twin's initial weights), a trained twin of
+# another program that reads the same inputs through the same layers, and the input alone
+# (one-hot token + position at every layer).
+NULLS = ("compiled_vs_random_init", "compiled_vs_other_program", "compiled_vs_input_only")
+NULL_INIT_SEED = 1000
 DECOMPILER_ANALYSIS = "decompiler"    # one entry: every decompiler
 DECOMPILER_TABLES = ("heldout", "twins", "probes", "dataset")
 WEIGHT_STATS = ("frobenius", "sparsity", "effective_rank_frac", "stable_rank")
@@ -64,24 +76,30 @@ def inputs(task, max_inputs: int) -> np.ndarray:
     return np.concatenate([np.zeros((len(x), 1), np.int32), x], axis=1)
 
 
-def analyse_program(P: Preset, out: Path, family: str, program: str,
-                    twin_runs: dict[float, list[RunSpec]]) -> dict[str, list]:
+def analyse_program(P: Preset, out: Path, family: str, program: str, twin_runs: dict[float, list[RunSpec]],
+                    partner: str | None = None, partner_runs: list[RunSpec] = ()) -> dict[str, list]:
     """Accuracy, layer comparisons, per-position CKA, variable R^2 and weight statistics of
-    one program's compiled net, its scrambles and its twins (``twin_runs``: width -> runs by seed)."""
+    one program's compiled net, its scrambles and its twins (``twin_runs``: width -> runs by
+    seed), and the nulls (``NULLS``; ``partner``: the program whose reference-width twins
+    ``partner_runs`` are the other-program null, None for none). At the reference width every
+    pooled measure is also computed with token and position identity partialled out of both
+    sides (metric ``<name>_partial``). Every comparison uses the same inputs."""
     task = twin_task(program)
     compiled = task.compile()
     x = inputs(task, P.max_inputs)
     L = x.shape[1] - 1
     ref = collect(compiled.model, x, positions="non_bos")
     base = dict(family=family, program=program)
-    # per-position and MLP comparisons at one width only: they cost the most per width
+    # per-position, MLP and partialled comparisons at one width only: they cost the most per width
     ref_width = 1.0 if 1.0 in P.widths else P.widths[0]
+    Z = input_features(x, compiled.cfg.vocab_size, positions="non_bos")
     tables = {k: [] for k in PROGRAM_TABLES}
     showcase = program == programs(P)[0][1]
 
-    def add_layers(rows, **tags):
+    def add_layers(rows, partner="", **tags):
         for r in rows:
-            (tables["positions"] if r["position"] != "all" else tables["layers"]).append({**base, **tags, **r})
+            (tables["positions"] if r["position"] != "all" else tables["layers"]).append(
+                {**base, "partner": partner, **tags, **r})
 
     def add_weights(model, **tags):
         w, s = weight_rows(model)
@@ -94,7 +112,7 @@ def analyse_program(P: Preset, out: Path, family: str, program: str,
     add_weights(compiled.model, source="compiled", width=1.0, seed=0)
     for s in range(P.seeds):
         scr = scramble(compiled.model, s)
-        add_layers(compare_layers(ref, collect(scr, x, positions="non_bos"), L),
+        add_layers(compare_layers(ref, collect(scr, x, positions="non_bos"), L, partial=Z),
                    comparison="compiled_vs_scrambled", width=1.0, seed=s)
         add_weights(scr, source="scrambled", width=1.0, seed=s)
     for width in P.widths:
@@ -104,16 +122,32 @@ def analyse_program(P: Preset, out: Path, family: str, program: str,
             tables["accuracy"] += [{**base, "source": "trained", "width": width, "seed": s, "metric": k, "value": v}
                                    for k, v in heldout_accuracy(m, task).items()]
             add_layers(compare_layers(ref, a, L, mlp=width == ref_width, mlp_steps=P.mlp_steps,
-                                      positions=width == ref_width),
+                                      positions=width == ref_width, partial=Z if width == ref_width else None),
                        comparison="compiled_vs_trained", width=width, seed=s)
             tables["variables"] += [{**base, "width": width, "seed": s, **r}
                                     for r in variable_rows(a, compiled, ref)]
             add_weights(m, source="trained", width=width, seed=s)
         for k, (i, j) in enumerate(itertools.combinations(range(len(acts)), 2)):
             # the seed column of a pair row is the pair's index: pairs are the units
-            add_layers(compare_layers(acts[i], acts[j], L, positions=width == ref_width),
+            add_layers(compare_layers(acts[i], acts[j], L, positions=width == ref_width,
+                                      partial=Z if width == ref_width else None),
                        comparison="trained_vs_trained", width=width, seed=k)
+    for comparison, seed, acts in null_activations(P, out, program, x, Z, ref, ref_width, partner, partner_runs):
+        add_layers(compare_layers(ref, acts, L, positions=False, partial=Z), comparison=comparison,
+                   width=ref_width, seed=seed, partner=partner if comparison == "compiled_vs_other_program" else "")
     return tables
+
+
+def null_activations(P: Preset, out: Path, program: str, x: np.ndarray, Z: np.ndarray, ref: dict,
+                     ref_width: float, partner: str | None, partner_runs: list[RunSpec]):
+    """(comparison, seed, activations on ``x``) of every null (``NULLS``), laid out as ``ref``."""
+    for s in range(P.seeds):
+        yield "compiled_vs_random_init", s, collect(init_model(twin_model(program, ref_width), NULL_INIT_SEED + s),
+                                                    x, positions="non_bos")
+    if partner is not None:
+        for s, m in enumerate(load_models(out, partner_runs)):
+            yield "compiled_vs_other_program", s, collect(m, x, positions="non_bos")
+    yield "compiled_vs_input_only", 0, {name: Z for name in ref}
 
 
 def heldout_accuracy(model, task, max_train: int = 2048) -> dict[str, float]:
@@ -157,14 +191,16 @@ def layer_label(name: str, has_mlp: bool) -> str:
 
 
 def compare_layers(ref: dict, other: dict, n_positions: int, *, mlp: bool = False, mlp_steps: int = 1000,
-                   positions: bool = True) -> list[dict]:
+                   positions: bool = True, partial: np.ndarray | None = None) -> list[dict]:
     """``other``'s residual layers against ``ref``'s (activation dicts from ``collect`` with
     positions="non_bos"): rows of layer, layer_index, layer_label, final (1 at the last
     layer), position ("all" = pooled; 1..n_positions) and metric, value.
 
     Pooled metrics: cka, debiased_cka, procrustes, affine_r2_to_ref (other -> ref),
     affine_r2_from_ref, and with ``mlp`` mlp_r2_to_ref and mlp_minus_affine (MLP minus
-    affine R^2, other -> ref). Per position (with ``positions``): cka, procrustes.
+    affine R^2, other -> ref). Per position (with ``positions``): cka, procrustes. With
+    ``partial`` (rows x features, e.g. ``input_features``), the pooled metrics other than the
+    MLP's again, as ``<metric>_partial``, on both sides with ``partial`` partialled out.
     Undefined values (a side constant) are dropped.
     """
     names = list(ref)
@@ -182,6 +218,16 @@ def compare_layers(ref: dict, other: dict, n_positions: int, *, mlp: bool = Fals
         if mlp:
             vals.update(mlp_r2_to_ref=r["mlp_r2_a_to_b"], mlp_minus_affine=r["mlp_r2_a_to_b"] - r["affine_r2_a_to_b"])
         rows += [row(i, "all", k, v) for k, v in vals.items()]
+    if partial is not None:
+        resid_ref = {n: partial_out(ref[n], partial) for n in names}
+        resid_other = {n: partial_out(other[n], partial) for n in names}
+        # a side the input explains entirely (the compiled embedding) leaves nothing to compare
+        keep = [n for n in names if resid_ref[n].any() and resid_other[n].any()]
+        resid = twins.compare({n: resid_other[n] for n in keep}, {n: resid_ref[n] for n in keep}) if keep else []
+        for n, r in zip(keep, resid):
+            vals = dict(cka=r["cka"], debiased_cka=r["debiased_cka"], procrustes=r["procrustes"],
+                        affine_r2_to_ref=r["affine_r2_a_to_b"], affine_r2_from_ref=r["affine_r2_b_to_a"])
+            rows += [row(names.index(n), "all", f"{k}_partial", v) for k, v in vals.items()]
     if positions:
         for i, name in enumerate(names):
             for p in range(n_positions):

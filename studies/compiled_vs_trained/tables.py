@@ -20,7 +20,7 @@ TABLE_DIGITS = 6   # significant digits in the committed tables
 # a difference of two R^2, is unbounded. Accuracies, CKA, weight fractions, decompiler
 # scores: [0, 1]; norms and stable ranks: >= 0. Values a float error past a bound (the CKA
 # of a net and its scramble is 1 +- 1e-15) are clipped by stats.aggregate.
-BOUNDS = METRIC_BOUNDS
+BOUNDS = {**METRIC_BOUNDS, **{f"{m}_partial": b for m, b in METRIC_BOUNDS.items()}}
 VARIABLE_BOUNDS = {q: (-math.inf, 1.0) for q in ("r2_to_sop_birth", "r2_to_sop_final", "r2_to_sop_max",
                                                  "r2_from_sop_final")}
 FRACTION = (0.0, 1.0)    # decompiler scores, s_i / s_0
@@ -41,8 +41,8 @@ def summarize(out: Path, table_dir: Path) -> None:
     acc = with_ceiling(read(PROGRAM_ANALYSIS, "accuracy", by_metric))
     table("twin_accuracy", acc, ("family", "program", "source", "width", "metric"))
     layers = read(PROGRAM_ANALYSIS, "layers", by_metric)
-    table("layers", layers, ("comparison", "family", "program", "width", "layer_index", "layer_label", "final",
-                             "metric"))
+    table("layers", layers, ("comparison", "family", "program", "partner", "width", "layer_index", "layer_label",
+                             "final", "metric"))
     table("positions", read(PROGRAM_ANALYSIS, "positions", by_metric),
           ("comparison", "family", "program", "width", "layer_index", "layer_label", "position", "metric"))
     var = variable_summary(read(PROGRAM_ANALYSIS, "variables", by_metric))
@@ -129,13 +129,18 @@ def summary_rows(acc, layers, var, by_size, twin_table) -> list[dict]:
     def add(section, table, keys):
         for r in table:
             rows.append(dict(section=section, quantity=" ".join(f"{k}={r[k]}" for k in keys),
-                             mean=r["mean"], lo=r["lo"], hi=r["hi"], n=r["n"]))
+                             mean=r["mean"], lo=r["lo"], hi=r["hi"], n=r["n"], values=r.get("values", "")))
 
     twin_acc = [r for r in acc if r["source"] == "trained"]
     keys = ("family", "width", "metric")
     add("twin held-out accuracy", seed_means(twin_acc, keys, bounds=by_metric), keys)
     keys = ("comparison", "width", "metric")
-    add("final layer", seed_means([r for r in layers if r["final"]], keys, bounds=by_metric), keys)
+    add("final layer", seed_means([r for r in layers if r["final"]], keys, bounds=by_metric, points=True), keys)
+    # against the other-program null, on the programs that have one (the same programs on both sides)
+    paired = {r["program"] for r in layers if r["comparison"] == "compiled_vs_other_program"}
+    add("final layer, programs with an other-program null",
+        seed_means([r for r in layers if r["final"] and r["program"] in paired], keys, bounds=by_metric, points=True),
+        keys)
     keys = ("sop_kind", "width", "quantity")
     add("RASP variables", seed_means(var, keys, bounds=by_quantity), keys)
     add("decompiler, held-out programs", [r for r in by_size if r["n_lines"] == "all"],
@@ -146,7 +151,8 @@ def summary_rows(acc, layers, var, by_size, twin_table) -> list[dict]:
                 == ("clean", "clean", "all", metric)]
         if ours:
             rows.append(dict(section="anchor", quantity=f"{label}: {theirs:.0%} ({ref})",
-                             mean=ours[0]["mean"], lo=ours[0]["lo"], hi=ours[0]["hi"], n=ours[0]["n"]))
+                             mean=ours[0]["mean"], lo=ours[0]["lo"], hi=ours[0]["hi"], n=ours[0]["n"],
+                             values=ours[0].get("values", "")))
     return rows
 
 

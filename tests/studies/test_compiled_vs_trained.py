@@ -18,14 +18,15 @@ from toymodels.analysis.activations import collect, default_layers
 from toymodels.analysis.stats import aggregate, bounded_ci
 from toymodels.decompile.tokens import program_tokens
 from toymodels.params import build_model, model_params
+from toymodels.rasp.catalogue import LIBRARY
 from toymodels.results import read_rows
 from toymodels.scramble import scramble
-from toymodels.rasp.catalogue import LIBRARY
 from toymodels.tasks.rasp_io import resolve_program
 
-# One fountain program, two seeds, a few steps, a decompiler of a few steps on 30 programs.
+# Two fountain programs (each the other's other-program null), two seeds, a few steps, a
+# decompiler of a few steps on 30 programs.
 SHRUNK = dataclasses.replace(
-    PRESETS["smoke"], library=(), n_fountain=1, seeds=2, steps=30, max_inputs=64, mlp_steps=20,
+    PRESETS["smoke"], library=(), n_fountain=2, seeds=2, steps=30, max_inputs=64, mlp_steps=20,
     dec_programs=30, dec_extra_train=10, dec_eval=6, dec_weight_tokens=48, dec_program_tokens=40,
     dec_d_model=16, dec_layers=1, dec_steps=5, dec_seeds=2)
 
@@ -109,6 +110,39 @@ def test_compiled_vs_scrambled_scores_cka_one_distance_zero(reverse):
     assert max(per_position["procrustes"]) < 1e-4
     assert [r["final"] for r in rows if r["metric"] == "cka" and r["position"] == "all"] == \
         [0] * (n_layers - 1) + [1]
+
+
+def test_partialled_measures_drop_the_embedding_and_keep_a_scramble_identical(reverse):
+    from toymodels.analysis.activations import input_features
+
+    _, compiled, inputs, ref = reverse
+    Z = input_features(inputs, compiled.cfg.vocab_size, positions="non_bos")
+    rows = measure.compare_layers(ref, collect(scramble(compiled.model, 1), inputs, positions="non_bos"),
+                                  inputs.shape[1] - 1, positions=False, partial=Z)
+    partial = {r["layer_label"]: r["value"] for r in rows if r["metric"] == "cka_partial"}
+    # the compiled embedding is token + position, and reverse's first block computes the length
+    # (constant) and the mirrored position: nothing is left to compare there
+    from toymodels.analysis.similarity import partial_out
+    left = [measure.layer_label(n, True) for n in ref if partial_out(ref[n], Z).any()]
+    assert "embed" not in partial and list(partial) == left == ["1.attn", "1.mlp"]
+    np.testing.assert_allclose(list(partial.values()), 1.0, atol=1e-6)
+
+
+def test_nulls_run_on_the_comparisons_inputs(reverse, tmp_path):
+    from toymodels.analysis.activations import input_features
+
+    task, compiled, inputs, ref = reverse
+    P = dataclasses.replace(PRESETS["smoke"], seeds=2)
+    got = list(measure.null_activations(P, tmp_path, "reverse", inputs,
+                                        input_features(inputs, compiled.cfg.vocab_size, positions="non_bos"),
+                                        ref, 1.0, None, []))
+    assert [(c, s) for c, s, _ in got] == [("compiled_vs_random_init", 0), ("compiled_vs_random_init", 1),
+                                           ("compiled_vs_input_only", 0)]
+    for _, _, acts in got:
+        assert list(acts) == list(ref) and all(acts[n].shape[0] == ref[n].shape[0] for n in ref)
+    # the untrained twin is the twin's architecture, not a trained twin's initial weights
+    assert got[0][2]["blocks.0.resid_pre"].shape[1] == grid.twin_model("reverse", 1.0).d_model
+    assert not np.allclose(got[0][2]["blocks.0.resid_post"], got[1][2]["blocks.0.resid_post"])
 
 
 def test_random_twin_scores_lower_and_mlp_gap_is_reported(reverse):
@@ -256,6 +290,14 @@ def test_summary_rows_pool_programs_within_a_seed_and_copy_the_decompiler_rows()
     assert (gap["lo"], gap["hi"]) == pytest.approx((0.0875 - half, 0.0875 + half))
     anchors = [r for r in rows if r["section"] == "anchor"]
     assert len(anchors) == 3 and all((r["mean"], r["lo"], r["hi"]) == (0.4, 0.1, 0.8) for r in anchors)
+    # only p has an other-program null: the paired section compares on p alone
+    null = [dict(r, comparison="compiled_vs_other_program", value=0.2) for r in _layer_rows()
+            if r["program"] == "p" and r["metric"] == "cka"]
+    got = {(r["section"], r["quantity"]): r for r in tables.summary_rows(acc, _layer_rows() + null, [], by_size, [])}
+    section = "final layer, programs with an other-program null"
+    assert got[(section, "comparison=compiled_vs_trained width=1.0 metric=cka")]["mean"] == pytest.approx(0.8)
+    assert got[(section, "comparison=compiled_vs_other_program width=1.0 metric=cka")]["mean"] == pytest.approx(0.2)
+    assert got[("final layer", "comparison=compiled_vs_trained width=1.0 metric=cka")]["mean"] == pytest.approx(0.6)
 
 
 def test_summary_bounds_follow_the_quantity_summarised():
@@ -271,13 +313,22 @@ def test_summary_bounds_follow_the_quantity_summarised():
 # ------------------------------------------------------------------ end to end
 def test_smoke_path_end_to_end(tmp_path):
     paths = run_study(cvt, "smoke", tmp_path, progress=False, presets={"smoke": SHRUNK})
-    assert len(paths) == 22 and all(p.stat().st_size > 5000 for p in paths)   # 11 figures, PNG + PDF
+    assert len(paths) == 26 and all(p.stat().st_size > 5000 for p in paths)   # 13 figures, PNG + PDF
     table_dir = tmp_path / "figures"
     acc = read_rows(table_dir / "twin_accuracy.csv")
     trained = [r for r in acc if r["source"] == "trained" and r["metric"] == "acc"]
-    assert len(trained) == 1 and trained[0]["n"] == 2 and 0 <= trained[0]["lo"] <= trained[0]["hi"] <= 1
+    assert len(trained) == 2 and trained[0]["n"] == 2 and 0 <= trained[0]["lo"] <= trained[0]["hi"] <= 1
     layers = read_rows(table_dir / "layers.csv")
-    assert {r["comparison"] for r in layers} == {"compiled_vs_trained", "trained_vs_trained", "compiled_vs_scrambled"}
+    assert {r["comparison"] for r in layers} == {"compiled_vs_trained", "trained_vs_trained",
+                                                 "compiled_vs_scrambled", *measure.NULLS}
+    (a, b) = [p for _, p in grid.programs(SHRUNK)]
+    assert {(r["program"], r["partner"]) for r in layers if r["comparison"] == "compiled_vs_other_program"} == \
+        {(a, b), (b, a)}
+    # every null is there for every program (partialled rows are tested on reverse: a net that
+    # token and position explain at every layer, as small fountain programs can be, has none)
+    for program in (a, b):
+        got = {(r["comparison"], r["metric"]) for r in layers if r["program"] == program}
+        assert {(c, m) for c in measure.NULLS for m in ("cka", "affine_r2_to_ref")} <= got
     for r in layers:
         if r["comparison"] == "compiled_vs_scrambled" and r["metric"] == "cka":
             assert r["mean"] == pytest.approx(1.0, abs=1e-6)

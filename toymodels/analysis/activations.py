@@ -59,3 +59,24 @@ def collect(model: Transformer, inputs, layers: Sequence[str] | None = None,
             acts_BTD = np.asarray(cache[n], np.float32)
             chunks[n].append(acts_BTD[:, pos_P].reshape(-1, acts_BTD.shape[-1]))
     return {n: np.concatenate(c) for n, c in chunks.items()}
+
+
+def input_features(inputs, vocab_size: int, positions="all") -> np.ndarray:
+    """One-hot token and one-hot position of every (input, position) row, laid out as
+    ``collect`` lays out activations of the same inputs and positions: (N, vocab_size + T).
+    The input-only null of a representation comparison (what any network that keeps its
+    token and position identity carries), and the design that ``similarity.partial_out``
+    removes."""
+    inputs = np.asarray(inputs)
+    if inputs.ndim != 2:
+        raise ValueError(f"inputs of shape {inputs.shape}: expected (batch, positions) token ids")
+    if inputs.size and (inputs.min() < 0 or inputs.max() >= vocab_size):
+        raise ValueError(f"token ids span {inputs.min()}..{inputs.max()}: expected 0..{vocab_size - 1}")
+    T = inputs.shape[1]
+    pos_P = position_index(positions, T) % T
+    tok = inputs[:, pos_P].reshape(-1)
+    pos = np.tile(pos_P, inputs.shape[0])
+    out = np.zeros((tok.size, vocab_size + T), np.float32)
+    out[np.arange(tok.size), tok] = 1.0
+    out[np.arange(tok.size), vocab_size + pos] = 1.0
+    return out

@@ -119,6 +119,22 @@ def _unit(X: np.ndarray, name: str) -> np.ndarray:
     return Xc / norm
 
 
+def partial_out(X, Z) -> np.ndarray:
+    """X (N, A) minus its least-squares fit on Z (N, C) plus an intercept: the part of X that
+    is not a linear function of Z (e.g. with Z = ``activations.input_features``, what a layer
+    holds beyond its token and position identity). The columns of Z may be collinear; an X
+    that Z explains to float32 rounding comes back exactly zero."""
+    X_NA, Z_NC = _pair(X, Z, names=("X", "Z"))
+    Z1 = np.concatenate([Z_NC, np.ones((Z_NC.shape[0], 1))], axis=1)
+    coef, *_ = np.linalg.lstsq(Z1, X_NA, rcond=None)
+    R_NA = X_NA - Z1 @ coef
+    # X that Z explains up to float32 rounding (all but 1e-5 of its spread) is made exactly
+    # constant, so measures report it undefined rather than compare rounding noise
+    if np.linalg.norm(R_NA) <= 1e-5 * np.linalg.norm(X_NA - X_NA.mean(0)):
+        R_NA[:] = 0.0
+    return R_NA
+
+
 def procrustes_distance(X, Y) -> float:
     """min over orthogonal R of ||X~ R - Y~||_F, X~, Y~ centred with unit Frobenius norm.
 

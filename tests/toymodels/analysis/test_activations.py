@@ -45,3 +45,27 @@ def test_default_layers_and_bad_positions(model, inputs):
     for bad in ("middle", [6], [[1, 2]]):
         with pytest.raises(ValueError, match="positions"):
             collect(model, inputs, positions=bad)
+
+
+@pytest.mark.parametrize("positions", ["all", "non_bos", [2, 5]])
+def test_input_features_are_one_hot_token_and_position_in_the_rows_of_collect(model, inputs, positions):
+    from toymodels.analysis.activations import input_features
+    from toymodels.analysis.similarity import affine_r2_split, partial_out
+
+    Z = input_features(inputs, 7, positions)
+    acts = collect(model, inputs, ["blocks.0.resid_pre", "blocks.1.resid_post"], positions)
+    assert Z.shape == (len(acts["blocks.0.resid_pre"]), 7 + 6)
+    assert (Z.sum(1) == 2).all() and (Z[:, :7].argmax(1) == acts_tokens(inputs, positions)).all()
+    # the embedding is token embedding + position embedding: a linear function of Z
+    embed = acts["blocks.0.resid_pre"]
+    assert not partial_out(embed, Z).any()
+    assert affine_r2_split(Z, embed).overall > 0.999
+    assert np.abs(partial_out(acts["blocks.1.resid_post"], Z)).max() > 1e-3
+    with pytest.raises(ValueError, match="token ids span 0..6: expected 0..5"):
+        input_features(inputs, 6)
+
+
+def acts_tokens(inputs, positions):
+    pos = {"all": np.arange(6), "non_bos": np.arange(1, 6)}.get(positions) if isinstance(positions, str) \
+        else np.asarray(positions)
+    return inputs[:, pos].reshape(-1)

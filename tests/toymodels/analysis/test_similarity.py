@@ -206,3 +206,23 @@ def test_refit_readout_recovers_a_linearly_decodable_label():
     assert refit_readout_accuracy(Z[:200], y[:200], Z[200:], y[200:]) == 1.0
     noise = rng.normal(size=(300, 8))
     assert refit_readout_accuracy(noise[:200], y[:200], noise[200:], y[200:]) < 0.6
+
+
+def test_partial_out_leaves_what_the_covariates_cannot_explain():
+    from toymodels.analysis.similarity import partial_out
+
+    rng = np.random.default_rng(0)
+    Z = rng.integers(0, 2, size=(300, 4)).astype(float)
+    Z = np.concatenate([Z, Z[:, :1] + Z[:, 1:2]], axis=1)      # collinear columns are fine
+    noise = rng.normal(size=(300, 3))
+    X = Z @ rng.normal(size=(5, 3)) + 2.0 + noise
+    R = partial_out(X, Z)
+    # the residual is orthogonal to Z and the intercept, and is noise's own residual
+    np.testing.assert_allclose(np.concatenate([Z, np.ones((300, 1))], 1).T @ R, 0, atol=1e-8)
+    np.testing.assert_allclose(R, partial_out(noise, Z), atol=1e-8)
+    assert linear_cka(R, noise) > 0.9
+    # a matrix explained up to rounding comes back exactly zero (constant: measures call it undefined)
+    assert not partial_out(Z @ rng.normal(size=(5, 2)) - 1.0, Z).any()
+    assert np.isnan(linear_cka(partial_out(Z[:, :2], Z), noise))
+    with pytest.raises(ValueError, match="same number of rows"):
+        partial_out(X, Z[:10])
