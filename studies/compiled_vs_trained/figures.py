@@ -10,6 +10,7 @@ from studies.compiled_vs_trained.grid import short
 from studies.compiled_vs_trained.measure import WEIGHT_STATS
 from studies.compiled_vs_trained.presets import ANCHORS, MATCH
 from toymodels import plotting
+from toymodels.analysis.stats import POINTS_MAX_N
 from toymodels.results import read_rows
 from toymodels.tables import select
 
@@ -37,7 +38,10 @@ def figures(table_dir: Path) -> list[Path]:
         paths += layer_figure(layers, metric, ylabel, table_dir / f"layers_{metric}")
     paths += against_nulls(read_rows(table_dir / "summary.csv"), table_dir / "nulls")
     paths += positions_cka(read_rows(table_dir / "positions.csv"), table_dir / "positions_cka")
-    paths += variables_r2(read_rows(table_dir / "variables.csv"), table_dir / "variables_r2")
+    var = read_rows(table_dir / "variables.csv")
+    for family in sorted({r["family"] for r in var}):   # one figure per family: ~25 panels at most
+        paths += variables_r2(select(var, family=family), table_dir / f"variables_r2_{family}")
+    paths += nonlinear_scatter(layers, table_dir / "nonlinear_scatter")
     paths += nonlinear_gap(layers, table_dir / "nonlinear_gap")
     paths += decompiler_by_size(read_rows(table_dir / "decompiler.csv"), table_dir / "decompiler_by_size")
     paths += decompiler_twins(read_rows(table_dir / "decompiler_twins.csv"), table_dir / "decompiler_twins")
@@ -144,7 +148,7 @@ def positions_cka(positions, path: Path) -> list[Path]:
 def variables_r2(var, path: Path) -> list[Path]:
     """Per program, can the twin's final layer linearly hold each compiled RASP variable?"""
     progs = _programs(var)
-    fig, axes = plotting.grid(len(progs), ncols=5, width=2.8, height=2.2)
+    fig, axes = plotting.grid(len(progs), ncols=4, width=3.6, height=3.0)
     for ax, (_, program) in zip(axes, progs):
         rows = select(var, program=program, quantity="r2_to_sop_final")
         sops = sorted({(r["birth_layer"], r["sop"]) for r in rows})
@@ -152,34 +156,52 @@ def variables_r2(var, path: Path) -> list[Path]:
             sel = {r["sop"]: r for r in select(rows, width=width)}
             plotting.errorbar_rows(ax, np.arange(len(sops)), [sel[s] for _, s in sops], fmt="o", ms=3, lw=0.8,
                                    ls="none", label=f"{width:g}x")
-        ax.set_xticks(np.arange(len(sops)), [s for _, s in sops], rotation=70, fontsize=5)
+        ax.set_xticks(np.arange(len(sops)), [s for _, s in sops], rotation=60, ha="right", fontsize=7)
         ax.set_ylim(min(-0.05, ax.get_ylim()[0]), 1.05)
-        ax.set_title(short(program), fontsize=8)
+        ax.set_title(short(program), fontsize=9)
+        ax.tick_params(axis="y", labelsize=7)
     axes[0].set_ylabel("affine R^2, twin -> variable", fontsize=8)
-    axes[0].legend(fontsize=6)
-    fig.suptitle("each compiled RASP variable read from the twin's final layer (held-out ridge R^2)", fontsize=9)
-    return plotting.save(fig, path, dpi=GRID_DPI)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"each compiled RASP variable read from the twin's final layer (held-out ridge R^2), "
+                 f"{progs[0][0]} programs", fontsize=10)
+    return plotting.save(fig, path, dpi=110)
 
 
-def nonlinear_gap(layers, path: Path) -> list[Path]:
-    """MLP vs affine R^2, twin -> compiled, at every program and layer; the final-layer gap."""
+def nonlinear_scatter(layers, path: Path) -> list[Path]:
+    """MLP vs affine R^2, twin -> compiled, at every program and layer (seed means)."""
     gap = select(layers, comparison="compiled_vs_trained")
-    fig, axes = plotting.figure(ncols=2)
+    fig, axes = plotting.figure(width=3.8, height=3.6)
+    ax = axes[0, 0]
     for width in sorted({r["width"] for r in gap if r["metric"] == "mlp_r2_to_ref"}):
         aff = {(r["program"], r["layer_index"]): r["mean"] for r in select(gap, width=width, metric="affine_r2_to_ref")}
         mlp = {(r["program"], r["layer_index"]): r["mean"] for r in select(gap, width=width, metric="mlp_r2_to_ref")}
         keys = sorted(set(aff) & set(mlp))
-        axes[0, 0].scatter([aff[k] for k in keys], [mlp[k] for k in keys], s=6, label=f"{width:g}x")
-        g = sorted(select(gap, width=width, metric="mlp_minus_affine", final=1), key=lambda r: r["program"])
-        plotting.errorbar_rows(axes[0, 1], np.arange(len(g)), g, fmt="o", ms=3, lw=0.8, label=f"{width:g}x")
-        axes[0, 1].set_xticks(np.arange(len(g)), [short(r["program"]) for r in g], rotation=70, fontsize=5)
-    axes[0, 0].plot([0, 1], [0, 1], color="0.5", lw=0.6)
-    axes[0, 0].set_xlabel("affine R^2 (twin -> compiled)")
-    axes[0, 0].set_ylabel("MLP R^2 (twin -> compiled)")
-    axes[0, 0].legend(fontsize=6)
-    axes[0, 1].axhline(0, color="0.5", lw=0.6)
-    axes[0, 1].set_ylabel("MLP - affine R^2, final layer")
-    fig.suptitle("nonlinear-minus-affine gap (left: every program and layer, seed means)", fontsize=9)
+        ax.scatter([aff[k] for k in keys], [mlp[k] for k in keys], s=8, label=f"{width:g}x twins")
+    ax.plot([0, 1], [0, 1], color="0.5", lw=0.6)
+    ax.set_xlabel("affine R^2 (twin -> compiled)")
+    ax.set_ylabel("MLP R^2 (twin -> compiled)")
+    plotting.legend(ax, fontsize=7)
+    ax.set_title("every program and layer, seed means", fontsize=9)
+    return plotting.save(fig, path)
+
+
+def nonlinear_gap(layers, path: Path) -> list[Path]:
+    """The final-layer MLP-minus-affine gap per program, one row per program."""
+    g = sorted(select(layers, comparison="compiled_vs_trained", metric="mlp_minus_affine", final=1),
+               key=lambda r: (r["family"] != "library", r["program"]), reverse=True)
+    fig, axes = plotting.figure(width=4.2, height=max(2.4, 0.17 * len(g) + 0.8))
+    ax = axes[0, 0]
+    m = np.asarray([r["mean"] for r in g], dtype=float)
+    ys = np.arange(len(g))
+    ax.errorbar(m, ys, xerr=[m - [r["lo"] for r in g], [r["hi"] for r in g] - m], fmt="o", ms=3, lw=0.8)
+    pts = [(v, y) for r, y in zip(g, ys) for v in plotting.seed_values(r)]
+    if pts and max(r["n"] for r in g) <= POINTS_MAX_N:
+        ax.scatter(*zip(*pts), s=6, alpha=0.55, linewidths=0, zorder=3)
+    ax.set_yticks(ys, [short(r["program"]) for r in g], fontsize=7)
+    ax.axvline(0, color="0.5", lw=0.6)
+    ax.set_xlabel("MLP - affine R^2, final layer (twin -> compiled)")
+    n = max((r["n"] for r in g), default=0)
+    ax.set_title(f"nonlinear-minus-affine gap, 1x twins; 95% interval over n={n} seeds", fontsize=9)
     return plotting.save(fig, path)
 
 

@@ -313,7 +313,7 @@ def test_summary_bounds_follow_the_quantity_summarised():
 # ------------------------------------------------------------------ end to end
 def test_smoke_path_end_to_end(tmp_path):
     paths = run_study(cvt, "smoke", tmp_path, progress=False, presets={"smoke": SHRUNK})
-    assert len(paths) == 26 and all(p.stat().st_size > 5000 for p in paths)   # 13 figures, PNG + PDF
+    assert len(paths) == 28 and all(p.stat().st_size > 5000 for p in paths)   # 14 figures, PNG + PDF
     table_dir = tmp_path / "figures"
     acc = read_rows(table_dir / "twin_accuracy.csv")
     trained = [r for r in acc if r["source"] == "trained" and r["metric"] == "acc"]
