@@ -82,6 +82,30 @@ def _output(program, xs):
         return f"<error {type(e).__name__}>"
 
 
+def _hashable(out):
+    return tuple(out) if isinstance(out, list) else out
+
+
+def io_table(program, max_len: int = 5, vocab=FOUNTAIN_VOCAB) -> tuple:
+    """A program's outputs (an error where it errs) on every input of length 1..max_len over
+    ``vocab``, as one hashable tuple: two programs are functionally equivalent on these
+    inputs exactly when their tables are equal."""
+    return tuple(_hashable(_output(program, xs)) for xs in _inputs(max_len, tuple(vocab)))
+
+
+def is_degenerate(table: tuple, max_len: int = 5, vocab=FOUNTAIN_VOCAB) -> bool:
+    """The table of a program whose output depends on the input's length alone: within every
+    length, every input gives the same output (a constant program, or one whose every
+    token-reading line is dead)."""
+    start = 0
+    for n in range(1, max_len + 1):
+        block = table[start:start + len(vocab) ** n]
+        start += len(vocab) ** n
+        if len(set(block)) > 1:
+            return False
+    return True
+
+
 @functools.lru_cache(maxsize=4096)
 def _reference_outputs(true_tokens: tuple, max_len: int, vocab: tuple) -> tuple:
     """A reference program's outputs on every input (cached: each is checked against many

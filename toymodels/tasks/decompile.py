@@ -25,7 +25,11 @@ Skipped: programs the fountain gives up on, whose tokens exceed max_program_toke
 whose compiled net exceeds the layout or max_weight_tokens, and repeats of an earlier
 program's exact token sequence. The remaining distinct programs are split by program
 (``n_eval`` of them, drawn by data_seed, held out), so no held-out program's tokens
-occur in training. With ``scrambled`` every net is ``toymodels.scramble.scramble``-d
+occur in training. Distinct tokens are not distinct functions (the 119 programs kept of
+the first 120 tried compute 83 distinct functions), so
+``split_by="function"`` holds out whole input/output tables instead: no function is on
+both sides, and each entry carries ``function`` and ``degenerate`` (output set by the
+input's length alone). With ``scrambled`` every net is ``toymodels.scramble.scramble``-d
 once, keyed by its seed (function kept, basis hidden; ~7 ms a program, most of it
 tracing the model skeleton of a new config).
 Weight tokens are stored flat (median ~30 a program vs a cap of 128) and gathered.
@@ -44,6 +48,7 @@ import numpy as np
 
 from toymodels.compiler import CompileError, accepts, compile_program
 from toymodels.config import ConfigError, check_choice, check_int
+from toymodels.decompile.evaluate import io_table, is_degenerate
 from toymodels.decompile.tokens import EOS, PAD, SEP, TOKEN_ID, VOCAB, program_tokens
 from toymodels.decompile.weights import Layout, fits, program_vectors, weight_tokens
 from toymodels.rasp import fountain
@@ -52,6 +57,7 @@ from toymodels.scramble import scramble
 from toymodels.tasks.base import SPLITS, Batch, Task, Vocab, register
 
 SEED_STRIDE = 1_000_000
+SPLIT_BY = ("tokens", "function")
 
 
 @dataclasses.dataclass
@@ -86,6 +92,7 @@ class DecompileTask(Task):
     max_heads: int = 4
     max_weight_tokens: int = 128
     max_program_tokens: int = 64
+    split_by: str = "tokens"      # "tokens": by distinct token sequence; "function": by input/output table
 
     def __post_init__(self):
         for f in ("n_programs", "min_ops", "max_layers", "d_max", "max_heads",
@@ -95,6 +102,7 @@ class DecompileTask(Task):
         check_int("max_ops", self.max_ops, self.min_ops)
         check_int("data_seed", self.data_seed, 0)
         check_choice("scrambled", self.scrambled, (False, True))
+        check_choice("split_by", self.split_by, SPLIT_BY)
         if self.n_eval >= self.n_programs:
             raise ConfigError(f"n_eval={self.n_eval} leaves no training programs out of "
                               f"n_programs={self.n_programs}")
@@ -208,7 +216,10 @@ def _build(task: DecompileTask) -> tuple[dict[str, Split], collections.Counter]:
     if task.n_eval >= n_base:
         raise ConfigError(f"n_eval={task.n_eval} leaves no training programs: only {n_base} of "
                           f"n_programs={task.n_programs} fountain programs fit the caps ({dict(counts)})")
-    held = set(np.random.default_rng([task.data_seed, 1]).permutation(n_base)[:task.n_eval].tolist())
+    if task.split_by == "function":
+        kept, held = _split_by_function(task, kept, n_base, counts)
+    else:
+        held = set(np.random.default_rng([task.data_seed, 1]).permutation(n_base)[:task.n_eval].tolist())
     splits = {}
     for name in SPLITS:
         entries = [e for j, e in enumerate(kept) if (j in held) == (name == "eval")]
@@ -219,3 +230,33 @@ def _build(task: DecompileTask) -> tuple[dict[str, Split], collections.Counter]:
         stream_PS = np.stack([_stream(e["tokens"], task.max_program_tokens + 2) for e in entries])
         splits[name] = Split(entries, np.concatenate(xs), start_P, count_P, stream_PS)
     return splits, counts
+
+
+def _split_by_function(task: DecompileTask, kept: list[dict], n_base: int, counts) -> tuple[list[dict], set]:
+    """Held-out positions in ``kept`` such that programs with the same input/output table
+    (``io_table``, inputs of length 1..5) are never on both sides: whole functions of the
+    first ``n_base`` programs are held out, in a data_seed order, until at least ``n_eval``
+    programs are; an extra-training program computing a held-out function is dropped
+    ("skipped: function held out"). Every entry gets ``function`` (its table's index in
+    order of first appearance) and ``degenerate`` (``is_degenerate``: output set by length)."""
+    ids: dict[tuple, int] = {}
+    for e in kept:
+        table = io_table(e["program"], FOUNTAIN_MAX_SEQ_LEN, FOUNTAIN_VOCAB)
+        e["function"] = ids.setdefault(table, len(ids))
+        e["degenerate"] = int(is_degenerate(table, FOUNTAIN_MAX_SEQ_LEN, FOUNTAIN_VOCAB))
+    base_functions = list(dict.fromkeys(e["function"] for e in kept[:n_base]))
+    held_functions, n_held = set(), 0
+    for j in np.random.default_rng([task.data_seed, 1]).permutation(len(base_functions)).tolist():
+        if n_held >= task.n_eval:
+            break
+        held_functions.add(base_functions[j])
+        n_held += sum(e["function"] == base_functions[j] for e in kept[:n_base])
+    if n_held >= n_base:
+        raise ConfigError(f"n_eval={task.n_eval} with split_by='function' holds out every one of the "
+                          f"{len(base_functions)} functions of the {n_base} programs; lower n_eval")
+    out = kept[:n_base] + [e for e in kept[n_base:] if e["function"] not in held_functions]
+    counts["skipped: function held out"] = len(kept) - len(out)
+    counts["kept"] = len(out)
+    counts["functions"] = len({e["function"] for e in out})
+    return out, {j for j, e in enumerate(out) if e["function"] in held_functions}
+

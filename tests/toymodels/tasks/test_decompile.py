@@ -84,3 +84,36 @@ def test_trainer_scores_the_task_on_its_eval_programs(task):
     # An untrained model: finite loss near uniform guessing over the program vocabulary.
     assert scores["loss"].shape == (1,) and abs(float(scores["loss"][0]) - math.log(task.vocab.size)) < 1.0
     assert 0.0 <= float(scores["acc"][0]) <= 1.0
+
+
+def test_function_split_never_puts_one_input_output_table_on_both_sides():
+    from toymodels.decompile.evaluate import io_table, is_degenerate
+
+    def tables(t, split):
+        return {io_table(e["program"]) for e in t.programs(split)}
+
+    # by tokens, programs computing the same function land on both sides of this split
+    cfg = dict(SMALL, n_programs=120, n_eval=30)
+    by_tokens = make_task("decompile", **cfg)
+    assert tables(by_tokens, "train") & tables(by_tokens, "eval")
+    fair = make_task("decompile", **cfg, split_by="function", extra_train=60)
+    train, held = fair.programs("train"), fair.programs("eval")
+    assert not tables(fair, "train") & tables(fair, "eval")
+    assert len(held) >= 30 and not {e["function"] for e in train} & {e["function"] for e in held}
+    # whole functions are held out: every base program computing a held-out function is held out
+    held_tables = tables(fair, "eval")
+    assert all(io_table(e["program"]) not in held_tables for e in train)
+    stats = fair.stats()
+    assert stats["skipped: function held out"] > 0 and stats["kept"] == len(train) + len(held)
+    assert all(e["degenerate"] == is_degenerate(io_table(e["program"])) for e in held)
+    with pytest.raises(Exception, match="split_by='words'"):
+        make_task("decompile", **SMALL, split_by="words")
+
+
+def test_degenerate_means_output_set_by_length_alone():
+    from toymodels.decompile.evaluate import is_degenerate
+
+    vocab = ("a", "b")
+    by_length = tuple(n for n in range(1, 4) for _ in range(2 ** n))
+    assert is_degenerate(by_length, 3, vocab)
+    assert not is_degenerate(by_length[:-1] + ("x",), 3, vocab)
