@@ -29,7 +29,9 @@ occur in training. Distinct tokens are not distinct functions (the 119 programs 
 the first 120 tried compute 83 distinct functions), so
 ``split_by="function"`` holds out whole input/output tables instead: no function is on
 both sides, and each entry carries ``function`` and ``degenerate`` (output set by the
-input's length alone). With ``scrambled`` every net is ``toymodels.scramble.scramble``-d
+input's length alone: most fountain programs read only indices and length; 69 % of the
+418 training programs from 600 tried with data_seed 0). A score over all programs mixes
+the two kinds; report them separately. With ``scrambled`` every net is ``toymodels.scramble.scramble``-d
 once, keyed by its seed (function kept, basis hidden; ~7 ms a program, most of it
 tracing the model skeleton of a new config).
 Weight tokens are stored flat (median ~30 a program vs a cap of 128) and gathered.
@@ -235,8 +237,10 @@ def _build(task: DecompileTask) -> tuple[dict[str, Split], collections.Counter]:
 def _split_by_function(task: DecompileTask, kept: list[dict], n_base: int, counts) -> tuple[list[dict], set]:
     """Held-out positions in ``kept`` such that programs with the same input/output table
     (``io_table``, inputs of length 1..5) are never on both sides: whole functions of the
-    first ``n_base`` programs are held out, in a data_seed order, until at least ``n_eval``
-    programs are; an extra-training program computing a held-out function is dropped
+    first ``n_base`` programs are held out, in a data_seed order, each only if it fits in
+    what is left of ``n_eval`` (so at most n_eval programs are held out, and a function
+    many programs share, typically a degenerate one, stays in training rather than filling
+    the held-out split); an extra-training program computing a held-out function is dropped
     ("skipped: function held out"). Every entry gets ``function`` (its table's index in
     order of first appearance) and ``degenerate`` (``is_degenerate``: output set by length)."""
     ids: dict[tuple, int] = {}
@@ -246,14 +250,16 @@ def _split_by_function(task: DecompileTask, kept: list[dict], n_base: int, count
         e["degenerate"] = int(is_degenerate(table, FOUNTAIN_MAX_SEQ_LEN, FOUNTAIN_VOCAB))
     base_functions = list(dict.fromkeys(e["function"] for e in kept[:n_base]))
     held_functions, n_held = set(), 0
+    size = collections.Counter(e["function"] for e in kept[:n_base])
     for j in np.random.default_rng([task.data_seed, 1]).permutation(len(base_functions)).tolist():
-        if n_held >= task.n_eval:
-            break
-        held_functions.add(base_functions[j])
-        n_held += sum(e["function"] == base_functions[j] for e in kept[:n_base])
-    if n_held >= n_base:
-        raise ConfigError(f"n_eval={task.n_eval} with split_by='function' holds out every one of the "
-                          f"{len(base_functions)} functions of the {n_base} programs; lower n_eval")
+        f = base_functions[j]
+        if n_held + size[f] <= task.n_eval:
+            held_functions.add(f)
+            n_held += size[f]
+    if n_held == 0 or n_held >= n_base:
+        raise ConfigError(f"n_eval={task.n_eval} with split_by='function' holds out {n_held} of the {n_base} "
+                          f"programs ({len(base_functions)} functions); choose n_eval between the smallest "
+                          "function's program count and the number of programs")
     out = kept[:n_base] + [e for e in kept[n_base:] if e["function"] not in held_functions]
     counts["skipped: function held out"] = len(kept) - len(out)
     counts["kept"] = len(out)

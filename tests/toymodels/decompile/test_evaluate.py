@@ -91,3 +91,22 @@ def test_decoder_report_is_the_mean_score_of_greedy_decodings(task):
     assert report["n"] == 4 and 0.0 <= report["token_acc"] <= 1.0
     for k in ("exact", "equivalent", "parsable"):
         assert report[k] == np.mean([s[k] for s in scores])
+
+
+def test_retrieval_baseline_finds_training_programs_and_only_guesses_held_out_ones():
+    from toymodels.decompile.evaluate import score
+    from toymodels.decompile.retrieval import nearest_programs, weight_features
+
+    task = make_task("decompile", n_programs=60, n_eval=12, max_weight_tokens=64, max_program_tokens=48,
+                     split_by="function")
+    # on its own training programs it returns (almost) every program itself
+    train = task.programs("train")
+    got = nearest_programs(task, "train")
+    assert np.mean([g == e["tokens"] for g, e in zip(got, train)]) > 0.9
+    # held out by function, it is never exact: every training program computes another function
+    held = task.programs("eval")
+    scores = [score(d, e["tokens"]) for d, e in zip(nearest_programs(task, "eval"), held)]
+    assert len(scores) == len(held) and not any(s["exact"] or s["equivalent"] for s in scores)
+    assert weight_features(np.ones((3, 2))).tolist() == [3, 1, 1, 0, 0, 1, 1]
+    with pytest.raises(ValueError, match="weight tokens of shape"):
+        weight_features(np.ones((0, 2)))
