@@ -2,7 +2,9 @@
 
   tokens.py    program_tokens / parse_program: fountain programs as token sequences
   weights.py   weight_tokens: a net's weights as fixed-width vectors (Layout)
-  evaluate.py  greedy_decode, exact_match, functionally_equivalent, score, decoder_report
+  evaluate.py  greedy_decode, exact_match, functionally_equivalent, score, decoder_report,
+               io_table / is_degenerate (a program's input/output table; output set by length)
+  retrieval.py nearest_programs: the nearest-training-program baseline
 
 The ``decompile`` task (weight tokens in, program tokens out) is ``toymodels.tasks.decompile``.
 """
