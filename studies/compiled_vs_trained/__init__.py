@@ -69,11 +69,10 @@ def run(P: Preset, out: Path, progress: bool = True) -> None:
     all_specs = specs(P)
     run_sweep(all_specs, out, progress=progress)
     twin_runs = by_program_width(all_specs)
-    ref_width = 1.0 if 1.0 in P.widths else P.widths[0]
     for family, program in programs(P):
         runs = {w: twin_runs[(program, w)] for w in P.widths}
         partner = null_partner(P, program)
-        partner_runs = twin_runs[(partner, ref_width)] if partner else []
+        partner_runs = twin_runs[(partner, P.ref_width)] if partner else []
         config = dict(runs=[s for w in P.widths for s in runs[w]], family=family,
                       showcase=program == programs(P)[0][1], max_inputs=P.max_inputs, mlp_steps=P.mlp_steps,
                       scrambles=P.seeds, match=MATCH, mlp_hidden=MLP_HIDDEN,

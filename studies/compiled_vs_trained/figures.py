@@ -9,6 +9,7 @@ import numpy as np
 from studies.compiled_vs_trained.grid import short
 from studies.compiled_vs_trained.measure import WEIGHT_STATS
 from studies.compiled_vs_trained.presets import ANCHORS, MATCH
+from studies.compiled_vs_trained.tables import quantity_fields
 from toymodels import plotting
 from toymodels.analysis.stats import POINTS_MAX_N
 from toymodels.results import read_rows
@@ -107,7 +108,7 @@ def against_nulls(summary, path: Path) -> list[Path]:
     """Final layer, every comparison and null on the programs that have an other-program null:
     mean over programs within a seed, 95% interval over seeds, one panel per measure."""
     section = "final layer, programs with an other-program null"
-    rows = [dict(r, **dict(p.split("=", 1) for p in r["quantity"].split())) for r in select(summary, section=section)]
+    rows = [dict(r, **quantity_fields(r)) for r in select(summary, section=section)]
     comps = [(c, lab, plotting.PALETTE[i]) for i, (c, lab) in enumerate(COMPARISONS)] + \
         [(c, lab, color) for c, lab, color, _ in NULL_STYLE]
     fig, axes = plotting.figure(ncols=len(HEADLINE), width=2.6, height=3.2)

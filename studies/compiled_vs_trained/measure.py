@@ -91,7 +91,7 @@ def analyse_program(P: Preset, out: Path, family: str, program: str, twin_runs: 
     ref = collect(compiled.model, x, positions="non_bos")
     base = dict(family=family, program=program)
     # per-position, MLP and partialled comparisons at one width only: they cost the most per width
-    ref_width = 1.0 if 1.0 in P.widths else P.widths[0]
+    ref_width = P.ref_width
     Z = input_features(x, compiled.cfg.vocab_size, positions="non_bos")
     tables = {k: [] for k in PROGRAM_TABLES}
     showcase = program == programs(P)[0][1]

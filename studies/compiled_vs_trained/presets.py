@@ -26,6 +26,11 @@ class Preset:
     dec_steps: int
     dec_seeds: int
 
+    @property
+    def ref_width(self) -> float:
+        """The width of the per-position, MLP, partialled and null comparisons: 1x if run."""
+        return 1.0 if 1.0 in self.widths else self.widths[0]
+
 
 PRESETS = {
     # Every figure at low resolution in about 3 CPU minutes.

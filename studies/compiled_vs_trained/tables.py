@@ -156,12 +156,17 @@ def summary_rows(acc, layers, var, by_size, twin_table) -> list[dict]:
     return rows
 
 
+def quantity_fields(row: dict) -> dict:
+    """A summary row's ``quantity`` ("comparison=... width=... metric=...") as a dict."""
+    return dict(p.split("=", 1) for p in row["quantity"].split())
+
+
 def summary_bounds(row: dict):
     """The range of a summary row's quantity (its ``metric=`` or ``quantity=`` part; an
     anchor row is the decompiler score it sits next to): for recomputing intervals."""
     if row["section"] == "anchor":
         return next(BOUNDS[m] for label, m, _, _ in ANCHORS if row["quantity"].startswith(f"{label}:"))
-    parts = dict(p.split("=", 1) for p in row["quantity"].split())
+    parts = quantity_fields(row)
     return BOUNDS.get(parts["metric"]) if "metric" in parts else VARIABLE_BOUNDS.get(parts.get("quantity"))
 
 

@@ -110,8 +110,7 @@ def is_degenerate(table: tuple, max_len: int = 5, vocab=FOUNTAIN_VOCAB) -> bool:
 def _reference_outputs(true_tokens: tuple, max_len: int, vocab: tuple) -> tuple:
     """A reference program's outputs on every input (cached: each is checked against many
     decodings)."""
-    program = parse_program(list(true_tokens))
-    return tuple(_output(program, xs) for xs in _inputs(max_len, vocab))
+    return io_table(parse_program(list(true_tokens)), max_len, vocab)
 
 
 def functionally_equivalent(pred_tokens, program, max_len: int = 5, vocab=FOUNTAIN_VOCAB) -> bool:
@@ -126,8 +125,8 @@ def functionally_equivalent(pred_tokens, program, max_len: int = 5, vocab=FOUNTA
     if isinstance(program, (list, tuple)):
         ref = _reference_outputs(tuple(strip(program)), max_len, tuple(vocab))
     else:
-        ref = (_output(program, xs) for xs in inputs)   # lazy: stops with the comparison
-    return all(_output(pred, xs) == r for xs, r in zip(inputs, ref))
+        ref = (_hashable(_output(program, xs)) for xs in inputs)   # lazy: stops with the comparison
+    return all(_hashable(_output(pred, xs)) == r for xs, r in zip(inputs, ref))
 
 
 def parses(tokens) -> bool:

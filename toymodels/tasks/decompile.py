@@ -248,9 +248,9 @@ def _split_by_function(task: DecompileTask, kept: list[dict], n_base: int, count
         table = io_table(e["program"], FOUNTAIN_MAX_SEQ_LEN, FOUNTAIN_VOCAB)
         e["function"] = ids.setdefault(table, len(ids))
         e["degenerate"] = int(is_degenerate(table, FOUNTAIN_MAX_SEQ_LEN, FOUNTAIN_VOCAB))
-    base_functions = list(dict.fromkeys(e["function"] for e in kept[:n_base]))
+    size = collections.Counter(e["function"] for e in kept[:n_base])   # in order of first appearance
+    base_functions = list(size)
     held_functions, n_held = set(), 0
-    size = collections.Counter(e["function"] for e in kept[:n_base])
     for j in np.random.default_rng([task.data_seed, 1]).permutation(len(base_functions)).tolist():
         f = base_functions[j]
         if n_held + size[f] <= task.n_eval:
