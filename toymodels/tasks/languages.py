@@ -12,7 +12,10 @@ One registered task, ``language``; ``case`` picks the family of languages:
         it fails loudly before anything compiles; ``split="eval"`` measures zero-shot.
   knob  the digits form of B; K0 is the base language and each Ki (i >= 1) keeps a
         fraction ``similarity`` of the 12 content tokens (digits, "+", "=") on the
-        base ids and moves the rest to ids of its own.
+        base ids and moves the rest to ids of its own. ``function`` changes what a
+        knob language computes on the same surface: "add" (c = a + b), "add1"
+        (a + b + 1) or "absdiff" (|a - b|); languages that share tokens but not
+        their function compete for the same machinery (ood_decay's interference arms).
 
 Every task of one case has the SAME vocabulary (B, C and D share one layout), since a
 mixture feeds one embedding table; ``language_suite`` builds the tasks of a case.
@@ -38,17 +41,21 @@ from toymodels.tasks.algorithmic import (
     _pair_split,  # the same seeded split of (a, b) pairs
 )
 from toymodels.tasks.base import SPLITS, Batch, Task, Vocab, next_token_batch, register
+from toymodels.tasks.language_families import (
+    FAMILIES,
+    PHRASE,
+    PREFIX,
+    family_offset,
+    n_answer_of,
+    values_of,
+)
 
 CASES = ("A", "B", "C", "D", "knob")
-FAMILIES = ("orbit", "phrase", "count", "alternate", "fibonacci", "bounce", "palindrome",
-            "sorted", "shift", "copy")
-_PREFIX = {"orbit": "orb", "count": "cnt", "alternate": "alt", "fibonacci": "fib", "bounce": "bnc",
-           "palindrome": "pal", "sorted": "srt", "shift": "shf", "copy": "cpy"}
-PHRASE = ("the", "cat", "sat", "down")
 FORMS = ("digits", "words", "reversed", "prefix", "postfix")
 MAX_COPIES = 4       # vocabulary copies of the B forms, so at most 20 B languages
 MAX_N = 50           # keeps every number word one token and c below 100 (two digits)
 N_KNOB_CONTENT = 12  # digits 0-9, "+", "="
+FUNCTIONS = ("add", "add1", "absdiff")   # what "a + b = c" means (knob); every c fits the width of a + b
 
 _ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
          "fourteen fifteen sixteen seventeen eighteen nineteen").split()
@@ -78,7 +85,7 @@ def _tokens(case: str, n_languages: int, modulus: int) -> tuple[str, ...]:
     if case == "A":
         tokens = [f"<A{i}>" for i in range(n_languages)]
         for family in FAMILIES[:n_languages]:
-            tokens += PHRASE if family == "phrase" else [f"{_PREFIX[family]}{v}" for v in range(modulus)]
+            tokens += PHRASE if family == "phrase" else [f"{PREFIX[family]}{v}" for v in range(modulus)]
         return tuple(tokens)
     if case == "knob":
         tokens = [f"<K{i}>" for i in range(n_languages)]
@@ -90,11 +97,6 @@ def _tokens(case: str, n_languages: int, modulus: int) -> tuple[str, ...]:
     for c in range(_n_copies(n_languages)):
         tokens += [s + (f"_{c}" if c else "") for s in _symbols(modulus)]
     return tuple(tokens)
-
-
-def _family_offset(family_index: int, modulus: int, n_languages: int) -> int:
-    blocks = [len(PHRASE) if f == "phrase" else modulus for f in FAMILIES[:family_index]]
-    return n_languages + sum(blocks)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -118,63 +120,25 @@ def _id_table(case: str, n_languages: int, modulus: int, i: int, similarity: flo
     return table
 
 
-# ---------------------------------------------------------------- case A families
-def _a_n_answer(family: str, length: int) -> int:
-    """Tokens after which the rest is determined: 1 start, 2 seeds, or the random first half."""
-    if family in ("orbit", "phrase", "count"):
-        return length - 1
-    if family in ("palindrome", "sorted", "copy"):
-        return length // 2
-    return length - 2  # alternate, fibonacci, bounce (start + direction), shift (start + step)
-
-
-def _a_values(family: str, key: jax.Array, batch_size: int, length: int, m: int) -> jax.Array:
-    """(B, L) values in [0, m) (phrase: word indices) of one family."""
-    k_x, k_y, k_h = jax.random.split(key, 3)
-    t_1L = jnp.arange(length, dtype=jnp.int32)[None, :]
-    x_B1 = jax.random.randint(k_x, (batch_size, 1), 0, m, jnp.int32)
-    half_BH = jax.random.randint(k_h, (batch_size, length // 2), 0, m, jnp.int32)
-    if family == "orbit":  # x -> 2x + 1 unrolls to 2^t (x0 + 1) - 1, so no scan is needed
-        pow2_1L = jnp.asarray([[pow(2, t, m) for t in range(length)]], jnp.int32)
-        return (pow2_1L * (x_B1 + 1) - 1) % m
-    if family == "phrase":
-        return (jax.random.randint(k_x, (batch_size, 1), 0, len(PHRASE), jnp.int32) + t_1L) % len(PHRASE)
-    if family == "count":
-        return (x_B1 + t_1L) % m
-    if family == "alternate":  # b = a + 1 .. a + m - 1 keeps b != a
-        b_B1 = (x_B1 + jax.random.randint(k_y, (batch_size, 1), 1, m, jnp.int32)) % m
-        return jnp.where(t_1L % 2 == 0, x_B1, b_B1)
-    if family == "fibonacci":  # x_t = F_{t-1} x_0 + F_t x_1 (mod m)
-        fa, fb = [1, 0], [0, 1]
-        while len(fa) < length:
-            fa.append((fa[-1] + fa[-2]) % m)
-            fb.append((fb[-1] + fb[-2]) % m)
-        y_B1 = jax.random.randint(k_y, (batch_size, 1), 0, m, jnp.int32)
-        fa_1L, fb_1L = jnp.asarray([fa[:length]], jnp.int32), jnp.asarray([fb[:length]], jnp.int32)
-        return (fa_1L * x_B1 + fb_1L * y_B1) % m
-    if family == "bounce":  # a triangle wave 0 .. m-1 .. 0 from a random phase
-        period = 2 * (m - 1)
-        p_BL = (jax.random.randint(k_x, (batch_size, 1), 0, period, jnp.int32) + t_1L) % period
-        return jnp.minimum(p_BL, period - p_BL)
-    if family == "palindrome":
-        return jnp.concatenate([half_BH, half_BH[:, ::-1]], axis=1)
-    if family == "sorted":
-        return jnp.concatenate([half_BH, jnp.sort(half_BH, axis=1)], axis=1)
-    if family == "shift":
-        return (x_B1 + jax.random.randint(k_y, (batch_size, 1), 0, m, jnp.int32) * t_1L) % m
-    return jnp.concatenate([half_BH, half_BH], axis=1)  # copy
-
-
 # ---------------------------------------------------------------- B forms
 def _form_len(form: str, width: int) -> int:
     return 5 if form == "words" else 3 * width + 2
 
 
-def _expression(form: str, a_B1, b_B1, width: int, n: int) -> jax.Array:
+def answer(function: str, a, b):
+    """c of "a + b = c" under ``function`` (``FUNCTIONS``); a, b arrays of one shape."""
+    if function == "add1":
+        return a + b + 1
+    if function == "absdiff":
+        return abs(a - b)
+    return a + b
+
+
+def _expression(form: str, a_B1, b_B1, width: int, n: int, function: str = "add") -> jax.Array:
     """(B, len) abstract symbols (indices into ``_symbols``) of "a + b = c" in ``form``."""
     plus, eq, word, plus_w = 10, 11, 12, 12 + 2 * n - 1
     eq_w = plus_w + 1
-    c_B1 = a_B1 + b_B1
+    c_B1 = answer(function, a_B1, b_B1)
     sym = lambda s: jnp.full_like(a_B1, s)  # noqa: E731
 
     def digits(x_B1, little_endian=False):
@@ -210,6 +174,7 @@ class LanguageTask(Task):
     train_frac: float = 0.8         # B..knob: fraction of the n * n pairs (a, b) trained on
     eval_pairs: str = "held_out"    # B..knob: eval split draws "held_out" or "train" pairs
     data_seed: int = 0              # seeds the pair split and the knob's shared tokens
+    function: str = "add"           # knob: what the language computes (``FUNCTIONS``)
 
     def __post_init__(self):
         check_choice("case", self.case, CASES)
@@ -243,6 +208,9 @@ class LanguageTask(Task):
         check_range("train_frac", self.train_frac, 0.0, 1.0, lo_open=True, hi_open=True)
         check_choice("eval_pairs", self.eval_pairs, ("held_out", "train"))
         check_int("data_seed", self.data_seed, 0)
+        check_choice("function", self.function, FUNCTIONS)
+        if self.function != "add" and self.case != "knob":
+            fail("function", self.function, "only case 'knob' has other functions than 'add'")
         if not is_a and not 0 < self.n_train < self.modulus ** 2:
             fail("train_frac", self.train_frac, f"leaves the train or eval split of the "
                  f"{self.modulus ** 2} pairs (a, b) empty")
@@ -280,7 +248,7 @@ class LanguageTask(Task):
     def n_answer(self) -> int:
         """Scored positions, always the last ones of the sequence."""
         if self.case == "A":
-            return _a_n_answer(self.form, self.length)
+            return n_answer_of(self.form, self.length)
         form = self._form(self.target if self.target >= 0 else self.index)
         if self.target >= 0:
             return _form_len(form, self.width)
@@ -313,8 +281,8 @@ class LanguageTask(Task):
     def sample(self, key: jax.Array, batch_size: int, split: str = "train") -> Batch:
         check_choice("split", split, SPLITS)
         if self.case == "A":
-            values_BL = _a_values(self.form, key, batch_size, self.length, self.modulus)
-            offset = _family_offset(self.index, self.modulus, self.n_languages)
+            values_BL = values_of(self.form, key, batch_size, self.length, self.modulus)
+            offset = family_offset(self.index, self.modulus, self.n_languages)
             tag_B1 = jnp.full((batch_size, 1), self.index, jnp.int32)
             x_BU = jnp.concatenate([tag_B1, offset + values_BL], axis=1)
             return next_token_batch(x_BU, self.n_answer)
@@ -335,7 +303,7 @@ class LanguageTask(Task):
 
     def _sentence(self, i: int, a_B1, b_B1) -> jax.Array:
         """(B, E) ids of language i's sentence, left-padded so the answer ends it."""
-        expr_BE = _expression(self._form(i), a_B1, b_B1, self.width, self.modulus)
+        expr_BE = _expression(self._form(i), a_B1, b_B1, self.width, self.modulus, self.function)
         n_pad = self.expr_len - expr_BE.shape[1]
         if n_pad:
             pad_BP = jnp.full((expr_BE.shape[0], n_pad), len(_symbols(self.modulus)), jnp.int32)
@@ -353,20 +321,26 @@ class LanguageTask(Task):
 
 
 # ---------------------------------------------------------------- suites
-def language_suite(case: str, *, pairs=None, **fields) -> tuple[tuple[str, LanguageTask], ...]:
+def language_suite(case: str, *, pairs=None, functions=None, **fields) -> tuple[tuple[str, LanguageTask], ...]:
     """The named training tasks of a case, all on one vocabulary: ``dict(...)`` gives a Trainer's tasks.
 
     Names: ``A{i}``, ``B{i}`` (B, C, D), ``K{i}`` (knob) per language, and ``T{i}-{j}`` per
     translation direction in C and D. ``pairs`` picks the directions (default: every
     ordered pair, minus the held-out pair in D, whose tasks come from ``held_out_tasks``).
+    ``functions`` (knob): one ``function`` per language, e.g. ("add1", "add1", "add").
     """
     check_choice("case", case, CASES)
-    for f in ("index", "target", "case"):
+    for f in ("index", "target", "case", "function"):
         if f in fields:
             raise ConfigError(f"language_suite builds every {f} itself; leave {f}={fields[f]!r} out")
     base = LanguageTask(case=case, **fields)
+    if functions is None:
+        functions = ("add",) * base.n_languages
+    if isinstance(functions, str) or len(functions) != base.n_languages:
+        fail("functions", functions, f"give one function per language ({base.n_languages}), each one of "
+             f"{', '.join(FUNCTIONS)}")
     letter = {"A": "A", "knob": "K"}.get(case, "B")
-    out = [(f"{letter}{i}", dataclasses.replace(base, index=i)) for i in range(base.n_languages)]
+    out = [(f"{letter}{i}", dataclasses.replace(base, index=i, function=f)) for i, f in enumerate(functions)]
     if case not in ("C", "D"):
         if pairs is not None:
             fail("pairs", pairs, "translation pairs exist only in cases C and D")

@@ -288,6 +288,33 @@ def test_knob_sentences_add_and_private_tokens_belong_to_their_language():
         np.testing.assert_array_equal(mask, answer_positions(w))
 
 
+@pytest.mark.parametrize("n", [10, 5, 2])
+@pytest.mark.parametrize("similarity", [0.0, 1.0])
+def test_knob_functions_compute_their_answer_on_one_surface(n, similarity):
+    """The interference arms: kept languages compute a + b + 1 or |a - b| on X's surface (and at
+    similarity 1 on X's very tokens); X keeps a + b. Decoded from token strings."""
+    rule = {"add": lambda a, b: a + b, "add1": lambda a, b: a + b + 1, "absdiff": lambda a, b: np.abs(a - b)}
+    functions = ("add1", "absdiff", "add")
+    suite = language_suite("knob", n_languages=3, modulus=n, similarity=similarity, functions=functions)
+    assert {t.seq_len for _, t in suite} == {suite[0][1].seq_len}
+    for i, ((name, task), f) in enumerate(zip(suite, functions)):
+        assert task.function == f
+        for split in ("train", "eval"):
+            w, mask = words(task, split=split, key=i)
+            assert (w[:, 0] == f"<K{i}>").all()
+            owners = {strip_copy(t)[1] for t in w[:, 1:].ravel()}
+            assert owners <= ({0} if similarity == 1.0 or i == 0 else {i})
+            abc = parse(np.vectorize(lambda t: strip_copy(t)[0])(w[:, 1:]), 0, n_copies_check=False)
+            np.testing.assert_array_equal(rule[f](abc[:, 0], abc[:, 1]), abc[:, 2])
+            np.testing.assert_array_equal(mask, answer_positions(w))
+    # the same pair (a, b) gets a different answer on the very same surface
+    add, add1 = (language_suite("knob", n_languages=2, modulus=n, similarity=1.0, functions=fs)[1][1]
+                 for fs in (("add", "add"), ("add", "add1")))
+    x, y = (full_seq(t.full_batch("eval")) for t in (add, add1))
+    np.testing.assert_array_equal(x[:, :-add.n_answer], y[:, :-add.n_answer])
+    assert (x[:, -add.n_answer:] != y[:, -add.n_answer:]).any(axis=1).all()
+
+
 # ---------------------------------------------------------------- suites fit one model
 @pytest.mark.parametrize("case, fields", [("A", {}), ("B", {}), ("C", dict(n_languages=4)),
                                           ("D", dict(n_languages=4)), ("knob", {})])
@@ -337,6 +364,8 @@ def test_suite_shares_one_vocab_and_fits_one_model(case, fields):
     (dict(case="B", modulus=2, train_frac=0.05), "train_frac"),
     (dict(eval_pairs="all"), "eval_pairs"),
     (dict(data_seed=-1), "data_seed"),
+    (dict(case="knob", function="mul"), "function"),
+    (dict(case="B", function="add1"), "function"),
 ])
 def test_invalid_fields_raise(fields, field):
     with pytest.raises(ConfigError, match=field):
@@ -354,3 +383,7 @@ def test_suite_argument_errors():
         language_suite("Z")
     assert [n for n, _ in language_suite("C", n_languages=3, pairs=[(0, 2)])] == ["B0", "B1", "B2", "T0-2"]
     assert LanguageTask(case="D", held_out_pair=[1, 2]).held_out_pair == (1, 2)
+    with pytest.raises(ConfigError, match="functions"):
+        language_suite("knob", n_languages=3, functions=("add", "add1"))
+    with pytest.raises(ConfigError, match="function"):
+        language_suite("knob", function="add1")
