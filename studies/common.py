@@ -2,7 +2,10 @@
 
 A study is a package ``studies/<name>/`` whose ``__init__`` exposes NAME, PRESETS (name ->
 a frozen Preset dataclass), ``run(preset, out, progress)``, ``summarize(out, table_dir)``
-and ``figures(table_dir)``; its ``__main__`` calls ``study_main``.
+and ``figures(table_dir)``; its ``__main__`` calls ``study_main``. A study whose preset runs
+independent experiments may list them in PARTS and give ``part(preset, name)``, the preset
+reduced to one of them (``--part``): it trains exactly the runs the full preset has for that
+part, into the same folder, so a later full run reuses them.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ def table_dir(study: ModuleType, preset: str, out: Path) -> Path:
 
 def run_study(study: ModuleType, preset: str, out: Path | None = None, *, resume: bool = True,
               progress: bool = True, figures_only: bool = False, presets: dict | None = None,
-              callbacks: Sequence[Callback] = ()) -> list[Path]:
+              callbacks: Sequence[Callback] = (), part: str = "") -> list[Path]:
     """Run (resumably), summarise and draw one study; ``presets`` overrides ``study.PRESETS``
     (tests pass a shrunk copy made with ``dataclasses.replace``). ``callbacks`` reach every
     ``run_sweep`` the study makes (``toymodels.callbacks.sweep_callbacks``).
@@ -42,13 +45,18 @@ def run_study(study: ModuleType, preset: str, out: Path | None = None, *, resume
     if preset not in presets:
         raise ConfigError(f"preset={preset!r} is not allowed for study {study.NAME!r}: "
                           f"choose one of {', '.join(presets)}")
+    parts = getattr(study, "PARTS", ())
+    if part and part not in parts:
+        raise ConfigError(f"part={part!r} is not allowed for study {study.NAME!r}: "
+                          + (f"choose one of {', '.join(parts)}" if parts else "it has no parts"))
+    P = study.part(presets[preset], part) if part else presets[preset]
     out = Path(out) if out else default_out(study, preset)
     tables = table_dir(study, preset, out)
     if not figures_only:
         if not resume:
             remove_results(out, tables if tables.parent == out else None)
         with sweep_callbacks(callbacks):
-            study.run(presets[preset], out, progress=progress)
+            study.run(P, out, progress=progress)
         study.summarize(out, tables)
     return study.figures(tables)
 
@@ -62,7 +70,8 @@ def study_main(study: ModuleType, argv=None) -> None:
     try:
         callbacks = logging_callbacks(args.tensorboard)
         paths = run_study(study, args.preset, Path(args.out) if args.out else None, resume=args.resume,
-                          progress=args.progress, figures_only=args.figures_only, callbacks=callbacks)
+                          progress=args.progress, figures_only=args.figures_only, callbacks=callbacks,
+                          part=args.part)
     except ConfigError as e:
         sys.exit(f"error: {e}")
     finally:

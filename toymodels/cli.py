@@ -200,6 +200,8 @@ class StudyArgs:
     """Uniform flags of every study module (python -m studies.<name>)."""
     preset: Annotated[Literal["smoke", "paper"], tyro.conf.arg(help="smoke (CPU, minutes) or paper")] = "smoke"
     out: str = ""          # default: results/<study>/<preset>
+    part: str = ""
+    """run one part of the preset (a study that has parts lists them in its PARTS); "" = all"""
     resume: bool = True    # reuse complete runs and checkpoints in --out
     figures_only: bool = False   # redraw figures from saved results; train nothing
     progress: bool = True  # progress line on stderr

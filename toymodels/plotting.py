@@ -22,6 +22,7 @@ from toymodels.analysis.stats import POINTS_MAX_N, mean_ci
 from toymodels.results import atomic_write_bytes
 
 # Okabe & Ito (2008), distinguishable under the common colour-vision deficiencies.
+MIN_BAND_N = 3   # no interval band from fewer seeds: two points make an interval wider than it says
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 
 STYLE = {
@@ -46,21 +47,22 @@ def figure(ncols: int = 1, nrows: int = 1, width: float = 3.4, height: float = 2
 
 
 def line_ci(ax, x, y_SX, label: str | None = None, color=None, level: float = 0.95, **kw):
-    """Mean over seeds (axis 0 of ``y_SX``) with a t-interval band; the label gets n."""
+    """Mean over seeds (axis 0 of ``y_SX``) with a t-interval band (n >= MIN_BAND_N); the label gets n."""
     y_SX = np.asarray(y_SX)
     mean, lo, hi = mean_ci(y_SX, axis=0, level=level)
     n = y_SX.shape[0]
     lab = None if label is None else f"{label} (n={n})"
     (line,) = ax.plot(x, mean, label=lab, color=color, **kw)
-    if n > 1:
+    if n >= MIN_BAND_N:
         ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
     return line
 
 
 def band(ax, x, mean, lo, hi, n: int, label: str | None = None, color=None, **kw):
-    """A precomputed mean with its interval (from a summary table); the label gets n."""
+    """A precomputed mean with its interval (from a summary table) as a band when n >= MIN_BAND_N
+    (fewer seeds show as the per-seed points ``band_rows`` adds); the label gets n."""
     (line,) = ax.plot(x, mean, label=None if label is None else f"{label} (n={n})", color=color, **kw)
-    if n > 1:
+    if n >= MIN_BAND_N:
         ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
     return line
 

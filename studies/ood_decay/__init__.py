@@ -6,21 +6,29 @@ rest. We measure how fast X's held-out loss and accuracy decay (fits, half-lives
 weight-decay clock), how deep the erasure goes (forgetting, relearning savings against
 a fresh model and against a model that never saw X, readout-only recovery, per-layer
 linear probes), and how that depends on shared structure (cases A-D of
-toymodels/tasks/languages.py), model size and regularisation. Protocol, run graph and
-definitions: docs/ood_decay.md.
+toymodels/tasks/languages.py), model size and regularisation. Part 2, the sharing axis
+(sharing.py): how much X shares with the kept languages, and whether the kept languages
+compute X's function or another on the same surface; X trained to a criterion first.
+Protocol, run graph and definitions: docs/ood_decay.md.
+
+Parts (``--part``): "cases" (A-D) and "sharing"; a part alone trains and summarises exactly
+the runs it has in the full preset.
 
   presets.py   Preset, PRESETS and the study's constants
   grid.py      the languages of each case and the run graph (specs)
   measure.py   probes and readout refits of the final models (cached analyses)
   fits.py      decay fits, half-lives and their scaling with size
+  sharing.py   part 2: the sharing axis and interference arms (run graph and tables)
   tables.py    summarize: the summary tables
   figures.py   one function per figure, from the tables alone
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+from studies.ood_decay import sharing
 from studies.ood_decay.figures import figures
 from studies.ood_decay.grid import specs
 from studies.ood_decay.measure import MEASURED, measure_models
@@ -29,11 +37,17 @@ from studies.ood_decay.tables import summarize
 from toymodels.sweep import run_sweep
 
 NAME = "ood_decay"
-__all__ = ["NAME", "PRESETS", "Preset", "figures", "run", "specs", "summarize"]
+PARTS = ("cases", "sharing")
+__all__ = ["NAME", "PARTS", "PRESETS", "Preset", "figures", "part", "run", "specs", "summarize"]
+
+
+def part(P: Preset, name: str) -> Preset:
+    """The preset reduced to one of PARTS."""
+    return dataclasses.replace(P, sharing=None) if name == "cases" else dataclasses.replace(P, cases=())
 
 
 def run(P: Preset, out: Path, progress: bool = True) -> None:
-    """Train every run of the preset (resumably), then measure the final models."""
-    all_specs = specs(P)
-    run_sweep(all_specs, out, progress=progress)
-    measure_models([s for s in all_specs if dict(s.tags)["role"] in MEASURED], Path(out))
+    """Train every run of the preset (resumably), then measure the final models of the cases."""
+    case_specs = specs(P)
+    run_sweep(case_specs + (sharing.specs(P.sharing) if P.sharing else []), out, progress=progress)
+    measure_models([s for s in case_specs if dict(s.tags)["role"] in MEASURED], Path(out))

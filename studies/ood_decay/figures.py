@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from studies.ood_decay import figures_sharing
 from toymodels import plotting
 from toymodels.results import read_rows
 from toymodels.tables import select
@@ -15,8 +16,10 @@ from toymodels.tables import select
 def figures(table_dir: Path) -> list[Path]:
     table_dir = Path(table_dir)
     tables = {p.stem: read_rows(p) for p in sorted(table_dir.glob("*.csv"))}
-    return (fig_decay(tables, table_dir) + fig_forgetting(tables, table_dir) + fig_half_life_params(tables, table_dir)
-            + fig_wd_clock(tables, table_dir) + fig_savings(tables, table_dir) + fig_zeroshot(tables, table_dir))
+    part1 = ()
+    if tables.get("decay_curves"):
+        part1 = (fig_decay, fig_forgetting, fig_half_life_params, fig_wd_clock, fig_savings, fig_zeroshot)
+    return [p for fig in part1 for p in fig(tables, table_dir)] + figures_sharing.figures(tables, table_dir)
 
 
 def _cases(rows):

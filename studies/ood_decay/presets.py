@@ -16,6 +16,27 @@ from __future__ import annotations
 import dataclasses
 
 Size = tuple[str, int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class Sharing:
+    """The sharing axis (``sharing.py``): knob languages whose X shares a fraction ``sharing`` of its
+    content tokens with the kept languages, per arm (``ARMS``). Phase 1 trains the full mix until X's
+    exact match on its trained pairs reaches CRITERION_EXACT (at most ``max_pre`` steps); the window
+    after the drop is ``window`` steps with ``n_evals`` log-spaced evaluations."""
+    arms: tuple[str, ...]
+    sharing: tuple[float, ...]
+    seeds: int
+    n_layers: int
+    d_model: int
+    n_languages: int          # with X; the two_task arm always has 2
+    max_pre: int
+    window: int
+    n_evals: int
+    lr: float = 3e-3
+    batch_size: int = 32
+    warmup: int = 50
+    eval_batch: int = 256     # sampled with replacement from the 80 trained / 20 held-out pairs
 Reg = tuple   # (label, weight decay, dropout) or (label, weight decay, dropout, learning rate)
 
 
@@ -34,6 +55,7 @@ class Preset:
     n_evals: tuple[int, int]         # evaluations in phases 1 and 3, in phase 2
     eval_batch: int
     fewshot: tuple[int, int] | None  # (examples of X, steps) from drop_p0 and from never2; None: no fewshot runs
+    sharing: Sharing | None = None   # the sharing axis and interference arms (part 2); None: not run
 
 
 PRESETS = {
@@ -42,7 +64,10 @@ PRESETS = {
                     regs=(("wd0.1", 0.1, 0.0),),
                     ps=(0.0, 0.01), steps=(60, 60, 60),
                     lr=3e-3, batch_size=32, warmup=10, n_evals=(6, 8), eval_batch=32,
-                    fewshot=(10, 10)),
+                    fewshot=(10, 10),
+                    sharing=Sharing(arms=("same", "interfere", "two_task"), sharing=(0.0, 1.0), seeds=2,
+                                    n_layers=1, d_model=32, n_languages=3, max_pre=400, window=200, n_evals=6,
+                                    warmup=10, eval_batch=64)),
     "paper": Preset(cases=("A", "B", "C", "D"), n_languages=5, seeds=5,
                     # width at one layer (16, 32, 64) and depth at d32 (1, 2 layers): 5k-57k parameters
                     sizes=(("1L-d32", 1, 32), ("1L-d16", 1, 16), ("2L-d32", 2, 32), ("1L-d64", 1, 64)),
@@ -51,9 +76,13 @@ PRESETS = {
                     # ln2/(lr*wd) = 231 (wd 1) and 2310 (wd 0.1) steps: both inside the 2400-step window
                     ps=(0.0, 0.001, 0.01, 0.05), steps=(600, 2400, 600),
                     lr=3e-3, batch_size=32, warmup=50, n_evals=(16, 24), eval_batch=96,
-                    fewshot=(10, 100)),
+                    fewshot=(10, 100),
+                    sharing=Sharing(arms=("same", "interfere", "two_task"), sharing=(0.0, 0.25, 0.5, 0.75, 1.0),
+                                    seeds=5, n_layers=2, d_model=32, n_languages=3, max_pre=6000, window=20000,
+                                    n_evals=24)),
 }
 
+CRITERION_EXACT = 0.95  # sharing: X's exact match on its trained pairs before the drop
 CRITERION = 0.9        # relearning target: this fraction of X's accuracy just before the drop
 CENSOR = 3.0           # fitted half-lives beyond this many decay windows count as not reached
 NO_DECAY = 0.1         # a curve that got worse by less than this fraction of its start did not decay

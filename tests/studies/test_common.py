@@ -11,12 +11,16 @@ import pytest
 
 from studies import STUDIES
 from studies.common import run_study
+from studies.ood_decay.presets import Sharing
 from toymodels.config import ConfigError
 from toymodels.results import read_rows
 
 SHRINK = {"quickstart": dict(steps=20, seeds=2),
           # case D alone exercises every table (zero-shot included); one size keeps compiles few
-          "ood_decay": dict(cases=("D",), sizes=(("1L-d16", 1, 16),), steps=(20, 20, 20), seeds=2),
+          "ood_decay": dict(cases=("D",), sizes=(("1L-d16", 1, 16),), steps=(20, 20, 20), seeds=2,
+                            sharing=Sharing(arms=("interfere",), sharing=(1.0,), seeds=2, n_layers=1, d_model=16,
+                                            n_languages=3, max_pre=50, window=30, n_evals=4, warmup=5,
+                                            eval_batch=32)),
           # one size per family, one band, a two-point grid not widened (widening: tests/studies/test_myopia.py):
           # every table and figure
           "myopia": dict(steps=tuple((f, 8) for f in ("wu", "mult", "pairs", "text", "markov")), wu_ps=(1.0,),
@@ -116,3 +120,20 @@ def test_no_resume_removes_the_studys_results_and_nothing_else(tmp_path, monkeyp
     with pytest.raises(ConfigError, match="README.md"):
         run_study(_fake_study(seen), "smoke", Path("."), resume=False)
     assert (tmp_path / "README.md").exists() and seen == [[]]
+
+
+def test_part_runs_the_reduced_preset_and_refuses_unknown_parts(tmp_path):
+    got = []
+    study = _fake_study([])
+    study.PRESETS = {"smoke": ("a", "b")}
+    study.run = lambda preset, out, progress=True: got.append(preset)
+    with pytest.raises(ConfigError, match="part='c' is not allowed.*it has no parts"):
+        run_study(study, "smoke", tmp_path, part="c")
+    study.PARTS = ("a", "b")
+    study.part = lambda preset, name: tuple(p for p in preset if p == name)
+    with pytest.raises(ConfigError, match="part='c' is not allowed.*choose one of a, b"):
+        run_study(study, "smoke", tmp_path, part="c")
+    assert got == []
+    run_study(study, "smoke", tmp_path, part="b")
+    run_study(study, "smoke", tmp_path)
+    assert got == [("b",), ("a", "b")]

@@ -84,3 +84,11 @@ def test_attention_patterns_refuses_a_batch_or_mismatched_tokens():
         plotting.attention_patterns(np.zeros((2, 3, 4, 4)))
     with pytest.raises(ValueError, match="tokens has 3 labels for a 4 x 4 pattern"):
         plotting.attention_patterns(np.zeros((2, 4, 4)), tokens=["a", "b", "c"])
+
+
+def test_no_band_from_fewer_than_three_seeds():
+    fig, axes = plotting.figure()
+    two = [dict(r, n=2, values=" ".join(r["values"].split()[:2])) for r in ROWS]
+    plotting.band_rows(axes[0, 0], two, "x")
+    (points,) = axes[0, 0].collections       # the per-seed points only, no band
+    assert len(points.get_offsets()) == 4

@@ -174,3 +174,27 @@ def rebound(table: Iterable[dict], bounds: Bounds | Callable[[dict], Bounds | No
             r = {**r, "lo": lo, "hi": hi}
         out.append(r)
     return out
+
+
+def survival(durations, observed, times) -> np.ndarray:
+    """Kaplan-Meier estimate of P(duration > t) at each of ``times``: the fraction of runs whose
+    event (e.g. a half-life reached) has not happened by t, with right-censored runs (``observed``
+    False: the window ended first, at ``durations``) counted as at risk until they leave. A
+    censored duration is never treated as an event, so no censored run shortens the curve."""
+    d = np.asarray(durations, dtype=np.float64)
+    o = np.asarray(observed, dtype=bool)
+    if d.shape != o.shape or d.ndim != 1:
+        raise ValueError(f"durations {d.shape} and observed {o.shape} must be one 1-D shape")
+    if not np.all(np.isfinite(d)) or np.any(d < 0):
+        raise ValueError("durations must be finite and >= 0 (a censored run has the length of its window)")
+    event_times = np.unique(d[o])
+    s, steps = 1.0, []
+    for t in event_times:
+        at_risk = np.sum(d >= t)
+        s *= 1.0 - np.sum((d == t) & o) / at_risk
+        steps.append(s)
+    out = np.ones(len(np.atleast_1d(times)))
+    for i, t in enumerate(np.atleast_1d(np.asarray(times, dtype=np.float64))):
+        k = np.searchsorted(event_times, t, side="right")
+        out[i] = steps[k - 1] if k else 1.0
+    return out

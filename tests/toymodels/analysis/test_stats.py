@@ -13,6 +13,7 @@ from toymodels.analysis.stats import (
     rebound,
     sd_from_t_interval,
     seed_means,
+    survival,
 )
 
 
@@ -125,3 +126,17 @@ def test_bounds_by_refuses_a_column_that_is_not_grouped():
         aggregate(rows, ("step",), bounds=bounds_by("metric"))
     (row,) = aggregate(rows, ("metric", "step"), bounds=bounds_by("metric"))
     assert row["lo"] >= 0.0
+
+
+def test_survival_is_kaplan_meier_and_never_counts_a_censored_run_as_an_event():
+    # 5 runs: events at 10, 20, 20; censored at 15 and 30 (the window ended)
+    d, o = [10, 15, 20, 20, 30], [True, False, True, True, False]
+    s = survival(d, o, [0, 9, 10, 15, 19, 20, 29, 30, 100])
+    # at 10: 1 of 5 at risk -> 4/5; at 20: 2 of 3 at risk (15 left censored) -> 4/5 * 1/3
+    np.testing.assert_allclose(s, [1, 1, 0.8, 0.8, 0.8, 0.8 / 3, 0.8 / 3, 0.8 / 3, 0.8 / 3])
+    # all censored: nobody decayed, survival stays 1 (an average of censored times would invent a half-life)
+    np.testing.assert_array_equal(survival([5, 5, 5], [False] * 3, [0, 5, 50]), 1.0)
+    # no censoring: the empirical survival function
+    np.testing.assert_allclose(survival([1, 2, 3, 4], [True] * 4, [0, 1, 2.5, 4]), [1, 0.75, 0.5, 0])
+    with pytest.raises(ValueError, match="durations"):
+        survival([1, np.inf], [True, False], [0])

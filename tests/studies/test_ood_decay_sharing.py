@@ -1,0 +1,116 @@
+"""ood_decay part 2, the sharing axis: its run graph, its tasks, and its tables on hand-made curves.
+
+The smoke path end to end runs in tests/studies/test_common.py (SHRINK entry)."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from studies.ood_decay import sharing
+from studies.ood_decay.presets import CRITERION_EXACT, PRESETS, Sharing
+from toymodels.analysis.stats import survival
+from toymodels.schedule import NEVER
+
+PAPER = PRESETS["paper"].sharing
+TINY = Sharing(arms=tuple(sharing.ARMS), sharing=(0.0, 0.5, 1.0), seeds=2, n_layers=1, d_model=16, n_languages=3,
+               max_pre=40, window=30, n_evals=4)
+
+
+def _tags(spec):
+    return dict(spec.tags)
+
+
+def test_paper_preset_meets_the_protocol():
+    assert len(PAPER.sharing) >= 5 and min(PAPER.sharing) == 0.0 and max(PAPER.sharing) == 1.0
+    assert PAPER.window >= 20_000 and PAPER.seeds >= 5 and set(PAPER.arms) == set(sharing.ARMS)
+
+
+def test_run_graph_roles_parents_and_criterion():
+    specs = sharing.specs(TINY)
+    by_id = {s.run_id: s for s in specs}
+    assert len(by_id) == len(specs) == len(TINY.arms) * len(TINY.sharing) * TINY.seeds * len(sharing.ROLES)
+    parent = {"pre": None, "never": None, "drop": "pre", "joint": "pre"}
+    for s in specs:
+        t = _tags(s)
+        assert (_tags(by_id[s.init_from])["role"] if s.init_from else None) == parent[t["role"]]
+        if s.init_from:
+            p = by_id[s.init_from]
+            assert (p.train.seed, _tags(p)["arm"], _tags(p)["sharing"]) == (s.train.seed, t["arm"], t["sharing"])
+        # only pre stops at the criterion, on X's trained pairs
+        assert s.train.stop_when == (f"{t['x_train']}.exact>={CRITERION_EXACT}" if t["role"] == "pre" else "")
+        (event,) = s.mixture.events
+        assert event.task == t["x_lang"] and event.fraction == 0.0
+        assert event.step == (0 if t["role"] in ("drop", "never") else NEVER)   # X absent from step 0 or never
+        assert t["x_train"] not in s.mixture.tasks and t["x_lang"] in s.mixture.tasks
+        assert s.train.steps == (TINY.max_pre if t["role"] == "pre" else TINY.window)
+    # every arm's runs of one sharing value and role share one compiled program
+    groups = {s.group_key() for s in specs}
+    assert len(groups) == len(TINY.arms) * len(TINY.sharing) * 3
+
+
+def test_arm_tasks_put_x_on_the_kept_surface_and_its_trained_pairs_in_an_eval_copy():
+    for arm, kept_function in sharing.ARMS.items():
+        tasks = dict(sharing.arm_tasks(arm, 1.0, 3))
+        names = list(tasks)
+        x, x_train = names[-2], names[-1]
+        assert x_train == f"{x}_train" and tasks[x].function == "add"
+        assert all(tasks[k].function == kept_function for k in names[:-2])
+        assert len(names) == (4 if arm != "two_task" else 3)
+        assert tasks[x_train].eval_pairs == "train" and dataclasses.replace(tasks[x_train], eval_pairs="held_out") \
+            == tasks[x]
+        np.testing.assert_array_equal(tasks[x].token_ids(int(x[1:])), tasks[names[0]].token_ids(0))
+    assert 0 < sharing.template_exact() < 0.2      # the best constant answer of 80 pairs a + b
+    with pytest.raises(ValueError, match="sharing="):
+        sharing.specs(dataclasses.replace(TINY, sharing=(1.5,)))
+
+
+def _rows(arm, s, seed, x_curve, t, stop=(100, 1.0)):
+    """Metric rows of one cell: pre ends at 0.97 on X, drop follows ``x_curve`` over ``t``."""
+    out = []
+    x, xt = "K2", "K2_train"
+    tags = dict(part="sharing", arm=arm, sharing=s, x_lang=x, x_train=xt, seed=seed)
+    curves = {"pre": ([0, 100], [0.0, 0.97]), "drop": (t, x_curve), "joint": (t, [0.97] * len(t)),
+              "never": (t, [0.0] * len(t))}
+    for role, (steps, vals) in curves.items():
+        run = f"{arm}_{s}_{seed}_{role}"
+        for task in (x, xt, "K0"):
+            out += [dict(run=run, role=role, task=task, metric="exact", step=int(a), value=float(b), **tags)
+                    for a, b in zip(steps, vals)]
+        if role == "pre":
+            out.append(dict(run=run, role=role, task="train", metric="stopped", step=stop[0], value=stop[1], **tags))
+    return out
+
+
+def test_censored_half_lives_are_never_reported_as_observed():
+    t = np.array([0, 1, 10, 100, 1000])
+    decays = 0.97 * np.exp(-t / 50)                     # halves at 50 ln 2 = 34.7 (between 10 and 100)
+    holds = np.full(len(t), 0.97)
+    rows = (_rows("interfere", 1.0, 0, decays, t) + _rows("interfere", 1.0, 1, holds, t)
+            + _rows("interfere", 1.0, 2, holds * 0.7, t))        # lost 30 %: not half
+    got = {r["seed"]: r for r in sharing.seed_rows(rows)}
+    # the crossing interpolates linearly between evaluations 10 and 100
+    r10, r100 = decays[2], decays[3]
+    assert got[0]["censored"] == 0
+    assert got[0]["half_life_steps"] == pytest.approx(10 + 90 * (r10 - 0.485) / (r10 - r100))
+    for seed in (1, 2):
+        assert got[seed]["censored"] == 1 and got[seed]["half_life_steps"] == 1000   # the window, flagged
+    assert got[0]["pre_steps"] == 100 and got[0]["pre_exact"] == pytest.approx(0.97)
+    assert got[1]["final_exact"] == pytest.approx(0.97) and got[0]["never_exact"] == 0
+    surv = {r["step"]: r["surviving"] for r in sharing.survival_rows(list(got.values()))}
+    # one of three decays at ~35 steps; the two censored ones keep the curve at 2/3 to the end
+    assert surv[0.0] == 1.0 and surv[1000.0] == pytest.approx(2 / 3)
+    np.testing.assert_allclose(survival([got[0]["half_life_steps"], 1000, 1000], [True, False, False], [1000]), 2 / 3)
+    summary = {r["quantity"]: r for r in sharing.summary_rows(list(got.values()))}
+    assert "half_life_steps" not in summary                 # censored values are never averaged
+    for q, r in summary.items():
+        if q != "pre_steps":
+            assert 0.0 <= r["lo"] <= r["mean"] <= r["hi"] <= 1.0 and r["n"] == 3
+    assert math.isfinite(summary["pre_steps"]["mean"])
+
+
+def test_incomplete_cells_are_left_out():
+    t = np.array([0, 1, 10])
+    rows = [r for r in _rows("same", 0.0, 0, [0.97, 0.5, 0.1], t) if not r["run"].endswith("never")]
+    assert sharing.seed_rows(rows) == [] and sharing.tables(rows) == {}
