@@ -23,7 +23,8 @@ class Sharing:
     """The sharing axis (``sharing.py``): knob languages whose X shares a fraction ``sharing`` of its
     content tokens with the kept languages, per arm (``ARMS``). Phase 1 trains the full mix until X's
     exact match on its trained pairs reaches CRITERION_EXACT (at most ``max_pre`` steps); the window
-    after the drop is ``window`` steps with ``n_evals`` log-spaced evaluations."""
+    after the drop is ``window`` steps with ``n_evals`` log-spaced evaluations. The controls (joint:
+    X kept; never: X never seen) run ``control_window`` steps (0: the window), log-spaced too."""
     arms: tuple[str, ...]
     sharing: tuple[float, ...]
     seeds: int
@@ -37,6 +38,7 @@ class Sharing:
     batch_size: int = 32
     warmup: int = 50
     eval_batch: int = 256     # sampled with replacement from the 80 trained / 20 held-out pairs
+    control_window: int = 0
 Reg = tuple   # (label, weight decay, dropout) or (label, weight decay, dropout, learning rate)
 
 
@@ -78,8 +80,8 @@ PRESETS = {
                     lr=3e-3, batch_size=32, warmup=50, n_evals=(16, 24), eval_batch=96,
                     fewshot=(10, 100),
                     sharing=Sharing(arms=("same", "interfere", "two_task"), sharing=(0.0, 0.25, 0.5, 0.75, 1.0),
-                                    seeds=5, n_layers=2, d_model=32, n_languages=3, max_pre=6000, window=20000,
-                                    n_evals=24)),
+                                    seeds=5, n_layers=1, d_model=32, n_languages=3, max_pre=6000, window=20000,
+                                    n_evals=24, control_window=4000)),
 }
 
 CRITERION_EXACT = 0.95  # sharing: X's exact match on its trained pairs before the drop

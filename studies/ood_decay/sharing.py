@@ -13,8 +13,8 @@ Per (arm, sharing, seed), every run from the same init seed:
   pre    the full mix until X's exact match on its trained pairs reaches CRITERION_EXACT
          (checked every STOP_EVERY steps, at most ``max_pre`` steps; the step is recorded)
   drop   from pre: the mix without X for ``window`` steps, log-spaced evaluations
-  joint  from pre: the full mix for the same window (the run that never dropped X)
-  never  from the init: the kept languages alone for ``window`` steps (the never-saw-X floor)
+  joint  from pre: the full mix for ``control_window`` steps (the run that never dropped X)
+  never  from the init: the kept languages alone for ``control_window`` steps (the never-saw-X floor)
 X is evaluated on its held-out pairs (task K{x}) and on its trained pairs (K{x}_train, an
 eval-only copy); exact match (both answer digits right) is the headline metric.
 """
@@ -98,10 +98,11 @@ def cell(S: Sharing, arm: str, s: float, seed: int, tasks, model) -> list[RunSpe
                     params=n_params(model), window=S.window)
         return RunSpec(f"{prefix}_{role}", model, dataclasses.replace(base, **train), tasks, mixture,
                        tags=tuple(tags.items()), init_from=f"{prefix}_{init}" if init else "",
-                       group=f"sharing_{'window' if init else role}")
+                       group=f"sharing_{role}")
+    control = dict(steps=S.control_window or S.window)
     return [spec("pre", False, steps=S.max_pre, n_evals=8, eval_spacing="linear",
                  stop_when=f"{x_train}.exact>={CRITERION_EXACT}", stop_every=STOP_EVERY),
-            spec("drop", True, "pre"), spec("joint", False, "pre"), spec("never", True)]
+            spec("drop", True, "pre"), spec("joint", False, "pre", **control), spec("never", True, **control)]
 
 
 # ---------------------------------------------------------------- tables

@@ -8,14 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from studies.ood_decay import sharing
+import studies.ood_decay as study
+from studies.ood_decay import grid, sharing
 from studies.ood_decay.presets import CRITERION_EXACT, PRESETS, Sharing
 from toymodels.analysis.stats import survival
 from toymodels.schedule import NEVER
 
 PAPER = PRESETS["paper"].sharing
 TINY = Sharing(arms=tuple(sharing.ARMS), sharing=(0.0, 0.5, 1.0), seeds=2, n_layers=1, d_model=16, n_languages=3,
-               max_pre=40, window=30, n_evals=4)
+               max_pre=40, window=30, n_evals=4, control_window=20)
 
 
 def _tags(spec):
@@ -44,10 +45,10 @@ def test_run_graph_roles_parents_and_criterion():
         assert event.task == t["x_lang"] and event.fraction == 0.0
         assert event.step == (0 if t["role"] in ("drop", "never") else NEVER)   # X absent from step 0 or never
         assert t["x_train"] not in s.mixture.tasks and t["x_lang"] in s.mixture.tasks
-        assert s.train.steps == (TINY.max_pre if t["role"] == "pre" else TINY.window)
-    # every arm's runs of one sharing value and role share one compiled program
+        assert s.train.steps == {"pre": TINY.max_pre, "drop": TINY.window}.get(t["role"], TINY.control_window)
+    # the seeds of one arm, sharing value and role share one compiled program
     groups = {s.group_key() for s in specs}
-    assert len(groups) == len(TINY.arms) * len(TINY.sharing) * 3
+    assert len(groups) == len(TINY.arms) * len(TINY.sharing) * 4
 
 
 def test_arm_tasks_put_x_on_the_kept_surface_and_its_trained_pairs_in_an_eval_copy():
@@ -114,3 +115,11 @@ def test_incomplete_cells_are_left_out():
     t = np.array([0, 1, 10])
     rows = [r for r in _rows("same", 0.0, 0, [0.97, 0.5, 0.1], t) if not r["run"].endswith("never")]
     assert sharing.seed_rows(rows) == [] and sharing.tables(rows) == {}
+
+
+def test_a_part_alone_trains_exactly_that_parts_runs_of_the_full_preset():
+    full = PRESETS["smoke"]
+    alone = study.part(full, "sharing")
+    assert grid.specs(alone) == [] and sharing.specs(alone.sharing) == sharing.specs(full.sharing)
+    cases = study.part(full, "cases")
+    assert cases.sharing is None and grid.specs(cases) == grid.specs(full)
