@@ -109,7 +109,13 @@ def _init_programs(mcfg: TransformerConfig):
     return jax.jit(jax.vmap(init_one)), jax.jit(jax.vmap(adam.init))
 
 
-@functools.lru_cache(maxsize=32)
+# Built programs kept for reuse. Each holds its compiled executables (on CPU about a thousand
+# memory maps per program and device set), so the bound is what keeps a study that compiles
+# hundreds of programs in one process under the kernel's map limit (vm.max_map_count, 65530).
+PROGRAMS_CACHED = 12
+
+
+@functools.lru_cache(maxsize=PROGRAMS_CACHED)
 def build_programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tuple[str, Task], ...],
                    mixture: Mixture, use_dropout: bool, runs_exec: str) -> Programs:
     """The jitted init / chunk / eval functions; cached so equal configs share one compile.

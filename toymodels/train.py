@@ -10,6 +10,7 @@ NaN check, stop steps and the ``on_chunk`` callback (checkpoints, ``toymodels.fi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import numbers
 import re
 import time
@@ -23,7 +24,7 @@ from flax import nnx
 from toymodels.config import ConfigError, check_bool, check_choice, replace
 from toymodels.model import Transformer, TransformerConfig, abstract_model
 from toymodels.params import param_paths
-from toymodels.programs import Programs, build_programs, param_masks
+from toymodels.programs import PROGRAMS_CACHED, Programs, build_programs, param_masks
 from toymodels.runs import (Runs, default_mesh, make_runs, per_device, place_like, runs_devices, runs_exec, shard_runs,
                             to_host)
 from toymodels.schedule import NEVER, Mixture
@@ -105,17 +106,16 @@ def task_configs(tasks: Mapping[str, Task]) -> dict:
     return {k: task_config(t) for k, t in sorted(dict(tasks).items())}
 
 
-_PER_DEVICE: dict[int, tuple[Programs, Programs]] = {}
-
-
+@functools.lru_cache(maxsize=PROGRAMS_CACHED)
 def _per_device_programs(programs: Programs) -> Programs:
     """``programs`` with chunk, chunk_until and evaluate run per device (``runs.per_device``);
-    one wrapped copy per built program, so equal configs still share one object."""
-    if id(programs) not in _PER_DEVICE:
-        _PER_DEVICE[id(programs)] = (programs, programs._replace(
-            chunk=per_device(programs.chunk, (0, 1, 2, 3)), evaluate=per_device(programs.evaluate, (0, 2)),
-            chunk_until=programs.chunk_until and per_device(programs.chunk_until, (0, 1, 2, 3, 6))))
-    return _PER_DEVICE[id(programs)][1]
+    one wrapped copy per built program (keyed by its functions' identity), so equal configs still
+    share one object. Bounded like ``build_programs``: a wrapper keeps its programs, and with them
+    their compiled executables, alive, and every executable holds memory maps of its own (a study
+    compiling hundreds of programs in one process ran out of the kernel's map count)."""
+    return programs._replace(
+        chunk=per_device(programs.chunk, (0, 1, 2, 3)), evaluate=per_device(programs.evaluate, (0, 2)),
+        chunk_until=programs.chunk_until and per_device(programs.chunk_until, (0, 1, 2, 3, 6)))
 
 
 class Trainer:

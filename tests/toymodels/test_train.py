@@ -1,21 +1,23 @@
 import dataclasses
+import gc
 import json
+import weakref
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from flax import nnx
 
 from toymodels.config import ConfigError
 from toymodels.model import TransformerConfig
 from toymodels.params import param_paths
+from toymodels.programs import PROGRAMS_CACHED
 from toymodels.runs import to_host
 from toymodels.schedule import NEVER, Event, Mixture
 from toymodels.tasks import Batch, Task, make_task
 from toymodels.tasks.base import masked_mean, token_losses
-from toymodels.train import Trainer, task_configs, validate
+from toymodels.train import Trainer, _per_device_programs, task_configs, validate
 from toymodels.trainconfig import LATER_FIELDS, TrainConfig
 from toymodels.trainlog import TrainLog, TrainState
 
@@ -418,3 +420,23 @@ def test_bf16_mixed_precision_trains_like_fp32_and_keeps_fp32_state():
     assert "precision" not in fp32.as_dict() and bf16.as_dict()["precision"] == "bf16"
     with pytest.raises(ConfigError, match="precision"):
         TrainConfig(precision="fp16")
+
+
+def test_programs_beyond_the_cache_bound_are_released():
+    """Built programs (and their per-device wrappers) are cached up to PROGRAMS_CACHED: older ones are
+    freed, with their compiled executables, so a long study does not run out of memory maps."""
+    task = make_task("sort")
+    model = TransformerConfig(n_layers=1, d_model=8, n_heads=2, vocab_size=task.vocab.size, max_seq_len=task.seq_len)
+
+    def built(steps):
+        trainer = Trainer(model, TrainConfig(steps=steps, batch_size=4), {"t": task})
+        programs = trainer.programs(trainer.runs(seeds=[0]))
+        return programs, _per_device_programs(programs)
+    first, wrapped = built(2)
+    refs = [weakref.ref(first.chunk), weakref.ref(wrapped.chunk)]
+    assert built(2)[1] is wrapped            # equal configs share one wrapper
+    del first, wrapped
+    for steps in range(3, 3 + PROGRAMS_CACHED + 1):
+        built(steps)
+    gc.collect()
+    assert [r() for r in refs] == [None, None]
