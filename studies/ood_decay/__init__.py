@@ -19,6 +19,7 @@ the runs it has in the full preset.
   measure.py   probes and readout refits of the final models (cached analyses)
   fits.py      decay fits, half-lives and their scaling with size
   sharing.py   part 2: the sharing axis and interference arms (run graph and tables)
+  ladder.py    part 2: the intervention ladder on the dropped models (gated or scrambled?)
   tables.py    summarize: the summary tables
   figures.py   one function per figure, from the tables alone
 """
@@ -28,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from studies.ood_decay import sharing
+from studies.ood_decay import ladder, sharing
 from studies.ood_decay.figures import figures
 from studies.ood_decay.grid import specs
 from studies.ood_decay.measure import MEASURED, measure_models
@@ -49,5 +50,6 @@ def part(P: Preset, name: str) -> Preset:
 def run(P: Preset, out: Path, progress: bool = True) -> None:
     """Train every run of the preset (resumably), then measure the final models of the cases."""
     case_specs = specs(P)
-    run_sweep(case_specs + (sharing.specs(P.sharing) if P.sharing else []), out, progress=progress)
+    part2 = sharing.specs(P.sharing) + ladder.specs(P.sharing) if P.sharing else []
+    run_sweep(case_specs + part2, out, progress=progress)
     measure_models([s for s in case_specs if dict(s.tags)["role"] in MEASURED], Path(out))

@@ -17,7 +17,7 @@ ARM_TITLES = {"same": "same: kept compute a+b", "interfere": "interfere: kept co
 def figures(tables, d: Path) -> list[Path]:
     if not tables.get("sharing_summary"):
         return []
-    return fig_final(tables, d) + fig_survival(tables, d) + fig_curves(tables, d)
+    return fig_final(tables, d) + fig_survival(tables, d) + fig_curves(tables, d) + fig_ladder(tables, d)
 
 
 def _arms(rows):
@@ -95,3 +95,31 @@ def fig_curves(tables, d) -> list[Path]:
     plotting.legend(axes[0, -1], fontsize=6)
     fig.suptitle("decay of X after the drop (solid) and with X kept (dashed); mean, 95% interval")
     return plotting.save(fig, d / "sharing_curves")
+
+
+def fig_ladder(tables, d) -> list[Path]:
+    """X's exact match after retraining one rung alone (x: rungs by trainable parameters), from the
+    dropped model (solid) and from the never-saw-X model (dotted), per arm and sharing value."""
+    rows = [dict(r, arm=r["case_or_arm"]) for r in tables.get("ladder_summary", [])]
+    arms = _arms(rows)
+    if not arms:
+        return []
+    rungs = sorted({(r["trainable_params"], r["rung"]) for r in rows})
+    order = {rung: i for i, (_, rung) in enumerate(rungs)}
+    shares = sorted({r["sharing"] for r in rows})
+    colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(shares)))
+    fig, axes = plotting.figure(ncols=len(arms), width=3.4)
+    for ax, arm in zip(axes[0], arms):
+        for s, c in zip(shares, colors):
+            for q, ls, label in (("recovered_exact", "-", f"dropped, sharing {s:g}"), ("never_exact", ":", None)):
+                sel = select(rows, arm=arm, sharing=s, quantity=q)
+                plotting.band_rows(ax, sel, "trainable_params", label, x=np.asarray(
+                    [order[r["rung"]] for r in sorted(sel, key=lambda r: r["trainable_params"])], dtype=float),
+                    color=c, ls=ls, marker="o", ms=3)
+        ax.set_xticks(range(len(rungs)), [f"{rung}\n{n:,}" for n, rung in rungs], rotation=45, fontsize=6)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(ARM_TITLES[arm])
+    axes[0, 0].set_ylabel("X exact match after the rung's budget")
+    plotting.legend(axes[0, -1], fontsize=6)
+    fig.suptitle("intervention ladder: retrain one rung on X alone; dotted: from never-saw-X")
+    return plotting.save(fig, d / "ladder")

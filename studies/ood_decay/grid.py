@@ -23,8 +23,8 @@ from studies.ood_decay.presets import A_LENGTH, CHUNK, MODULUS, Preset
 from toymodels.config import ConfigError
 from toymodels.model import TransformerConfig
 from toymodels.params import n_params
-from toymodels.schedule import NEVER, Event, Mixture
 from toymodels.runspec import RunSpec
+from toymodels.schedule import NEVER, Event, Mixture
 from toymodels.tasks import make_task
 from toymodels.tasks.languages import held_out_tasks, language_suite
 from toymodels.trainconfig import TrainConfig

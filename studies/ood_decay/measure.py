@@ -27,8 +27,8 @@ from toymodels.analyses import AnalysisCache
 from toymodels.analysis.similarity import linear_probe_r2, refit_readout_accuracy
 from toymodels.hooks import forward
 from toymodels.model import init_model
-from toymodels.store import load_models
 from toymodels.runspec import RunSpec
+from toymodels.store import load_models
 
 MEASURED = ("pre", "drop", "joint", "never2")
 REFIT = {("pre", ""), ("drop", 0.0), ("never2", ""), ("random", "")}

@@ -39,6 +39,9 @@ class Sharing:
     warmup: int = 50
     eval_batch: int = 256     # sampled with replacement from the 80 trained / 20 held-out pairs
     control_window: int = 0
+    ladder: tuple[str, ...] = ()              # intervention-ladder rungs (ladder.RUNGS); () = no ladder
+    ladder_sharing: tuple[float, ...] = ()    # the sharing values whose drop models climb it
+    ladder_steps: int = 200                   # the budget of every rung, from drop and from never
 Reg = tuple   # (label, weight decay, dropout) or (label, weight decay, dropout, learning rate)
 
 
@@ -69,7 +72,8 @@ PRESETS = {
                     fewshot=(10, 10),
                     sharing=Sharing(arms=("same", "interfere", "two_task"), sharing=(0.0, 1.0), seeds=2,
                                     n_layers=1, d_model=32, n_languages=3, max_pre=400, window=200, n_evals=6,
-                                    warmup=10, eval_batch=64)),
+                                    warmup=10, eval_batch=64, ladder=("unembed", "full"), ladder_sharing=(1.0,),
+                                    ladder_steps=20)),
     "paper": Preset(cases=("A", "B", "C", "D"), n_languages=5, seeds=5,
                     # width at one layer (16, 32, 64) and depth at d32 (1, 2 layers): 5k-57k parameters
                     sizes=(("1L-d32", 1, 32), ("1L-d16", 1, 16), ("2L-d32", 2, 32), ("1L-d64", 1, 64)),
@@ -81,7 +85,9 @@ PRESETS = {
                     fewshot=(10, 100),
                     sharing=Sharing(arms=("same", "interfere", "two_task"), sharing=(0.0, 0.25, 0.5, 0.75, 1.0),
                                     seeds=5, n_layers=1, d_model=32, n_languages=3, max_pre=6000, window=20000,
-                                    n_evals=24, control_window=4000)),
+                                    n_evals=24, control_window=4000,
+                                    ladder=("readout_bias", "unembed", "norms", "embed", "layer", "full"),
+                                    ladder_sharing=(0.0, 0.5, 1.0), ladder_steps=200)),
 }
 
 CRITERION_EXACT = 0.95  # sharing: X's exact match on its trained pairs before the drop

@@ -4,15 +4,19 @@ The smoke path end to end runs in tests/studies/test_common.py (SHRINK entry).""
 
 import dataclasses
 import math
+import re
 
+import jax
 import numpy as np
 import pytest
 
 import studies.ood_decay as study
-from studies.ood_decay import grid, sharing
+from studies.ood_decay import grid, ladder, sharing
 from studies.ood_decay.presets import CRITERION_EXACT, PRESETS, Sharing
 from toymodels.analysis.stats import survival
+from toymodels.params import param_paths, param_shapes
 from toymodels.schedule import NEVER
+from toymodels.train import Trainer
 
 PAPER = PRESETS["paper"].sharing
 TINY = Sharing(arms=tuple(sharing.ARMS), sharing=(0.0, 0.5, 1.0), seeds=2, n_layers=1, d_model=16, n_languages=3,
@@ -123,3 +127,63 @@ def test_a_part_alone_trains_exactly_that_parts_runs_of_the_full_preset():
     assert grid.specs(alone) == [] and sharing.specs(alone.sharing) == sharing.specs(full.sharing)
     cases = study.part(full, "cases")
     assert cases.sharing is None and grid.specs(cases) == grid.specs(full)
+
+
+# ---------------------------------------------------------------- the intervention ladder
+LADDER = dataclasses.replace(TINY, ladder=tuple(ladder.RUNGS), ladder_sharing=(0.0, 1.0), ladder_steps=10)
+
+
+def test_ladder_rungs_name_the_parameters_they_train():
+    model = sharing.specs(TINY)[0].model
+    paths = list(param_shapes(model))
+    chosen = {rung: {p for p in paths if re.fullmatch(rx, p)} for rung, rx in ladder.RUNGS.items()}
+    assert chosen["readout_bias"] == {"ln_final.bias"} and chosen["unembed"] == {"W_U"}
+    assert chosen["embed"] == {"W_E", "W_pos"} and chosen["full"] == set(paths)
+    assert chosen["norms"] == {p for p in paths if ".ln" in f".{p}" and p.endswith((".scale", ".bias"))}
+    assert chosen["layer"] == {p for p in paths if p.startswith("blocks.0.")}
+    counts = [ladder.trainable_params(model, r) for r in ladder.RUNGS]
+    assert counts[0] == model.d_model and counts[-1] == sum(int(np.prod(s)) for s in param_shapes(model).values())
+
+
+def test_training_a_rung_changes_only_its_parameters():
+    spec = next(s for s in ladder.specs(LADDER) if dict(s.tags)["rung"] == "norms")
+    train = dataclasses.replace(spec.train, steps=3, warmup_steps=0, n_evals=1)
+    trainer = Trainer(spec.model, train, dict(spec.tasks), spec.mixture)
+    runs = trainer.runs(seeds=[0])
+    start = trainer.init(runs)
+    before = jax.tree.map(np.asarray, start.params)      # training donates the start state's buffers
+    res = trainer.train(runs, start, progress=False)
+    for path, a, b in zip(param_paths(before), jax.tree.leaves(before), jax.tree.leaves(res.state.params)):
+        assert bool(np.any(a != np.asarray(b))) == bool(re.fullmatch(ladder.RUNGS["norms"], path)), path
+
+
+def test_ladder_graph_starts_from_drop_and_never_with_one_budget():
+    specs = ladder.specs(LADDER)
+    ids = {s.run_id for s in sharing.specs(LADDER)}
+    assert len(specs) == len(LADDER.arms) * 2 * LADDER.seeds * len(ladder.RUNGS) * 2
+    for s in specs:
+        t = dict(s.tags)
+        assert s.init_from in ids and s.init_from.endswith(f"_{t['source']}")
+        assert s.mixture.tasks == (t["x_lang"],) and s.train.steps == 10
+        assert s.train.trainable == ladder.RUNGS[t["rung"]]
+    with pytest.raises(ValueError, match="ladder_sharing"):
+        ladder.specs(dataclasses.replace(LADDER, ladder_sharing=(0.3,)))
+    with pytest.raises(ValueError, match="rung"):
+        ladder.specs(dataclasses.replace(LADDER, ladder=("bias",)))
+
+
+def test_ladder_rows_pair_each_seed_with_its_never_saw_x_control():
+    rows = []
+    for seed, (dropped, never) in enumerate([(0.9, 0.1), (0.8, 0.2), (0.7, 0.1)]):  # noqa: B007
+        for source, v in (("drop", dropped), ("never", never)):
+            tags = dict(part="ladder", arm="same", sharing=1.0, rung="unembed", source=source, x_lang="K2",
+                        x_train="K2_train", trainable_params=100, seed=seed)
+            rows += [dict(run=f"{seed}{source}", task=task, metric="exact", step=st, value=val, **tags)
+                     for task in ("K2", "K2_train") for st, val in ((0, 0.0), (10, v))]
+    per = ladder.seed_rows(rows)
+    assert [round(r["advantage"], 6) for r in per] == [0.8, 0.6, 0.6]
+    summary = ladder.summary_rows(per)
+    adv = next(r for r in summary if r["quantity"] == "advantage")
+    assert adv["n"] == 3 and -1 <= adv["lo"] < adv["mean"] < adv["hi"] <= 1
+    assert ladder.smallest_recovering_rung(summary, "same", 1.0) == "unembed"
+    assert ladder.smallest_recovering_rung(summary, "same", 1.0, margin=0.9) is None
