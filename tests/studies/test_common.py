@@ -20,7 +20,8 @@ SHRINK = {"quickstart": dict(steps=20, seeds=2),
           "ood_decay": dict(cases=("D",), sizes=(("1L-d16", 1, 16),), steps=(20, 20, 20), seeds=2,
                             sharing=Sharing(arms=("interfere",), sharing=(1.0,), seeds=2, n_layers=1, d_model=16,
                                             n_languages=3, max_pre=50, window=30, n_evals=4, warmup=5,
-                                            eval_batch=32)),
+                                            eval_batch=32, ladder=("unembed",), ladder_sharing=(1.0,),
+                                            ladder_steps=5)),
           # one size per family, one band, a two-point grid not widened (widening: tests/studies/test_myopia.py):
           # every table and figure
           "myopia": dict(steps=tuple((f, 8) for f in ("wu", "mult", "pairs", "text", "markov")), wu_ps=(1.0,),
