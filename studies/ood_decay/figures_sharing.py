@@ -104,12 +104,13 @@ def fig_ladder(tables, d) -> list[Path]:
     arms = _arms(rows)
     if not arms:
         return []
-    rungs = sorted({(r["trainable_params"], r["rung"]) for r in rows})
-    order = {rung: i for i, (_, rung) in enumerate(rungs)}
     shares = sorted({r["sharing"] for r in rows})
     colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(shares)))
     fig, axes = plotting.figure(ncols=len(arms), width=3.4)
     for ax, arm in zip(axes[0], arms):
+        # the arm's rungs by trainable parameters (the two_task arm has a smaller vocabulary)
+        rungs = sorted({(r["trainable_params"], r["rung"]) for r in rows if r["arm"] == arm})
+        order = {rung: i for i, (_, rung) in enumerate(rungs)}
         for s, c in zip(shares, colors):
             for q, ls, label in (("recovered_exact", "-", f"dropped, sharing {s:g}"), ("never_exact", ":", None)):
                 sel = select(rows, arm=arm, sharing=s, quantity=q)
