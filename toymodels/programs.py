@@ -155,7 +155,8 @@ def build_programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tupl
         if tcfg.objective == "distill":
             target = jax.lax.stop_gradient(nnx.merge(graphdef, teacher)(batch.inputs))
             return masked_mean(distill_losses(out, target), batch.mask)
-        return masked_mean(token_losses(out, batch.targets, loss_kind), batch.mask)
+        loss = masked_mean(token_losses(out, batch.targets, loss_kind), batch.mask)
+        return jax.lax.stop_gradient(loss) if tcfg.objective == "none" else loss
 
     def step_one(step, carry, run, teacher):
         params, opt, loss_sum = carry

@@ -15,14 +15,24 @@ from typing import Iterable, Literal, NamedTuple, get_args
 
 import numpy as np
 
-from toymodels.config import (INT32_MAX, ConfigError, check_bool, check_choice, check_int, check_range,
-                              check_seed, check_str, fail, set_field)
+from toymodels.config import (
+    INT32_MAX,
+    ConfigError,
+    check_bool,
+    check_choice,
+    check_int,
+    check_range,
+    check_seed,
+    check_str,
+    fail,
+    set_field,
+)
 
 Context = Literal["live", "teacher", "none"]
 CONTEXTS = get_args(Context)
 Decay = Literal["all", "matrices"]
 DECAYS = get_args(Decay)
-Objective = Literal["data", "distill"]
+Objective = Literal["data", "distill", "none"]
 OBJECTIVES = get_args(Objective)
 Precision = Literal["fp32", "bf16"]
 PRECISIONS = get_args(Precision)
@@ -96,7 +106,10 @@ class TrainConfig:
     stop_every: int = 50
     # What the loss matches: the batch's "data" targets, or a frozen teacher's next-token
     # distribution ("distill": KL(teacher || student) at the batch's scored positions; the
-    # teacher, one per run with the student's architecture, is a RunSpec's ``teacher``).
+    # teacher, one per run with the student's architecture, is a RunSpec's ``teacher``), or
+    # "none": no gradient at all, so AdamW changes the parameters by decoupled weight decay
+    # alone (each decayed one times 1 - lr * wd per step: the pure-shrinkage control); the
+    # data loss is still computed and reported.
     objective: Objective = "data"
     # A run started from given parameters (``init_from``, ``state_from_params``) starts from
     # (1 - init_noise) * those + init_noise * a fresh init of its seed: 0 = an exact copy,

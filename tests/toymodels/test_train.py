@@ -12,7 +12,7 @@ from flax import nnx
 from toymodels.config import ConfigError
 from toymodels.model import TransformerConfig
 from toymodels.params import param_paths
-from toymodels.programs import PROGRAMS_CACHED
+from toymodels.programs import PROGRAMS_CACHED, param_masks
 from toymodels.runs import to_host
 from toymodels.schedule import NEVER, Event, Mixture
 from toymodels.tasks import Batch, Task, make_task
@@ -440,3 +440,24 @@ def test_programs_beyond_the_cache_bound_are_released():
         built(steps)
     gc.collect()
     assert [r() for r in refs] == [None, None]
+
+
+def test_objective_none_is_weight_decay_alone():
+    """No data gradient: every decayed parameter is multiplied by (1 - lr * wd) per step, the rest
+    stay bitwise; the data loss is still reported."""
+    lr, wd, steps = 1e-2, 0.5, 10
+    base = TrainConfig(steps=steps, batch_size=8, n_evals=1, lr=lr, weight_decay=wd, warmup_steps=0,
+                       lr_schedule="constant", decay="matrices")
+    trainer = Trainer(MODEL, dataclasses.replace(base, objective="none"), {"markov": MARKOV})
+    runs = trainer.runs(seeds=[0])
+    start = trainer.init(runs)
+    before = jax.tree.map(np.asarray, start.params)
+    res = trainer.train(runs, start, progress=False)
+    decayed = dict(zip(param_paths(before), param_masks(base, before)[1]))
+    for path, a, b in zip(param_paths(before), jax.tree.leaves(before), jax.tree.leaves(res.state.params)):
+        if decayed[path]:
+            np.testing.assert_allclose(np.asarray(b), a * (1 - lr * wd) ** steps, rtol=2e-6, atol=0, err_msg=path)
+        else:
+            np.testing.assert_array_equal(np.asarray(b), a, err_msg=path)
+    assert any(decayed.values()) and not all(decayed.values())
+    assert np.all(np.asarray(res.train_loss) > 0)
