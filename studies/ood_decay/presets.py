@@ -72,7 +72,7 @@ PRESETS = {
                     fewshot=(10, 10),
                     sharing=Sharing(arms=("same", "interfere", "two_task"), sharing=(0.0, 1.0), seeds=2,
                                     n_layers=1, d_model=32, n_languages=3, max_pre=400, window=200, n_evals=6,
-                                    warmup=10, eval_batch=64, ladder=("unembed", "full"), ladder_sharing=(1.0,),
+                                    warmup=10, eval_batch=64, ladder=("unembed",), ladder_sharing=(1.0,),
                                     ladder_steps=20)),
     "paper": Preset(cases=("A", "B", "C", "D"), n_languages=5, seeds=5,
                     # width at one layer (16, 32, 64) and depth at d32 (1, 2 layers): 5k-57k parameters
