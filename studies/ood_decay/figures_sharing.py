@@ -20,6 +20,14 @@ def figures(tables, d: Path) -> list[Path]:
     return fig_final(tables, d) + fig_survival(tables, d) + fig_curves(tables, d) + fig_ladder(tables, d)
 
 
+def _save(fig, axes, ylabel: str, title: str, path: Path) -> list[Path]:
+    """The shared finish of every figure: y label, legend in the last panel, title, save."""
+    axes[0, 0].set_ylabel(ylabel)
+    plotting.legend(axes[0, -1], fontsize=6)
+    fig.suptitle(title)
+    return plotting.save(fig, path)
+
+
 def _arms(rows):
     return [a for a in ARM_TITLES if any(r["arm"] == a for r in rows)]
 
@@ -42,10 +50,8 @@ def fig_final(tables, d) -> list[Path]:
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("sharing: X's tokens on kept ids")
         ax.set_title(ARM_TITLES[arm])
-    axes[0, 0].set_ylabel("X exact match, trained pairs")
-    plotting.legend(axes[0, -1], fontsize=6)
-    fig.suptitle("X after the drop, by sharing; mean, 95% interval, per-seed points")
-    return plotting.save(fig, d / "sharing_final")
+    return _save(fig, axes, "X exact match, trained pairs",
+                 "X after the drop, by sharing; mean, 95% interval, per-seed points", d / "sharing_final")
 
 
 def fig_survival(tables, d) -> list[Path]:
@@ -91,10 +97,8 @@ def fig_curves(tables, d) -> list[Path]:
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("steps since drop + 1")
         ax.set_title(ARM_TITLES[arm])
-    axes[0, 0].set_ylabel("X exact match, trained pairs")
-    plotting.legend(axes[0, -1], fontsize=6)
-    fig.suptitle("decay of X after the drop (solid) and with X kept (dashed); mean, 95% interval")
-    return plotting.save(fig, d / "sharing_curves")
+    return _save(fig, axes, "X exact match, trained pairs",
+                 "decay of X after the drop (solid) and with X kept (dashed); mean, 95% interval", d / "sharing_curves")
 
 
 def fig_ladder(tables, d) -> list[Path]:
@@ -120,7 +124,5 @@ def fig_ladder(tables, d) -> list[Path]:
         ax.set_xticks(range(len(rungs)), [f"{rung}\n{n:,}" for n, rung in rungs], rotation=45, fontsize=6)
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(ARM_TITLES[arm])
-    axes[0, 0].set_ylabel("X exact match after the rung's budget")
-    plotting.legend(axes[0, -1], fontsize=6)
-    fig.suptitle("intervention ladder: retrain one rung on X alone; dotted: from never-saw-X")
-    return plotting.save(fig, d / "ladder")
+    return _save(fig, axes, "X exact match after the rung's budget",
+                 "intervention ladder: retrain one rung on X alone; dotted: from never-saw-X", d / "ladder")

@@ -25,7 +25,7 @@ import re
 import numpy as np
 
 from studies.ood_decay.presets import CHUNK, Sharing
-from studies.ood_decay.sharing import arm_tasks
+from studies.ood_decay.sharing import arm_model, arm_tasks
 from toymodels.analysis.stats import aggregate
 from toymodels.model import TransformerConfig
 from toymodels.params import param_shapes
@@ -54,8 +54,7 @@ def specs(S: Sharing) -> list[RunSpec]:
             if s not in S.sharing:
                 raise ValueError(f"ladder_sharing {s!r} is not one of the preset's sharing values {S.sharing}")
             tasks = arm_tasks(arm, s, S.n_languages)
-            model = TransformerConfig(n_layers=S.n_layers, d_model=S.d_model, n_heads=4,
-                                      vocab_size=tasks[0][1].vocab.size, max_seq_len=tasks[0][1].seq_len)
+            model = arm_model(S, tasks)
             x, x_train = tasks[-2][0], tasks[-1][0]
             for seed in range(S.seeds):
                 prefix = f"sharing_{arm}_s{s:g}_seed{seed}"

@@ -59,6 +59,12 @@ def arm_tasks(arm: str, sharing: float, n_languages: int):
     return tuple(train) + ((x_train, dataclasses.replace(dict(train)[x], eval_pairs="train")),)
 
 
+def arm_model(S: Sharing, tasks) -> TransformerConfig:
+    """The model of one arm's tasks (they share one vocabulary and context)."""
+    return TransformerConfig(n_layers=S.n_layers, d_model=S.d_model, n_heads=4,
+                             vocab_size=tasks[0][1].vocab.size, max_seq_len=tasks[0][1].seq_len)
+
+
 def template_exact(split: str = "train") -> float:
     """The exact match of the best constant answer on X's pairs of ``split`` (X computes a + b in
     every arm, on one pair split): a model that writes the template and one fixed number, the
@@ -77,8 +83,7 @@ def specs(S: Sharing) -> list[RunSpec]:
     for arm in S.arms:
         for s in S.sharing:
             tasks = arm_tasks(arm, s, S.n_languages)
-            model = TransformerConfig(n_layers=S.n_layers, d_model=S.d_model, n_heads=4,
-                                      vocab_size=tasks[0][1].vocab.size, max_seq_len=tasks[0][1].seq_len)
+            model = arm_model(S, tasks)
             for seed in range(S.seeds):
                 out += cell(S, arm, s, seed, tasks, model)
     return out
