@@ -35,8 +35,14 @@ scrambled weights, several seeds each. Scored by exact match and functional
 equivalence on held-out programs, by program size, on clean and scrambled weights, and
 applied to the fountain twins (whose programs it never saw in training).
 
+Fair benchmark (fair.py). The same decompilers trained on a split by function (no
+input/output table on both sides), degenerate programs scored apart, against a
+nearest-weights retrieval baseline, each with and without an execution check (sampled
+candidates kept only if they reproduce the net's outputs on a few inputs).
+
 Modules, in reading order: presets (the presets and constants), grid (programs, twins,
-decompilers), measure (the post-training analyses), tables (the summary tables), figures.
+decompilers), measure (the post-training analyses), fair (the fair decompiler benchmark),
+tables (the summary tables), figures.
 """
 
 from __future__ import annotations
@@ -44,10 +50,12 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from studies.compiled_vs_trained.fair import analyse_fair
 from studies.compiled_vs_trained.figures import figures
 from studies.compiled_vs_trained.grid import by_program_width, null_partner, programs, slug, specs
 from studies.compiled_vs_trained.measure import (
     DECOMPILER_ANALYSIS,
+    FAIR_ANALYSIS,
     NULL_INIT_SEED,
     NULLS,
     PROGRAM_ANALYSIS,
@@ -85,3 +93,7 @@ def run(P: Preset, out: Path, progress: bool = True) -> None:
                   weight_tokens=P.dec_weight_tokens, program_tokens=P.dec_program_tokens)
     cached_tables(out, DECOMPILER_ANALYSIS, "decompilers", config,
                   functools.partial(analyse_decompiler, P, out, dec_runs, twin_runs))
+    fair_runs = [s for s in all_specs if dict(s.tags)["kind"] == "decompiler_fair"]
+    config = dict(runs=fair_runs, eval=P.fair_eval, samples=P.fair_samples, checks=P.fair_checks,
+                  program_tokens=P.dec_program_tokens)
+    cached_tables(out, FAIR_ANALYSIS, "decompilers", config, functools.partial(analyse_fair, P, out, fair_runs))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from studies.compiled_vs_trained.fair import fair_figure
 from studies.compiled_vs_trained.grid import short
 from studies.compiled_vs_trained.measure import WEIGHT_STATS
 from studies.compiled_vs_trained.presets import ANCHORS, MATCH
@@ -46,6 +47,8 @@ def figures(table_dir: Path) -> list[Path]:
     paths += nonlinear_gap(layers, table_dir / "nonlinear_gap")
     paths += decompiler_by_size(read_rows(table_dir / "decompiler.csv"), table_dir / "decompiler_by_size")
     paths += decompiler_twins(read_rows(table_dir / "decompiler_twins.csv"), table_dir / "decompiler_twins")
+    if (table_dir / "decompiler_fair_summary.csv").exists():
+        paths += fair_figure(read_rows(table_dir / "decompiler_fair_summary.csv"), table_dir / "decompiler_fair")
     paths += weight_stats(read_rows(table_dir / "weights.csv"), table_dir / "weight_stats")
     paths += spectra(read_rows(table_dir / "spectra.csv"), table_dir / "spectra")
     return paths

@@ -62,12 +62,15 @@ def _usable_heldout(task, n: int) -> tuple[str, ...]:
     return tuple(out)
 
 
-def decompile_task(P: Preset, scrambled: bool, extra: bool = True):
+def decompile_task(P: Preset, scrambled: bool, extra: bool = True, split_by: str = "tokens"):
     """The decompiler's task; ``extra=False`` leaves out the extra training programs (same
-    held-out split, which is all ``fountain_programs`` reads: much cheaper to build)."""
-    return make_task("decompile", n_programs=P.dec_programs, n_eval=P.dec_eval, scrambled=scrambled,
+    held-out split, which is all ``fountain_programs`` reads: much cheaper to build).
+    ``split_by="function"``: the fair benchmark's split (``fair_eval`` programs held out,
+    no input/output table on both sides)."""
+    n_eval = P.dec_eval if split_by == "tokens" else P.fair_eval
+    return make_task("decompile", n_programs=P.dec_programs, n_eval=n_eval, scrambled=scrambled,
                      max_weight_tokens=P.dec_weight_tokens, max_program_tokens=P.dec_program_tokens,
-                     extra_train=P.dec_extra_train if extra else 0)
+                     extra_train=P.dec_extra_train if extra else 0, split_by=split_by)
 
 
 def fountain_programs(P: Preset) -> tuple[str, ...]:
@@ -132,12 +135,14 @@ def twin_specs(P: Preset) -> list[RunSpec]:
     return out
 
 
-def decompiler_specs(P: Preset) -> list[RunSpec]:
+def decompiler_specs(P: Preset, split_by: str = "tokens") -> list[RunSpec]:
     """A causal transformer reading weight tokens and writing the program: on clean and on
-    scrambled weights, ``dec_seeds`` seeds each."""
+    scrambled weights, ``dec_seeds`` seeds each; ``split_by="function"``: the same
+    decompilers trained on the fair benchmark's split (kind ``decompiler_fair``)."""
     out = []
+    kind, prefix = ("decompiler", "decompiler") if split_by == "tokens" else ("decompiler_fair", "decompiler-fair")
     for weights in ("clean", "scrambled"):
-        task = decompile_task(P, weights == "scrambled")
+        task = decompile_task(P, weights == "scrambled", split_by=split_by)
         # causal: it writes the program token by token after reading the weights
         model = TransformerConfig(n_layers=P.dec_layers, d_model=P.dec_d_model, n_heads=4,
                                   vocab_size=task.vocab.size, max_seq_len=task.seq_len, input_kind="vectors",
@@ -146,14 +151,14 @@ def decompiler_specs(P: Preset) -> list[RunSpec]:
             train = TrainConfig(steps=P.dec_steps, batch_size=32, lr=3e-3, weight_decay=0.01,
                                 warmup_steps=P.dec_steps // 20, lr_schedule="cosine", grad_clip=1.0, seed=seed,
                                 n_evals=4, eval_batch=64)
-            tags = dict(kind="decompiler", weights=weights, seed=seed)
-            out.append(RunSpec(f"decompiler-{weights}-s{seed}", model, train, (("decompile", task),),
+            tags = dict(kind=kind, weights=weights, seed=seed)
+            out.append(RunSpec(f"{prefix}-{weights}-s{seed}", model, train, (("decompile", task),),
                                tags=tuple(tags.items())))
     return out
 
 
 def specs(P: Preset) -> list[RunSpec]:
-    return twin_specs(P) + decompiler_specs(P)
+    return twin_specs(P) + decompiler_specs(P) + decompiler_specs(P, "function")
 
 
 def by_program_width(specs_: list[RunSpec]) -> dict[tuple[str, float], list[RunSpec]]:

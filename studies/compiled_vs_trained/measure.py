@@ -43,6 +43,9 @@ NULLS = ("compiled_vs_random_init", "compiled_vs_other_program", "compiled_vs_in
 NULL_INIT_SEED = 1000
 DECOMPILER_ANALYSIS = "decompiler"    # one entry: every decompiler
 DECOMPILER_TABLES = ("heldout", "twins", "probes", "dataset")
+FAIR_ANALYSIS = "decompiler_fair"     # one entry: the fair benchmark (fair.py)
+ANALYSIS_TABLES = {PROGRAM_ANALYSIS: PROGRAM_TABLES, DECOMPILER_ANALYSIS: DECOMPILER_TABLES,
+                   FAIR_ANALYSIS: ("programs", "dataset")}
 WEIGHT_STATS = ("frobenius", "sparsity", "effective_rank_frac", "stable_rank")
 
 
@@ -51,7 +54,7 @@ def cached_tables(out: Path, analysis: str, key: str, config, compute) -> dict[s
     """The tables of one analysis entry (``compute()`` -> {table: rows}), each cached as the
     ``AnalysisCache`` entry ``<key>.<table>``; all are recomputed if any is missing or stale."""
     cache = AnalysisCache(out, analysis)
-    names = PROGRAM_TABLES if analysis == PROGRAM_ANALYSIS else DECOMPILER_TABLES
+    names = ANALYSIS_TABLES[analysis]
     got = {t: cache.get(f"{key}.{t}", config) for t in names}
     if any(rows is None for rows in got.values()):
         tables = compute()

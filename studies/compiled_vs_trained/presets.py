@@ -25,6 +25,9 @@ class Preset:
     dec_layers: int
     dec_steps: int
     dec_seeds: int
+    fair_eval: int               # programs held out on the fair benchmark's function split
+    fair_samples: int            # sampled decodings (and retrieved programs) per net for the execution check
+    fair_checks: int             # inputs the execution check runs each net and candidate on
 
     @property
     def ref_width(self) -> float:
@@ -37,7 +40,8 @@ PRESETS = {
     "smoke": Preset(library=("reverse", "frac_prevs"), n_fountain=2, widths=(1.0,), seeds=2, steps=600,
                     max_inputs=256, mlp_steps=300,
                     dec_programs=120, dec_extra_train=0, dec_eval=16, dec_weight_tokens=64, dec_program_tokens=48,
-                    dec_d_model=32, dec_layers=1, dec_steps=150, dec_seeds=2),
+                    dec_d_model=32, dec_layers=1, dec_steps=150, dec_seeds=2,
+                    fair_eval=16, fair_samples=3, fair_checks=4),
     # CPU-sized: every library program (all compile at length 5), 30 fountain programs, and
     # the decompiler on the decompile task's default dataset (2000 fountain programs tried).
     # Its weight-token cap is 64, not the task's 128: the sequence is 113 positions instead
@@ -45,7 +49,8 @@ PRESETS = {
     "paper": Preset(library=tuple(LIBRARY), n_fountain=30, widths=(0.5, 1.0, 2.0), seeds=3, steps=2000,
                     max_inputs=512, mlp_steps=1000,
                     dec_programs=2000, dec_extra_train=8000, dec_eval=200, dec_weight_tokens=64,
-                    dec_program_tokens=48, dec_d_model=64, dec_layers=2, dec_steps=4000, dec_seeds=3),
+                    dec_program_tokens=48, dec_d_model=64, dec_layers=2, dec_steps=4000, dec_seeds=3,
+                    fair_eval=400, fair_samples=31, fair_checks=8),
 }
 
 LENGTH = 5              # input tokens after BOS (shuffle_dyck2 is built for 4)

@@ -6,8 +6,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from studies.compiled_vs_trained.fair import fair_tables
 from studies.compiled_vs_trained.grid import twin_task
-from studies.compiled_vs_trained.measure import DECOMPILER_ANALYSIS, PROGRAM_ANALYSIS, heldout_ceiling, read_table
+from studies.compiled_vs_trained.measure import (
+    DECOMPILER_ANALYSIS,
+    FAIR_ANALYSIS,
+    PROGRAM_ANALYSIS,
+    heldout_ceiling,
+    read_table,
+)
 from studies.compiled_vs_trained.presets import ANCHORS, MATCH
 from toymodels.analysis.stats import METRIC_BOUNDS, aggregate, bounds_by, seed_means
 from toymodels.results import write_rows
@@ -60,6 +67,11 @@ def summarize(out: Path, table_dir: Path) -> None:
     write("decompiler_twins", twin_table)
     write("decompiler_dataset", read_table(out, DECOMPILER_ANALYSIS, "dataset"))
     write("summary", summary_rows(acc, layers, var, by_size, twin_table))
+    fair = read_table(out, FAIR_ANALYSIS, "programs")
+    if fair:
+        for name, rows in fair_tables(fair).items():
+            write(name, rows)
+        write("decompiler_fair_dataset", read_table(out, FAIR_ANALYSIS, "dataset"))
 
 
 def with_ceiling(acc: list[dict]) -> list[dict]:

@@ -12,6 +12,7 @@ import pytest
 
 import studies.compiled_vs_trained as cvt
 from studies.common import run_study
+from studies.compiled_vs_trained import fair as fair_mod
 from studies.compiled_vs_trained import grid, measure, tables
 from studies.compiled_vs_trained.presets import PRESETS
 from toymodels.analysis.activations import collect, default_layers
@@ -28,7 +29,7 @@ from toymodels.tasks.rasp_io import resolve_program
 SHRUNK = dataclasses.replace(
     PRESETS["smoke"], library=(), n_fountain=2, seeds=2, steps=30, max_inputs=64, mlp_steps=20,
     dec_programs=30, dec_extra_train=10, dec_eval=6, dec_weight_tokens=48, dec_program_tokens=40,
-    dec_d_model=16, dec_layers=1, dec_steps=5, dec_seeds=2)
+    dec_d_model=16, dec_layers=1, dec_steps=5, dec_seeds=2, fair_eval=4, fair_samples=2, fair_checks=4)
 
 
 def test_grid_has_every_program_width_and_seed():
@@ -40,8 +41,10 @@ def test_grid_has_every_program_width_and_seed():
     progs = [p for _, p in grid.programs(P)]
     assert len(progs) == len(P.library) + P.n_fountain and progs[:len(P.library)] == list(P.library)
     assert twin == {(p, w, s): 1 for p in progs for w in P.widths for s in range(P.seeds)}
-    dec = collections.Counter((t["weights"], t["seed"]) for t in tags if t["kind"] == "decompiler")
-    assert dec == {(w, s): 1 for w in ("clean", "scrambled") for s in range(P.dec_seeds)}
+    for kind, split_by in (("decompiler", "tokens"), ("decompiler_fair", "function")):
+        dec = collections.Counter((t["weights"], t["seed"]) for t in tags if t["kind"] == kind)
+        assert dec == {(w, s): 1 for w in ("clean", "scrambled") for s in range(P.dec_seeds)}
+        assert {s.tasks[0][1].split_by for s in specs if dict(s.tags)["kind"] == kind} == {split_by}
     for spec, t in zip(specs, tags):
         if t["kind"] != "twin":
             continue
@@ -52,7 +55,7 @@ def test_grid_has_every_program_width_and_seed():
             (compiled.n_layers, compiled.cfg.n_heads, "none", False, False, "relu")
         assert cfg.d_model == max(1, round(t["width"] * compiled.d_model))
     # one compiled program per (program, width): seeds share a group
-    assert len({s.group_key() for s in specs}) == len(progs) * len(P.widths) + 2
+    assert len({s.group_key() for s in specs}) == len(progs) * len(P.widths) + 4
 
 
 def test_paper_preset_sizes():
@@ -227,6 +230,25 @@ def test_decompiler_by_size_is_the_per_seed_fraction_right():
     assert (table[2]["lo"], table[2]["hi"]) == pytest.approx((lo, hi)) and 0 < lo < 0.75 < hi < 1
 
 
+def test_fair_tables_average_within_seed_then_bootstrap_over_programs():
+    rows = []
+    for seed, exact in ((0, (1, 0, 0, 1)), (1, (1, 1, 0, 1))):
+        for program, x in enumerate(exact):
+            rows.append(dict(method="decompiler", weights="clean", seed=seed, program=program, size=2 + program % 2,
+                             degenerate=int(program == 3), exact=float(x), equivalent=float(x), parsable=1.0,
+                             agreed=float(x)))
+    tables = fair_mod.fair_tables(rows)
+    per_seed = {(r["size"], r["degenerate"], r["seed"]): r for r in tables["decompiler_fair"]}
+    assert per_seed[("all", "all", 0)]["exact"] == 0.5 and per_seed[("all", "all", 1)]["exact"] == 0.75
+    assert per_seed[("all", 0, 1)]["exact"] == pytest.approx(2 / 3) and per_seed[("all", 0, 1)]["n_programs"] == 3
+    assert per_seed[(3, "all", 0)]["exact"] == 0.5 and per_seed[(3, 1, 0)]["n_programs"] == 1
+    (s,) = [r for r in tables["decompiler_fair_summary"]
+            if (r["size"], r["degenerate"], r["metric"]) == ("all", "all", "exact")]
+    # per program: 1, 0.5, 0, 1 (mean over seeds), so 0.625 over 4 programs, 2 seeds
+    assert s["mean"] == 0.625 and (s["n"], s["seeds"]) == (4, 2) and s["values"] == "0.5 0.75"
+    assert 0.0 <= s["lo"] < s["mean"] < s["hi"] <= 1.0
+
+
 def test_decompiler_on_twins_leaves_out_programs_seen_in_training():
     probes = [dict(program=p, source="trained", width=1.0, twin_seed=s, seen_in_training=int(p == "seen"),
                    applicable=int(s == 0)) for p in ("a", "b", "seen") for s in (0, 1)]
@@ -313,7 +335,7 @@ def test_summary_bounds_follow_the_quantity_summarised():
 # ------------------------------------------------------------------ end to end
 def test_smoke_path_end_to_end(tmp_path):
     paths = run_study(cvt, "smoke", tmp_path, progress=False, presets={"smoke": SHRUNK})
-    assert len(paths) == 28 and all(p.stat().st_size > 5000 for p in paths)   # 14 figures, PNG + PDF
+    assert len(paths) == 30 and all(p.stat().st_size > 5000 for p in paths)   # 15 figures, PNG + PDF
     table_dir = tmp_path / "figures"
     acc = read_rows(table_dir / "twin_accuracy.csv")
     trained = [r for r in acc if r["source"] == "trained" and r["metric"] == "acc"]
@@ -337,6 +359,13 @@ def test_smoke_path_end_to_end(tmp_path):
                                                "decompiler, held-out programs", "decompiler on fountain nets",
                                                "anchor"}
     assert all(r["lo"] <= r["mean"] + 1e-12 and r["mean"] <= r["hi"] + 1e-12 for r in summary)
+    fair = read_rows(table_dir / "decompiler_fair.csv")
+    assert {(r["method"], r["weights"]) for r in fair} == {(m, w) for m in fair_mod.METHODS
+                                                           for w in ("clean", "scrambled")}
+    assert {r["seed"] for r in fair if r["method"].startswith("decompiler")} == {0, 1}
+    assert {r["seed"] for r in fair if r["method"].startswith("retrieval")} == {0}
+    pooled = [r for r in fair if r["size"] == "all" and r["degenerate"] == "all"]
+    assert {r["n_programs"] for r in pooled} == {SHRUNK.fair_eval}
     probes = read_rows(next((tmp_path / "analyses" / measure.DECOMPILER_ANALYSIS).glob("*.probes.csv")))
     assert probes and not any(p["seen_in_training"] for p in probes)
     # an analysis is reused when its runs and settings are unchanged, and only then

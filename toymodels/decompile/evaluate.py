@@ -1,6 +1,7 @@
 """Scoring a decompiler: greedy decoding, exact match, functional equivalence.
 
     toks = greedy_decode(model, task.weights("eval")[0], task.layout)
+    cands = sample_decode(model, task.weights("eval"), 16, task.layout)   # greedy first, then by log-prob
     exact_match(toks, entry["tokens"]); functionally_equivalent(toks, entry["program"], 5)
     score(toks, entry["tokens"])          # {"exact", "equivalent", "parsable"}, each 0 or 1
     decoder_report(model, task, "eval")   # token accuracy, and the mean scores
@@ -32,23 +33,39 @@ def strip(tokens) -> list[str]:
 
 
 @functools.lru_cache(maxsize=8)
-def _decoder(graphdef, layout: Layout, n_steps: int):
+def _decoder(graphdef, layout: Layout, n_steps: int, temperature: float = 0.0):
+    """One jitted decoding loop: argmax at temperature 0, else sampling from softmax(logits /
+    temperature) with a key per step. Returns the ids after <sep> and each row's summed
+    log-probability (temperature 1) of the tokens it chose up to and including <eos>."""
     @jax.jit
-    def run(state, x_BNI):
+    def run(state, x_BNI, key):
         model = nnx.merge(graphdef, state)
         B, N, _ = x_BNI.shape
         stream_BS = jnp.full((B, n_steps + 1), PAD, jnp.int32).at[:, 0].set(SEP)
 
-        def step(j, stream_BS):
+        def step(j, carry):
+            stream_BS, logp_B = carry
             inputs = jnp.concatenate([x_BNI, program_vectors(stream_BS[:, :n_steps], layout)], 1)
             # Causal model: the pads after position N + j do not change its logits.
-            logits_BV = model(inputs)[:, N + j, :len(VOCAB)]
+            logits_BV = model(inputs)[:, N + j, :len(VOCAB)].astype(jnp.float32)
             done_B = jnp.any((stream_BS == EOS) & (jnp.arange(n_steps + 1) <= j)[None], axis=1)
-            nxt_B = jnp.where(done_B, PAD, jnp.argmax(logits_BV, -1).astype(jnp.int32))
-            return stream_BS.at[:, j + 1].set(nxt_B)
+            if temperature == 0.0:
+                pick_B = jnp.argmax(logits_BV, -1)
+            else:
+                pick_B = jax.random.categorical(jax.random.fold_in(key, j), logits_BV / temperature)
+            pick_B = pick_B.astype(jnp.int32)
+            lp_B = jnp.take_along_axis(jax.nn.log_softmax(logits_BV), pick_B[:, None], 1)[:, 0]
+            return (stream_BS.at[:, j + 1].set(jnp.where(done_B, PAD, pick_B)),
+                    logp_B + jnp.where(done_B, 0.0, lp_B))
 
-        return jax.lax.fori_loop(0, n_steps, step, stream_BS)[:, 1:]
+        stream_BS, logp_B = jax.lax.fori_loop(0, n_steps, step, (stream_BS, jnp.zeros(B, jnp.float32)))
+        return stream_BS[:, 1:], logp_B
     return run
+
+
+def _batched(weight_tokens):
+    x = jnp.asarray(weight_tokens, jnp.float32)
+    return x.ndim == 2, (x[None] if x.ndim == 2 else x)
 
 
 def greedy_decode(model, weight_tokens, layout: Layout | None = None, max_len: int | None = None):
@@ -56,14 +73,44 @@ def greedy_decode(model, weight_tokens, layout: Layout | None = None, max_len: i
     list (or one per row) without specials. One jitted loop of ``max_len`` full forward
     passes (default: as many as fit the model's max_seq_len)."""
     layout = layout or Layout()
-    x = jnp.asarray(weight_tokens, jnp.float32)
-    single = x.ndim == 2
-    x_BNI = x[None] if single else x
+    single, x_BNI = _batched(weight_tokens)
     n_steps = max_len or model.cfg.max_seq_len - x_BNI.shape[1]
     graphdef, state = nnx.split(model)
-    ids_BS = np.asarray(_decoder(graphdef, layout, n_steps)(state, x_BNI))
-    out = [strip(VOCAB[i] for i in row) for row in ids_BS]
+    ids_BS, _ = _decoder(graphdef, layout, n_steps)(state, x_BNI, jax.random.key(0))
+    out = [strip(VOCAB[i] for i in row) for row in np.asarray(ids_BS)]
     return out[0] if single else out
+
+
+def sample_decode(model, weight_tokens, n_samples: int, layout: Layout | None = None,
+                  max_len: int | None = None, temperature: float = 1.0, seed: int = 0) -> list[list[list[str]]]:
+    """Candidate programs for each net of padded weight tokens (B, N, I): the greedy decoding
+    first, then ``n_samples`` sampled decodings (softmax at ``temperature``), repeats
+    removed and ordered by the model's log-probability of the whole sequence, most likely
+    first. One list of token lists per net (specials stripped)."""
+    if n_samples < 0 or temperature <= 0:
+        raise ValueError(f"n_samples={n_samples}, temperature={temperature}: need n_samples >= 0, temperature > 0")
+    layout = layout or Layout()
+    _, x_BNI = _batched(weight_tokens)
+    B = x_BNI.shape[0]
+    n_steps = max_len or model.cfg.max_seq_len - x_BNI.shape[1]
+    graphdef, state = nnx.split(model)
+    out = [[strip(VOCAB[i] for i in row)] for row in
+           np.asarray(_decoder(graphdef, layout, n_steps)(state, x_BNI, jax.random.key(seed))[0])]
+    if n_samples == 0:
+        return out
+    # one sampling pass over the batch per sample (memory of one greedy pass), keys folded per pass
+    run = _decoder(graphdef, layout, n_steps, float(temperature))
+    passes = [run(state, x_BNI, jax.random.fold_in(jax.random.key(seed), k)) for k in range(n_samples)]
+    ids_KBS = np.stack([np.asarray(ids) for ids, _ in passes])
+    logp_KB = np.stack([np.asarray(lp) for _, lp in passes])
+    for b in range(B):
+        seen = {tuple(out[b][0])}
+        for k in np.argsort(-logp_KB[:, b], kind="stable"):
+            toks = strip(VOCAB[i] for i in ids_KBS[k, b])
+            if tuple(toks) not in seen:
+                seen.add(tuple(toks))
+                out[b].append(toks)
+    return out
 
 
 def exact_match(pred, true) -> bool:

@@ -2,6 +2,7 @@
 look most like the test net's.
 
     decoded = nearest_programs(task, "eval")     # one token list per held-out program
+    ranked = ranked_programs(task, "eval", k=8)  # the 8 nearest, nearest first
     [score(d, e["tokens"]) for d, e in zip(decoded, task.programs("eval"))]
 
 A net's weight features (``weight_features``) are summary statistics of its weight tokens
@@ -33,13 +34,22 @@ def split_features(task, split: str) -> np.ndarray:
     return np.stack([weight_features(s.x_MI[a:a + n]) for a, n in zip(s.start_P, s.count_P)])
 
 
-def nearest_programs(task, split: str = "eval", train_split: str = "train") -> list[list[str]]:
-    """For every program of ``split``, the tokens of the ``train_split`` program with the
-    nearest standardised weight features."""
+def ranked_programs(task, split: str = "eval", k: int = 1, train_split: str = "train") -> list[list[list[str]]]:
+    """For every program of ``split``, the tokens of the ``k`` ``train_split`` programs with the
+    nearest standardised weight features, nearest first (ties to the earlier program)."""
+    if k < 1:
+        raise ValueError(f"k={k}: need at least one retrieved program")
     F_train, F = split_features(task, train_split), split_features(task, split)
     mu, sd = F_train.mean(0), F_train.std(0)
     sd[sd == 0] = 1.0
     Z_train, Z = (F_train - mu) / sd, (F - mu) / sd
     d2 = (Z ** 2).sum(1)[:, None] - 2 * Z @ Z_train.T + (Z_train ** 2).sum(1)[None]
     train = task.programs(train_split)
-    return [list(train[j]["tokens"]) for j in d2.argmin(1)]
+    order = np.argsort(d2, axis=1, kind="stable")[:, :k]
+    return [[list(train[j]["tokens"]) for j in row] for row in order]
+
+
+def nearest_programs(task, split: str = "eval", train_split: str = "train") -> list[list[str]]:
+    """For every program of ``split``, the tokens of the ``train_split`` program with the
+    nearest standardised weight features."""
+    return [r[0] for r in ranked_programs(task, split, 1, train_split)]

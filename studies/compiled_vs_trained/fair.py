@@ -1,0 +1,165 @@
+"""The fair decompiler benchmark: a split by function, degenerate programs apart, a
+retrieval baseline, and an execution check.
+
+Split. The decompilers of ``decompiler_specs(P, "function")`` train on the decompile task
+split by input/output table (``split_by="function"``): programs computing the same
+function (the same outputs on all 363 inputs of length 1..5) are never on both sides,
+so a held-out program cannot be answered by remembering a twin of it. Degenerate
+programs (output set by the input's length alone) are scored apart.
+
+Methods, each scored by exact match and functional equivalence on the held-out programs:
+  decompiler          greedy decoding of the weights
+  retrieval           the training program with the nearest weight features (no learning)
+  decompiler+check    the greedy decoding and ``fair_samples`` sampled decodings, most
+                      likely first; answer the first whose interpreter outputs equal the
+                      net's own outputs on ``fair_checks`` inputs (the net is run, which
+                      a decompiler given the weights can always do)
+  retrieval+check     the same check over the ``fair_samples + 1`` nearest training programs
+Sizes are the fountain's 2-6 operations (n_ops), inside the meta-models paper's 1-9
+and below TraDe's largest programs: the published numbers are on their own program
+sets and are drawn as reference lines, not matched comparisons.
+
+Tables: decompiler_fair.csv (method, weights, size, degenerate, seed: exact, equivalent,
+parsable, agreed (the answer reproduces the net on the check inputs), n_programs; size
+and degenerate also pooled as "all"; retrieval is deterministic: seed 0 only),
+decompiler_fair_summary.csv (mean over seeds, 95 % bootstrap interval over held-out
+programs, inside [0, 1]), decompiler_fair_dataset.csv.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+
+from studies.compiled_vs_trained.grid import decompile_task
+from studies.compiled_vs_trained.measure import dataset_rows, n_lines
+from studies.compiled_vs_trained.presets import ANCHORS, Preset
+from toymodels import plotting
+from toymodels.compiler import compile_program
+from toymodels.decompile.checks import agrees, check_inputs, first_agreeing, net_outputs
+from toymodels.decompile.evaluate import sample_decode, score
+from toymodels.decompile.retrieval import ranked_programs
+from toymodels.rasp.catalogue import FOUNTAIN_MAX_SEQ_LEN, FOUNTAIN_VOCAB
+from toymodels.runspec import RunSpec
+from toymodels.scramble import scramble
+from toymodels.store import load_model
+from toymodels.tables import select
+
+METHODS = ("decompiler", "decompiler+check", "retrieval", "retrieval+check")
+SCORES = ("exact", "equivalent", "parsable", "agreed")
+N_BOOT = 2000
+
+
+def fair_task(P: Preset, weights: str):
+    return decompile_task(P, weights == "scrambled", split_by="function")
+
+
+def analyse_fair(P: Preset, out: Path, runs: list[RunSpec]) -> dict[str, list[dict]]:
+    """Every method on every held-out program of the function split, clean and scrambled
+    weights: one row per (method, weights, seed, program)."""
+    inputs = check_inputs(P.fair_checks)
+    rows, dataset = [], []
+    for weights in ("clean", "scrambled"):
+        task = fair_task(P, weights)
+        entries = task.programs("eval")
+        nets = []
+        for e in entries:   # the very net whose weight tokens the decompiler reads
+            c = compile_program(e["program"], FOUNTAIN_VOCAB, FOUNTAIN_MAX_SEQ_LEN)
+            nets.append((scramble(c.model, e["seed"]) if weights == "scrambled" else c.model, c))
+        observed = net_outputs(nets, inputs)
+
+        def add(method, seed, e, obs, candidates, weights=weights):
+            # rank: the candidate answered (-1: none agreed, the first one answered)
+            toks, rank = first_agreeing(candidates, inputs, obs) if method.endswith("+check") else (candidates[0], 0)
+            rows.append(dict(method=method, weights=weights, seed=seed, program=e["id"], size=e["n_ops"],
+                             n_lines=n_lines(e["tokens"]), degenerate=e["degenerate"], function=e["function"],
+                             rank=rank, **score(toks, e["tokens"]), agreed=float(agrees(toks, inputs, obs))))
+
+        retrieved = ranked_programs(task, "eval", P.fair_samples + 1)
+        for e, obs, cands in zip(entries, observed, retrieved):
+            add("retrieval", 0, e, obs, cands)
+            add("retrieval+check", 0, e, obs, cands)
+        for spec in (s for s in runs if dict(s.tags)["weights"] == weights):
+            seed = dict(spec.tags)["seed"]
+            decoded = sample_decode(load_model(out, spec), task.weights("eval"), P.fair_samples, task.layout,
+                                    max_len=P.dec_program_tokens + 1, seed=seed)
+            for e, obs, cands in zip(entries, observed, decoded):
+                add("decompiler", seed, e, obs, cands)
+                add("decompiler+check", seed, e, obs, cands)
+        degenerate = {s: float(np.mean([e["degenerate"] for e in task.programs(s)])) for s in ("train", "eval")}
+        dataset += [dict(weights=weights, **r) for r in dataset_rows(task)]
+        dataset += [dict(weights=weights, quantity=f"{s} degenerate fraction", value=v) for s, v in degenerate.items()]
+        dataset += [dict(weights=weights, quantity=f"{s} functions",
+                         value=len({e["function"] for e in task.programs(s)})) for s in ("train", "eval")]
+    return {"programs": rows, "dataset": dataset}
+
+
+def _pooled(rows: list[dict]) -> list[dict]:
+    """Rows again with size and degenerate each also "all"."""
+    return [dict(r, size=s, degenerate=d) for r in rows
+            for s, d in itertools.product((r["size"], "all"), (r["degenerate"], "all"))]
+
+
+def fair_tables(rows: list[dict]) -> dict[str, list[dict]]:
+    """decompiler_fair (per seed) and decompiler_fair_summary (over seeds, with a bootstrap
+    interval over programs) from the per-program rows."""
+    keys = ("method", "weights", "size", "degenerate")
+    groups: dict[tuple, list[dict]] = {}
+    for r in _pooled(rows):
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    per_seed, summary = [], []
+    rng = np.random.default_rng(0)
+    for key, sel in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        seeds = sorted({r["seed"] for r in sel})
+        programs = sorted({r["program"] for r in sel})
+        for seed in seeds:
+            mine = [r for r in sel if r["seed"] == seed]
+            per_seed.append(dict(zip(keys, key), seed=seed, **{m: float(np.mean([r[m] for r in mine]))
+                                                               for m in SCORES}, n_programs=len(mine)))
+        col = {p: i for i, p in enumerate(programs)}
+        for m in SCORES:
+            v_SP = np.full((len(seeds), len(programs)), np.nan)
+            for r in sel:
+                v_SP[seeds.index(r["seed"]), col[r["program"]]] = r[m]
+            v_P = np.nanmean(v_SP, 0)                       # each program's score, averaged over seeds
+            boot = v_P[rng.integers(0, len(v_P), (N_BOOT, len(v_P)))].mean(1)
+            lo, hi = np.percentile(boot, [2.5, 97.5])
+            summary.append(dict(zip(keys, key), metric=m, mean=float(v_P.mean()), lo=float(lo), hi=float(hi),
+                                n=len(programs), seeds=len(seeds),
+                                values=" ".join(f"{np.nanmean(v):.4g}" for v in v_SP)))
+    return {"decompiler_fair": per_seed, "decompiler_fair_summary": summary}
+
+
+METHOD_STYLE = {"decompiler": ("C0", "-"), "decompiler+check": ("C0", "--"),
+                "retrieval": ("C3", "-"), "retrieval+check": ("C3", "--")}
+
+
+def fair_figure(summary: list[dict], path: Path) -> list[Path]:
+    """Held-out exact match and functional equivalence vs program size, non-degenerate
+    programs of the function split: rows clean / scrambled weights, one line per method."""
+    fig, axes = plotting.figure(ncols=2, nrows=2, height=2.4)
+    for i, weights in enumerate(("clean", "scrambled")):
+        for j, metric in enumerate(("exact", "equivalent")):
+            ax = axes[i, j]
+            for method, (color, ls) in METHOD_STYLE.items():
+                sel = [r for r in select(summary, method=method, weights=weights, degenerate=0, metric=metric)
+                       if r["size"] != "all"]
+                sel.sort(key=lambda r: int(r["size"]))
+                if sel:
+                    x = [int(r["size"]) for r in sel]
+                    plotting.band(ax, x, [r["mean"] for r in sel], [r["lo"] for r in sel], [r["hi"] for r in sel],
+                                  n=min(int(r["n"]) for r in sel), label=method, color=color, ls=ls, marker="o",
+                                  ms=2.5)
+            for label, m, theirs, _ in ANCHORS:
+                if m == metric:
+                    ax.axhline(theirs, color="0.5", lw=0.6, ls=":")
+                    ax.annotate(label, (2, theirs), fontsize=6, va="bottom", color="0.4")
+            ax.set_ylim(-0.03, 1.03)
+            ax.set_xlabel("program size (operations)")
+            ax.set_ylabel(f"{metric}, {weights} weights", fontsize=8)
+    plotting.legend(axes[0, 0], fontsize=6)
+    fig.suptitle("fair split (by function), non-degenerate held-out programs; 95% bootstrap over programs\n"
+                 "dotted: published anchors on their own program sets", fontsize=8)
+    return plotting.save(fig, path)
