@@ -35,13 +35,19 @@ scrambled weights, several seeds each. Scored by exact match and functional
 equivalence on held-out programs, by program size, on clean and scrambled weights, and
 applied to the fountain twins (whose programs it never saw in training).
 
+Causal test (interchange.py). For each materialized RASP variable of a library program,
+a subspace of each 1x twin's residual stream is learned (distributed alignment search)
+so that interchanging it between inputs makes the twin output the program's
+counterfactual; scored on held-out pairs against a random subspace of the same size.
+
 Fair benchmark (fair.py). The same decompilers trained on a split by function (no
 input/output table on both sides), degenerate programs scored apart, against a
 nearest-weights retrieval baseline, each with and without an execution check (sampled
 candidates kept only if they reproduce the net's outputs on a few inputs).
 
 Modules, in reading order: presets (the presets and constants), grid (programs, twins,
-decompilers), measure (the post-training analyses), fair (the fair decompiler benchmark),
+decompilers), measure (the post-training analyses), interchange (the causal test), fair
+(the fair decompiler benchmark),
 tables (the summary tables), figures.
 """
 
@@ -53,9 +59,11 @@ from pathlib import Path
 from studies.compiled_vs_trained.fair import analyse_fair
 from studies.compiled_vs_trained.figures import figures
 from studies.compiled_vs_trained.grid import by_program_width, null_partner, programs, slug, specs
+from studies.compiled_vs_trained.interchange import analyse_interchange
 from studies.compiled_vs_trained.measure import (
     DECOMPILER_ANALYSIS,
     FAIR_ANALYSIS,
+    INTERCHANGE_ANALYSIS,
     NULL_INIT_SEED,
     NULLS,
     PROGRAM_ANALYSIS,
@@ -97,3 +105,9 @@ def run(P: Preset, out: Path, progress: bool = True) -> None:
     config = dict(runs=fair_runs, eval=P.fair_eval, samples=P.fair_samples, checks=P.fair_checks,
                   program_tokens=P.dec_program_tokens)
     cached_tables(out, FAIR_ANALYSIS, "decompilers", config, functools.partial(analyse_fair, P, out, fair_runs))
+    for family, program in programs(P):
+        if family == "library":
+            runs = twin_runs[(program, P.ref_width)]
+            config = dict(runs=runs, pairs=P.iia_pairs, test_pairs=P.iia_test_pairs, steps=P.iia_steps)
+            cached_tables(out, INTERCHANGE_ANALYSIS, slug(program), config,
+                          lambda runs=runs, program=program: {"rows": analyse_interchange(P, out, program, runs)})

@@ -8,6 +8,7 @@ import numpy as np
 
 from studies.compiled_vs_trained.fair import fair_figure
 from studies.compiled_vs_trained.grid import short
+from studies.compiled_vs_trained.interchange import interchange_figure
 from studies.compiled_vs_trained.measure import WEIGHT_STATS
 from studies.compiled_vs_trained.presets import ANCHORS, MATCH
 from studies.compiled_vs_trained.tables import quantity_fields
@@ -47,6 +48,8 @@ def figures(table_dir: Path) -> list[Path]:
     paths += nonlinear_gap(layers, table_dir / "nonlinear_gap")
     paths += decompiler_by_size(read_rows(table_dir / "decompiler.csv"), table_dir / "decompiler_by_size")
     paths += decompiler_twins(read_rows(table_dir / "decompiler_twins.csv"), table_dir / "decompiler_twins")
+    if (table_dir / "interchange.csv").exists():
+        paths += interchange_figure(read_rows(table_dir / "interchange.csv"), table_dir / "interchange")
     if (table_dir / "decompiler_fair_summary.csv").exists():
         paths += fair_figure(read_rows(table_dir / "decompiler_fair_summary.csv"), table_dir / "decompiler_fair")
     paths += weight_stats(read_rows(table_dir / "weights.csv"), table_dir / "weight_stats")

@@ -44,8 +44,9 @@ NULL_INIT_SEED = 1000
 DECOMPILER_ANALYSIS = "decompiler"    # one entry: every decompiler
 DECOMPILER_TABLES = ("heldout", "twins", "probes", "dataset")
 FAIR_ANALYSIS = "decompiler_fair"     # one entry: the fair benchmark (fair.py)
+INTERCHANGE_ANALYSIS = "interchange"  # one entry per library program (interchange.py)
 ANALYSIS_TABLES = {PROGRAM_ANALYSIS: PROGRAM_TABLES, DECOMPILER_ANALYSIS: DECOMPILER_TABLES,
-                   FAIR_ANALYSIS: ("programs", "dataset")}
+                   FAIR_ANALYSIS: ("programs", "dataset"), INTERCHANGE_ANALYSIS: ("rows",)}
 WEIGHT_STATS = ("frobenius", "sparsity", "effective_rank_frac", "stable_rank")
 
 

@@ -28,6 +28,9 @@ class Preset:
     fair_eval: int               # programs held out on the fair benchmark's function split
     fair_samples: int            # sampled decodings (and retrieved programs) per net for the execution check
     fair_checks: int             # inputs the execution check runs each net and candidate on
+    iia_pairs: int               # (base, source) pairs of training inputs that fit each interchange subspace
+    iia_test_pairs: int          # pairs of held-out inputs that score it
+    iia_steps: int               # Adam steps of each subspace fit
 
     @property
     def ref_width(self) -> float:
@@ -41,7 +44,7 @@ PRESETS = {
                     max_inputs=256, mlp_steps=300,
                     dec_programs=120, dec_extra_train=0, dec_eval=16, dec_weight_tokens=64, dec_program_tokens=48,
                     dec_d_model=32, dec_layers=1, dec_steps=150, dec_seeds=2,
-                    fair_eval=16, fair_samples=3, fair_checks=4),
+                    fair_eval=16, fair_samples=3, fair_checks=4, iia_pairs=128, iia_test_pairs=64, iia_steps=50),
     # CPU-sized: every library program (all compile at length 5), 30 fountain programs, and
     # the decompiler on the decompile task's default dataset (2000 fountain programs tried).
     # Its weight-token cap is 64, not the task's 128: the sequence is 113 positions instead
@@ -50,7 +53,8 @@ PRESETS = {
                     max_inputs=512, mlp_steps=1000,
                     dec_programs=2000, dec_extra_train=8000, dec_eval=200, dec_weight_tokens=64,
                     dec_program_tokens=48, dec_d_model=64, dec_layers=2, dec_steps=4000, dec_seeds=3,
-                    fair_eval=400, fair_samples=31, fair_checks=8),
+                    fair_eval=400, fair_samples=31, fair_checks=8,
+                    iia_pairs=1024, iia_test_pairs=512, iia_steps=300),
 }
 
 LENGTH = 5              # input tokens after BOS (shuffle_dyck2 is built for 4)

@@ -249,6 +249,29 @@ def test_fair_tables_average_within_seed_then_bootstrap_over_programs():
     assert 0.0 <= s["lo"] < s["mean"] < s["hi"] <= 1.0
 
 
+def test_interchange_rows_score_learned_and_random_subspaces_of_each_variable(tmp_path):
+    from studies.compiled_vs_trained import interchange
+    from toymodels.sweep import run_sweep
+
+    P = dataclasses.replace(SHRUNK, library=("hist",), n_fountain=0, steps=200, iia_pairs=64, iia_test_pairs=32,
+                            iia_steps=20)
+    runs = [s for s in grid.twin_specs(P) if dict(s.tags)["program"] == "hist"]
+    run_sweep(runs, tmp_path, progress=False)
+    rows = interchange.analyse_interchange(P, tmp_path, "hist", runs)
+    scored = [r for r in rows if r["method"]]
+    assert {r["variable"] for r in scored} >= {"hist.attn", "hist"}
+    assert {(r["method"], r["seed"]) for r in scored if r["variable"] == "hist"} == \
+        {(m, s) for m in interchange.METHODS for s in range(P.seeds)}
+    for r in scored:
+        assert 0 <= r["iia_changed"] <= 1 and 0 <= r["floor"] < 1 and r["n_changed"] > 0
+        # iia mixes changed positions (iia_changed) with unchanged ones the floor counts as right
+        assert r["iia"] <= r["floor"] + (1 - r["floor"]) * r["iia_changed"] + 1e-9
+    summary = interchange.interchange_summary(rows)
+    assert {r["n"] for r in summary} == {P.seeds} and all(0 <= r["lo"] <= r["mean"] <= r["hi"] <= 1 for r in summary)
+    paths = interchange.interchange_figure(rows, tmp_path / "interchange")
+    assert all(p.stat().st_size > 5000 for p in paths)
+
+
 def test_decompiler_on_twins_leaves_out_programs_seen_in_training():
     probes = [dict(program=p, source="trained", width=1.0, twin_seed=s, seen_in_training=int(p == "seen"),
                    applicable=int(s == 0)) for p in ("a", "b", "seen") for s in (0, 1)]
