@@ -10,7 +10,12 @@ that variable interchanged: exact by construction). Pairs of the twin's training
 fit the subspace (full-batch Adam, RESTARTS initial bases, the lowest fitting loss kept);
 pairs of its held-out inputs score it.
 
-Scores per (program, variable, seed), learned subspace and a random k-dim subspace:
+The same fit on the compiled net itself, scrambled (residual basis rotated, so the
+variable sits in an unknown subspace), is the positive control: it shows where the
+method can find a variable that is there by construction (net ``scrambled_compiled``;
+compiled attention is saturated, and fits through it can fail).
+
+Scores per (program, variable, net, seed), learned subspace and a random k-dim subspace:
   iia           fraction of output positions equal to the counterfactual
   iia_changed   the same over positions where the counterfactual differs from the base
                 output (what the intervention must change; an intervention that changes
@@ -34,6 +39,7 @@ from toymodels.analysis.activations import collect
 from toymodels.analysis.stats import aggregate
 from toymodels.hooks import forward
 from toymodels.runspec import RunSpec
+from toymodels.scramble import scramble
 from toymodels.store import load_models
 
 CONSTANT_TOL = 1e-6
@@ -86,16 +92,17 @@ def analyse_interchange(P: Preset, out: Path, program: str, runs: list[RunSpec])
         base = dict(program=program, variable=label, kind=kind, layer=layer, k=k, n_positions=int(mask_test.sum()),
                     n_changed=int(changed.sum()), floor=float((cf_test == base_out)[mask_test].mean()))
         if not changed.any():
-            rows.append(dict(base, method="", seed="", iia="", iia_changed="", final_loss=""))
+            rows.append(dict(base, net="", method="", seed="", iia="", iia_changed="", final_loss=""))
             continue
-        for spec, model in zip(runs, models):
-            seed = dict(spec.tags)["seed"]
+        nets = [("twin", dict(spec.tags)["seed"], model) for spec, model in zip(runs, models)]
+        nets.append(("scrambled_compiled", 0, scramble(compiled.model, 0)))
+        for net, seed, model in nets:
             Q, losses = ic.fit_basis(model, layer, k, b_fit, s_fit, cf_fit, mask_fit, n_classes=n_classes,
                                      steps=P.iia_steps, lr=1e-2, restarts=RESTARTS, seed=seed)
             for method, basis, loss in (("learned", Q, float(losses[-1])),
                                         ("random", ic.random_basis(model.cfg.d_model, k, RANDOM_SEED + seed), "")):
                 pred = ic.interchange_logits(model, layer, basis, b_test, s_test)[..., :n_classes].argmax(-1)
-                rows.append(dict(base, method=method, seed=seed, iia=float((pred == cf_test)[mask_test].mean()),
+                rows.append(dict(base, net=net, method=method, seed=seed, iia=float((pred == cf_test)[mask_test].mean()),
                                  iia_changed=float((pred == cf_test)[changed].mean()), final_loss=loss))
     return rows
 
@@ -104,16 +111,18 @@ def interchange_summary(rows: list[dict]) -> list[dict]:
     """Per (program, variable, method, metric): mean over twin seeds with a 95 % interval in
     [0, 1] and the per-seed values."""
     long = [dict(program=r["program"], variable=r["variable"], kind=r["kind"], layer=r["layer"], k=r["k"],
-                 floor=r["floor"], n_changed=r["n_changed"], method=r["method"], seed=r["seed"], metric=m,
-                 value=r[m]) for r in rows if r["method"] for m in ("iia", "iia_changed")]
-    return aggregate(long, ("program", "variable", "kind", "layer", "k", "floor", "n_changed", "method", "metric"),
+                 floor=r["floor"], n_changed=r["n_changed"], net=r["net"], method=r["method"], seed=r["seed"],
+                 metric=m, value=r[m]) for r in rows if r["method"] for m in ("iia", "iia_changed")]
+    return aggregate(long, ("program", "variable", "kind", "layer", "k", "floor", "n_changed", "net", "method",
+                            "metric"),
                      bounds=(0.0, 1.0), points=True)
 
 
 def interchange_figure(rows: list[dict], path: Path) -> list[Path]:
     """Per variable, held-out interchange accuracy on the positions the intervention must
     change: learned subspace vs a random one, one point per twin seed, mean as a bar."""
-    rows = [r for r in rows if r["method"]]
+    control = [r for r in rows if r["net"] == "scrambled_compiled" and r["method"] == "learned"]
+    rows = [r for r in rows if r["net"] == "twin"]
     keys = sorted({(r["program"], r["variable"]) for r in rows})
     fig, axes = plotting.figure(height=2.8, width=max(4.0, 0.32 * len(keys)))
     ax = axes[0, 0]
@@ -124,6 +133,10 @@ def interchange_figure(rows: list[dict], path: Path) -> list[Path]:
             ax.bar(x, np.mean(vals), width=0.3, color=color, alpha=0.5,
                    label=f"{method} subspace (n={len(vals)} seeds)" if i == 0 else None)
             ax.plot([x] * len(vals), vals, "o", ms=2, color=color)
+    for i, key in enumerate(keys):
+        vals = [r["iia_changed"] for r in control if (r["program"], r["variable"]) == key]
+        ax.plot([i] * len(vals), vals, "x", color="k", ms=4,
+                label="learned, scrambled compiled net (positive control)" if i == 0 else None)
     ax.set_xticks(range(len(keys)), [f"{p}: {v}" for p, v in keys], rotation=70, ha="right", fontsize=6)
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("interchange accuracy,\nchanged positions")

@@ -54,7 +54,7 @@ PRESETS = {
                     dec_programs=2000, dec_extra_train=8000, dec_eval=200, dec_weight_tokens=64,
                     dec_program_tokens=48, dec_d_model=64, dec_layers=2, dec_steps=4000, dec_seeds=3,
                     fair_eval=400, fair_samples=31, fair_checks=8,
-                    iia_pairs=1024, iia_test_pairs=512, iia_steps=300),
+                    iia_pairs=512, iia_test_pairs=512, iia_steps=200),
 }
 
 LENGTH = 5              # input tokens after BOS (shuffle_dyck2 is built for 4)

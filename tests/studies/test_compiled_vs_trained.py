@@ -260,14 +260,15 @@ def test_interchange_rows_score_learned_and_random_subspaces_of_each_variable(tm
     rows = interchange.analyse_interchange(P, tmp_path, "hist", runs)
     scored = [r for r in rows if r["method"]]
     assert {r["variable"] for r in scored} >= {"hist.attn", "hist"}
-    assert {(r["method"], r["seed"]) for r in scored if r["variable"] == "hist"} == \
-        {(m, s) for m in interchange.METHODS for s in range(P.seeds)}
+    assert {(r["net"], r["method"], r["seed"]) for r in scored if r["variable"] == "hist"} == \
+        {("twin", m, s) for m in interchange.METHODS for s in range(P.seeds)} | \
+        {("scrambled_compiled", m, 0) for m in interchange.METHODS}
     for r in scored:
         assert 0 <= r["iia_changed"] <= 1 and 0 <= r["floor"] < 1 and r["n_changed"] > 0
         # iia mixes changed positions (iia_changed) with unchanged ones the floor counts as right
         assert r["iia"] <= r["floor"] + (1 - r["floor"]) * r["iia_changed"] + 1e-9
     summary = interchange.interchange_summary(rows)
-    assert {r["n"] for r in summary} == {P.seeds} and all(0 <= r["lo"] <= r["mean"] <= r["hi"] <= 1 for r in summary)
+    assert {(r["net"], r["n"]) for r in summary} == {("twin", P.seeds), ("scrambled_compiled", 1)} and all(0 <= r["lo"] <= r["mean"] <= r["hi"] <= 1 for r in summary)
     paths = interchange.interchange_figure(rows, tmp_path / "interchange")
     assert all(p.stat().st_size > 5000 for p in paths)
 
