@@ -102,8 +102,9 @@ def analyse_interchange(P: Preset, out: Path, program: str, runs: list[RunSpec])
             for method, basis, loss in (("learned", Q, float(losses[-1])),
                                         ("random", ic.random_basis(model.cfg.d_model, k, RANDOM_SEED + seed), "")):
                 pred = ic.interchange_logits(model, layer, basis, b_test, s_test)[..., :n_classes].argmax(-1)
-                rows.append(dict(base, net=net, method=method, seed=seed, iia=float((pred == cf_test)[mask_test].mean()),
-                                 iia_changed=float((pred == cf_test)[changed].mean()), final_loss=loss))
+                right = pred == cf_test
+                rows.append(dict(base, net=net, method=method, seed=seed, iia=float(right[mask_test].mean()),
+                                 iia_changed=float(right[changed].mean()), final_loss=loss))
     return rows
 
 

@@ -268,7 +268,8 @@ def test_interchange_rows_score_learned_and_random_subspaces_of_each_variable(tm
         # iia mixes changed positions (iia_changed) with unchanged ones the floor counts as right
         assert r["iia"] <= r["floor"] + (1 - r["floor"]) * r["iia_changed"] + 1e-9
     summary = interchange.interchange_summary(rows)
-    assert {(r["net"], r["n"]) for r in summary} == {("twin", P.seeds), ("scrambled_compiled", 1)} and all(0 <= r["lo"] <= r["mean"] <= r["hi"] <= 1 for r in summary)
+    assert {(r["net"], r["n"]) for r in summary} == {("twin", P.seeds), ("scrambled_compiled", 1)}
+    assert all(0 <= r["lo"] <= r["mean"] <= r["hi"] <= 1 for r in summary)
     paths = interchange.interchange_figure(rows, tmp_path / "interchange")
     assert all(p.stat().st_size > 5000 for p in paths)
 
