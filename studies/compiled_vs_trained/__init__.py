@@ -105,6 +105,11 @@ def run(P: Preset, out: Path, progress: bool = True) -> None:
     config = dict(runs=fair_runs, eval=P.fair_eval, samples=P.fair_samples, checks=P.fair_checks,
                   program_tokens=P.dec_program_tokens)
     cached_tables(out, FAIR_ANALYSIS, "decompilers", config, functools.partial(analyse_fair, P, out, fair_runs))
+    run_interchange(P, out, twin_runs)
+
+
+def run_interchange(P: Preset, out: Path, twin_runs) -> None:
+    """The causal test of every library program (cached per program): trains nothing."""
     for family, program in programs(P):
         if family == "library":
             runs = twin_runs[(program, P.ref_width)]
