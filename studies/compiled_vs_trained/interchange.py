@@ -36,7 +36,7 @@ from studies.compiled_vs_trained.presets import Preset
 from toymodels import plotting
 from toymodels.analysis import interchange as ic
 from toymodels.analysis.activations import collect
-from toymodels.analysis.stats import aggregate
+from toymodels.analysis.stats import aggregate, seed_means
 from toymodels.hooks import forward
 from toymodels.runspec import RunSpec
 from toymodels.scramble import scramble
@@ -108,14 +108,35 @@ def analyse_interchange(P: Preset, out: Path, program: str, runs: list[RunSpec])
     return rows
 
 
+def with_roles(rows: list[dict]) -> list[dict]:
+    """Rows with ``role``: input (tokens, indices), output (the program's own output SOp, at
+    the compiled net's last layer: any twin that solves the task must decode it linearly
+    there) or intermediate (what the test is about)."""
+    sinks = {p: twin_task(p).compile().plan.sink for p in {r["program"] for r in rows}}
+    return [dict(r, role="input" if r["kind"] == "source" else "output" if r["variable"] == sinks[r["program"]]
+                 else "intermediate") for r in rows]
+
+
+def interchange_pooled(rows: list[dict]) -> list[dict]:
+    """Per (net, method, role, metric): the mean over variables within a seed, then mean and
+    95 % interval over seeds (seed_means), variables that change some output only."""
+    long = [dict(net=r["net"], method=r["method"], role=r["role"], seed=r["seed"], metric=m, value=r[m],
+                 variable=f'{r["program"]}:{r["variable"]}') for r in rows if r["method"] for m in ("iia", "iia_changed")]
+    table = seed_means(long, ("net", "method", "role", "metric"), bounds=(0.0, 1.0), points=True)
+    n_vars = {}
+    for r in long:
+        n_vars.setdefault((r["net"], r["method"], r["role"]), set()).add(r["variable"])
+    return [dict(r, variables=len(n_vars[(r["net"], r["method"], r["role"])])) for r in table]
+
+
 def interchange_summary(rows: list[dict]) -> list[dict]:
     """Per (program, variable, method, metric): mean over twin seeds with a 95 % interval in
     [0, 1] and the per-seed values."""
-    long = [dict(program=r["program"], variable=r["variable"], kind=r["kind"], layer=r["layer"], k=r["k"],
+    long = [dict(program=r["program"], variable=r["variable"], kind=r["kind"], role=r["role"], layer=r["layer"], k=r["k"],
                  floor=r["floor"], n_changed=r["n_changed"], net=r["net"], method=r["method"], seed=r["seed"],
                  metric=m, value=r[m]) for r in rows if r["method"] for m in ("iia", "iia_changed")]
-    return aggregate(long, ("program", "variable", "kind", "layer", "k", "floor", "n_changed", "net", "method",
-                            "metric"),
+    return aggregate(long, ("program", "variable", "kind", "role", "layer", "k", "floor", "n_changed", "net",
+                            "method", "metric"),
                      bounds=(0.0, 1.0), points=True)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from studies.compiled_vs_trained.fair import fair_tables
 from studies.compiled_vs_trained.grid import twin_task
-from studies.compiled_vs_trained.interchange import interchange_summary
+from studies.compiled_vs_trained.interchange import interchange_pooled, interchange_summary, with_roles
 from studies.compiled_vs_trained.measure import (
     DECOMPILER_ANALYSIS,
     FAIR_ANALYSIS,
@@ -69,10 +69,11 @@ def summarize(out: Path, table_dir: Path) -> None:
     write("decompiler_twins", twin_table)
     write("decompiler_dataset", read_table(out, DECOMPILER_ANALYSIS, "dataset"))
     write("summary", summary_rows(acc, layers, var, by_size, twin_table))
-    iia = read_table(out, INTERCHANGE_ANALYSIS, "rows")
+    iia = with_roles(read_table(out, INTERCHANGE_ANALYSIS, "rows"))
     if iia:
         write("interchange", iia)
         write("interchange_summary", interchange_summary(iia))
+        write("interchange_pooled", interchange_pooled(iia))
     fair = read_table(out, FAIR_ANALYSIS, "programs")
     if fair:
         for name, rows in fair_tables(fair).items():

@@ -267,6 +267,12 @@ def test_interchange_rows_score_learned_and_random_subspaces_of_each_variable(tm
         assert 0 <= r["iia_changed"] <= 1 and 0 <= r["floor"] < 1 and r["n_changed"] > 0
         # iia mixes changed positions (iia_changed) with unchanged ones the floor counts as right
         assert r["iia"] <= r["floor"] + (1 - r["floor"]) * r["iia_changed"] + 1e-9
+    rows = interchange.with_roles(rows)
+    roles = {r["variable"]: r["role"] for r in rows}
+    assert (roles["hist.attn"], roles["hist"], roles.get("tokens", "input")) == ("intermediate", "output", "input")
+    pooled = interchange.interchange_pooled(rows)
+    assert {(r["net"], r["method"], r["role"]) for r in pooled if r["role"] == "intermediate"} == \
+        {(n, m, "intermediate") for n in ("twin", "scrambled_compiled") for m in interchange.METHODS}
     summary = interchange.interchange_summary(rows)
     assert {(r["net"], r["n"]) for r in summary} == {("twin", P.seeds), ("scrambled_compiled", 1)}
     assert all(0 <= r["lo"] <= r["mean"] <= r["hi"] <= 1 for r in summary)
