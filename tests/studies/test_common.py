@@ -27,9 +27,6 @@ SHRINK = {"quickstart": dict(steps=20, seeds=2),
           "myopia": dict(steps=tuple((f, 8) for f in ("wu", "mult", "pairs", "text", "markov")), wu_ps=(1.0,),
                          betas=(), fillers=(0,), pair_sizes=((1, 16),), text_sizes=((1, 16),), lr_factors=(1.0, 3.0),
                          max_widen=0, bands=(("pairs", (1,)),), eval_batch=16, n_evals=2),
-          "compiled_vs_trained": dict(library=(), n_fountain=1, seeds=2, steps=30, max_inputs=64, mlp_steps=20,
-                                      dec_programs=30, dec_eval=6, dec_weight_tokens=48, dec_program_tokens=40,
-                                      dec_d_model=16, dec_layers=1, dec_steps=5, dec_seeds=2),
           # the base cell alone (count_fraction.csv then says the regression is not estimable), one removal arm
           "backdoors": dict(sizes=(("1L-d16", 1, 16),), insert_steps=(30,), poison_per_batch=(2,), densities=(1,),
                             triggers=("token",), clean_steps=30, clean_lrs=(3e-3,), checkpoints=(10,), n_evals=3,
@@ -49,7 +46,16 @@ def shrunk(study, name: str) -> dict:
     return {"smoke": dataclasses.replace(study.PRESETS["smoke"], **SHRINK[name])}
 
 
-@pytest.mark.parametrize("name", STUDIES)
+# Studies whose own test module runs the same path (smoke preset shrunk, run, tables,
+# figures, then a redraw from the tables alone) with more assertions: not run twice.
+OWN_END_TO_END = {"compiled_vs_trained": "tests/studies/test_compiled_vs_trained.py::test_smoke_path_end_to_end"}
+
+
+def test_every_study_has_a_smoke_path_here_or_in_its_own_module():
+    assert set(SHRINK) | set(OWN_END_TO_END) == set(STUDIES)
+
+
+@pytest.mark.parametrize("name", [s for s in STUDIES if s not in OWN_END_TO_END])
 def test_study_runs_summarises_and_draws(name, tmp_path):
     study = importlib.import_module(f"studies.{name}")
     presets = shrunk(study, name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -404,4 +405,6 @@ def test_smoke_path_end_to_end(tmp_path):
     stamps = [p.stat().st_mtime_ns for p in done]
     cvt.run(SHRUNK, tmp_path, progress=False)
     assert [p.stat().st_mtime_ns for p in done] == stamps
-    # (redrawing from the tables alone, raw runs deleted, is tests/test_studies.py's check)
+    # figures are drawn from the tables alone: delete the raw results and redraw
+    shutil.rmtree(tmp_path / "runs")
+    assert run_study(cvt, "smoke", tmp_path, figures_only=True, presets={"smoke": SHRUNK}) == paths
