@@ -16,8 +16,8 @@ import sweep_worker  # noqa: E402  (its SPECS: the sweep the processes train)
 
 
 def test_multidevice_suite_in_its_own_process():
-    """The runs axis sharded over 8 (forced host) devices gives the single-device numbers."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "TOYMODELS_MULTIDEVICE": "1"}
+    """The runs axis sharded over 4 (forced host) devices gives the single-device numbers."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "TOYMODELS_MULTIDEVICE": "1"}
     tests = Path(__file__).parents[1]
     proc = subprocess.run([sys.executable, "-m", "pytest", "-o", "addopts=", "-p", "no:cacheprovider",
                            str(tests / "multidevice")], env=env, capture_output=True, text=True, cwd=tests.parent)
