@@ -9,7 +9,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 # One CPU device per xdist worker (the workers already share the cores; a device per core
 # would compile every ensemble program once per device). The per-device layout is tested
-# with 8 host devices in tests/multidevice.
+# with 4 host devices in tests/multidevice.
 os.environ.setdefault("TOYMODELS_CPU_DEVICES", "1")
 
 import jax  # noqa: E402
