@@ -20,6 +20,7 @@ the runs it has in the full preset.
   fits.py      decay fits, half-lives and their scaling with size
   sharing.py   part 2: the sharing axis and interference arms (run graph and tables)
   ladder.py    part 2: the intervention ladder on the dropped models (gated or scrambled?)
+  patching.py  part 2: cross-model activation patching (where in the dropped model X is lost)
   tables.py    summarize: the summary tables
   figures.py   one function per figure, from the tables alone
 """
@@ -29,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from studies.ood_decay import ladder, sharing
+from studies.ood_decay import ladder, patching, sharing
 from studies.ood_decay.figures import figures
 from studies.ood_decay.grid import specs
 from studies.ood_decay.measure import MEASURED, measure_models
@@ -53,3 +54,5 @@ def run(P: Preset, out: Path, progress: bool = True) -> None:
     part2 = sharing.specs(P.sharing) + ladder.specs(P.sharing) if P.sharing else []
     run_sweep(case_specs + part2, out, progress=progress)
     measure_models([s for s in case_specs if dict(s.tags)["role"] in MEASURED], Path(out))
+    if P.sharing:
+        patching.measure(P.sharing, Path(out), part2)

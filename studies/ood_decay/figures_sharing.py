@@ -7,6 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from studies.ood_decay import patching
 from toymodels import plotting
 from toymodels.tables import select
 
@@ -17,7 +18,8 @@ ARM_TITLES = {"same": "same: kept compute a+b", "interfere": "interfere: kept co
 def figures(tables, d: Path) -> list[Path]:
     if not tables.get("sharing_summary"):
         return []
-    return fig_final(tables, d) + fig_survival(tables, d) + fig_curves(tables, d) + fig_ladder(tables, d)
+    return (fig_final(tables, d) + fig_survival(tables, d) + fig_curves(tables, d) + fig_ladder(tables, d)
+            + (patching.figure(tables["patching_summary"], d) if tables.get("patching_summary") else []))
 
 
 def _save(fig, axes, ylabel: str, title: str, path: Path) -> list[Path]:

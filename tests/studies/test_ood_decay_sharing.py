@@ -187,3 +187,36 @@ def test_ladder_rows_pair_each_seed_with_its_never_saw_x_control():
     assert adv["n"] == 3 and -1 <= adv["lo"] < adv["mean"] < adv["hi"] <= 1
     assert ladder.smallest_recovering_rung(summary, "same", 1.0) == "unembed"
     assert ladder.smallest_recovering_rung(summary, "same", 1.0, margin=0.9) is None
+
+
+
+def test_patching_replaces_the_stream_and_the_receiver_runs_on_from_there():
+    """b, and a = b with another embedding: they differ only before the first residual
+    point, so b given a's stream at any point outputs exactly what a does; b given its own
+    stream outputs its own output."""
+    from flax import nnx
+
+    from studies.ood_decay import patching
+    from toymodels.analysis.activations import default_layers
+    from toymodels.model import init_model
+    from toymodels.params import build_model, model_params
+
+    tasks = sharing.arm_tasks("interfere", 0.5, 3)
+    cfg = sharing.arm_model(dataclasses.replace(PRESETS["smoke"].sharing, n_layers=1, d_model=16), tasks)
+    b = init_model(cfg, seed=0)
+    params = dict(model_params(b), W_E=model_params(init_model(cfg, seed=1))["W_E"])
+    a = build_model(cfg, params)
+    batch = dict(tasks)[tasks[-2][0]].full_batch("train")
+    points = tuple(default_layers(b))
+    (ga, sa), (gb, sb) = nnx.split(a), nnx.split(b)
+    out_a, acts_a = patching._programs(ga, points)[0](sa, batch.inputs)
+    out_b, acts_b = patching._programs(gb, points)[0](sb, batch.inputs)
+    patched = patching._programs(gb, points)[1]
+    assert not np.allclose(np.asarray(out_a), np.asarray(out_b), atol=1e-3)
+    for point in points:
+        np.testing.assert_allclose(np.asarray(patched(sb, batch.inputs, acts_a[point], point)), np.asarray(out_a),
+                                   atol=1e-5)
+    np.testing.assert_allclose(np.asarray(patched(sb, batch.inputs, acts_b[points[1]], points[1])), np.asarray(out_b),
+                               atol=1e-5)
+    assert patching._exact(out_a, batch) == float(np.mean(np.all(
+        (np.asarray(out_a).argmax(-1) == np.asarray(batch.targets)) | (np.asarray(batch.mask) == 0), axis=-1)))

@@ -1,0 +1,131 @@
+"""Part 2, cross-model activation patching: where is X lost in the dropped model?
+
+For every sharing cell (arm, sharing, seed), the residual stream at one point (after the
+embedding, after attention, after the MLP: every position) is taken from one model and
+put into another, which runs on from there; X's exact match on its trained pairs (and on
+its held-out pairs) is read from the receiving model's output:
+  pre_into_drop    the dropped model's later layers on the pre-drop model's stream: high
+                   where everything after the point still computes X (the damage is before it)
+  drop_into_pre    the pre-drop model's later layers on the dropped model's stream: low where
+                   the dropped stream at that point has lost what X needs
+  pre_into_never   the control: a model that never saw X, on the pre-drop stream
+The last point (after the MLP) leaves only the final norm and unembedding to the receiver:
+pre_into_drop there reads "is the dropped readout intact?". No training; each cell is an
+AnalysisCache entry.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import jax
+from flax import nnx
+
+from studies.ood_decay import sharing
+from studies.ood_decay.presets import Sharing
+from toymodels.analyses import AnalysisCache
+from toymodels.analysis.activations import default_layers
+from toymodels.analysis.stats import aggregate
+from toymodels.hooks import patch, run_with_cache, run_with_interventions
+from toymodels.runspec import RunSpec
+from toymodels.store import load_model
+from toymodels.tasks.base import metrics
+
+CACHE = "patching"
+DIRECTIONS = {"pre_into_drop": ("pre", "drop"), "drop_into_pre": ("drop", "pre"), "pre_into_never": ("pre", "never")}
+SPLITS = {"train": "trained pairs", "eval": "held-out pairs"}
+
+
+@functools.lru_cache(maxsize=16)
+def _programs(graphdef, points: tuple[str, ...]):
+    @jax.jit
+    def cache(state, inputs):
+        out, acts = run_with_cache(nnx.merge(graphdef, state), inputs, points)
+        return out, acts
+
+    @functools.partial(jax.jit, static_argnums=3)
+    def patched(state, inputs, value, point):
+        return run_with_interventions(nnx.merge(graphdef, state), inputs, {point: patch(value)})
+    return cache, patched
+
+
+def _exact(outputs, batch) -> float:
+    return float(metrics(outputs, batch, "xent")["exact"])
+
+
+def cell_rows(S: Sharing, out: Path, by_id: dict[str, RunSpec], arm: str, s: float, seed: int) -> list[dict]:
+    tasks = sharing.arm_tasks(arm, s, S.n_languages)
+    task = dict(tasks)[tasks[-2][0]]
+    prefix = f"sharing_{arm}_s{s:g}_seed{seed}"
+    models = {role: load_model(out, by_id[f"{prefix}_{role}"]) for role in ("pre", "drop", "never")}
+    points = tuple(default_layers(models["pre"]))
+    split = {role: nnx.split(m) for role, m in models.items()}
+    rows = []
+    for name in SPLITS:
+        batch = task.full_batch(name)
+        outs, acts = {}, {}
+        for role, (graphdef, state) in split.items():
+            outs[role], acts[role] = _programs(graphdef, points)[0](state, batch.inputs)
+        base = {role: _exact(o, batch) for role, o in outs.items()}
+        for direction, (src, dst) in DIRECTIONS.items():
+            graphdef, state = split[dst]
+            for i, point in enumerate(points):
+                o = _programs(graphdef, points)[1](state, batch.inputs, acts[src][point], point)
+                rows.append(dict(arm=arm, sharing=s, seed=seed, pairs=name, direction=direction, point=point,
+                                 point_index=i, exact=_exact(o, batch), source_exact=base[src],
+                                 receiver_exact=base[dst]))
+    return rows
+
+
+def measure(S: Sharing, out: Path, specs: list[RunSpec]) -> None:
+    """Every cell's rows, cached (valid for the three runs' configs)."""
+    by_id = {s.run_id: s for s in specs}
+    cache = AnalysisCache(out, CACHE)
+    for arm in S.arms:
+        for s in S.sharing:
+            for seed in range(S.seeds):
+                prefix = f"sharing_{arm}_s{s:g}_seed{seed}"
+                config = [by_id[f"{prefix}_{r}"].config() for r in ("pre", "drop", "never")]
+                cache.rows(f"{prefix}", config, lambda a=arm, v=s, k=seed: cell_rows(S, out, by_id, a, v, k))
+
+
+def tables(out: Path) -> dict[str, list[dict]]:
+    rows = AnalysisCache(out, CACHE).all_rows()
+    if not rows:
+        return {}
+    long = [dict(arm=r["arm"], sharing=r["sharing"], pairs=r["pairs"], direction=r["direction"], point=r["point"],
+                 point_index=r["point_index"], quantity=q, value=r[q]) for r in rows
+            for q in ("exact", "source_exact", "receiver_exact")]
+    summary = aggregate(long, ("arm", "sharing", "pairs", "direction", "point_index", "point", "quantity"),
+                        bounds=(0.0, 1.0), points=True)
+    return {"patching": rows, "patching_summary": summary}
+
+
+def figure(summary: list[dict], d: Path) -> list[Path]:
+    """X's exact match (trained pairs) after patching, vs the point patched, one panel per
+    arm, one line per direction, at every sharing value (line shade: darker = more sharing)."""
+    from toymodels import plotting  # matplotlib only where figures are drawn
+
+    arms = [a for a in sharing.ARMS if any(r["arm"] == a for r in summary)]
+    fig, axes = plotting.figure(ncols=len(arms), width=3.0)
+    colors = {"pre_into_drop": "C0", "drop_into_pre": "C3", "pre_into_never": "0.5"}
+    for ax, arm in zip(axes[0], arms):
+        values = sorted({r["sharing"] for r in summary if r["arm"] == arm})
+        for direction, color in colors.items():
+            for j, s in enumerate(values):
+                sel = sorted((r for r in summary if (r["arm"], r["sharing"], r["pairs"], r["direction"], r["quantity"])
+                              == (arm, s, "train", direction, "exact")), key=lambda r: r["point_index"])
+                if sel:
+                    alpha = 0.35 + 0.65 * (j + 1) / len(values)
+                    ax.plot([r["point_index"] for r in sel], [r["mean"] for r in sel], "o-", ms=2.5, color=color,
+                            alpha=alpha, label=f"{direction} (n={sel[0]['n']})" if j == len(values) - 1 else None)
+        names = sorted({(r["point_index"], r["point"].split(".")[-1]) for r in summary if r["arm"] == arm})
+        ax.set_xticks([i for i, _ in names], [n for _, n in names], fontsize=7)
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_title(arm, fontsize=8)
+        ax.set_xlabel("residual point patched")
+    axes[0, 0].set_ylabel("X exact match (trained pairs)")
+    plotting.legend(axes[0, -1], fontsize=6)
+    fig.suptitle("cross-model patching; shade: sharing (light 0 -> dark 1); means over seeds", fontsize=8)
+    return plotting.save(fig, d / "patching")
