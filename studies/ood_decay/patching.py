@@ -20,6 +20,7 @@ import functools
 from pathlib import Path
 
 import jax
+import numpy as np
 from flax import nnx
 
 from studies.ood_decay import sharing
@@ -102,30 +103,38 @@ def tables(out: Path) -> dict[str, list[dict]]:
     return {"patching": rows, "patching_summary": summary}
 
 
+FIGURE_SHARING = (0.5, 1.0)   # the figure's sharing values (every value is in the table)
+
+
 def figure(summary: list[dict], d: Path) -> list[Path]:
-    """X's exact match (trained pairs) after patching, vs the point patched, one panel per
-    arm, one line per direction, at every sharing value (line shade: darker = more sharing)."""
-    from toymodels import plotting  # matplotlib only where figures are drawn
+    """X's exact match (trained pairs) after patching vs the point patched: one panel per
+    (sharing, arm) at sharing 0.5 and 1, one line per direction (mean) and every seed."""
+    from toymodels import plotting   # matplotlib only where figures are drawn
 
     arms = [a for a in sharing.ARMS if any(r["arm"] == a for r in summary)]
-    fig, axes = plotting.figure(ncols=len(arms), width=3.0)
+    values = [v for v in FIGURE_SHARING if any(r["sharing"] == v for r in summary)] or \
+        sorted({r["sharing"] for r in summary})[-1:]
+    fig, axes = plotting.figure(ncols=len(arms), nrows=len(values), width=2.8, height=2.2)
     colors = {"pre_into_drop": "C0", "drop_into_pre": "C3", "pre_into_never": "0.5"}
-    for ax, arm in zip(axes[0], arms):
-        values = sorted({r["sharing"] for r in summary if r["arm"] == arm})
-        for direction, color in colors.items():
-            for j, s in enumerate(values):
+    for row, s in enumerate(values):
+        for ax, arm in zip(axes[row], arms):
+            for k, (direction, color) in enumerate(colors.items()):
                 sel = sorted((r for r in summary if (r["arm"], r["sharing"], r["pairs"], r["direction"], r["quantity"])
                               == (arm, s, "train", direction, "exact")), key=lambda r: r["point_index"])
-                if sel:
-                    alpha = 0.35 + 0.65 * (j + 1) / len(values)
-                    ax.plot([r["point_index"] for r in sel], [r["mean"] for r in sel], "o-", ms=2.5, color=color,
-                            alpha=alpha, label=f"{direction} (n={sel[0]['n']})" if j == len(values) - 1 else None)
-        names = sorted({(r["point_index"], r["point"].split(".")[-1]) for r in summary if r["arm"] == arm})
-        ax.set_xticks([i for i, _ in names], [n for _, n in names], fontsize=7)
-        ax.set_ylim(-0.03, 1.03)
-        ax.set_title(arm, fontsize=8)
+                if not sel:
+                    continue
+                x = np.array([r["point_index"] for r in sel]) + (k - 1) * 0.08
+                ax.plot(x, [r["mean"] for r in sel], "-", color=color, label=f"{direction} (n={sel[0]['n']})")
+                for xi, r in zip(x, sel):
+                    pts = plotting.seed_values(r)
+                    ax.plot([xi] * len(pts), pts, "o", ms=2, color=color, alpha=0.6)
+            names = sorted({(r["point_index"], r["point"].split(".")[-1]) for r in summary if r["arm"] == arm})
+            ax.set_xticks([i for i, _ in names], [n for _, n in names], fontsize=7)
+            ax.set_ylim(-0.03, 1.03)
+            ax.set_title(f"{arm}, sharing {s:g}", fontsize=8)
+        axes[row, 0].set_ylabel("X exact (trained pairs)", fontsize=8)
+    for ax in axes[-1]:
         ax.set_xlabel("residual point patched")
-    axes[0, 0].set_ylabel("X exact match (trained pairs)")
     plotting.legend(axes[0, -1], fontsize=6)
-    fig.suptitle("cross-model patching; shade: sharing (light 0 -> dark 1); means over seeds", fontsize=8)
+    fig.suptitle("cross-model patching: line = mean, points = seeds", fontsize=8)
     return plotting.save(fig, d / "patching")
