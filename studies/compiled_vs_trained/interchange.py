@@ -45,6 +45,7 @@ from toymodels.store import load_models
 CONSTANT_TOL = 1e-6
 METHODS = ("learned", "random")
 RANDOM_SEED = 100    # random subspaces: seeds 100 + twin seed
+CONTROL_FOUND = 0.9  # the positive control "found" a variable at this held-out iia_changed
 RESTARTS = 3         # initial bases per fit, the lowest final fitting loss kept
 
 
@@ -111,22 +112,32 @@ def analyse_interchange(P: Preset, out: Path, program: str, runs: list[RunSpec])
 def with_roles(rows: list[dict]) -> list[dict]:
     """Rows with ``role``: input (tokens, indices), output (the program's own output SOp, at
     the compiled net's last layer: any twin that solves the task must decode it linearly
-    there) or intermediate (what the test is about)."""
+    there) or intermediate (what the test is about); and ``control_found``: whether the fit
+    found the variable in the scrambled compiled net (iia_changed >= CONTROL_FOUND), i.e.
+    whether a miss on a twin can be read as the twin lacking it rather than the fit failing."""
     sinks = {p: twin_task(p).compile().plan.sink for p in {r["program"] for r in rows}}
+    control = {(r["program"], r["variable"]): r["iia_changed"] for r in rows
+               if (r["net"], r["method"]) == ("scrambled_compiled", "learned")}
     return [dict(r, role="input" if r["kind"] == "source" else "output" if r["variable"] == sinks[r["program"]]
-                 else "intermediate") for r in rows]
+                 else "intermediate",
+                 control_found=int(control.get((r["program"], r["variable"]), 0.0) >= CONTROL_FOUND))
+            for r in rows]
 
 
 def interchange_pooled(rows: list[dict]) -> list[dict]:
-    """Per (net, method, role, metric): the mean over variables within a seed, then mean and
-    95 % interval over seeds (seed_means), variables that change some output only."""
-    long = [dict(net=r["net"], method=r["method"], role=r["role"], seed=r["seed"], metric=m, value=r[m],
-                 variable=f'{r["program"]}:{r["variable"]}') for r in rows if r["method"] for m in ("iia", "iia_changed")]
-    table = seed_means(long, ("net", "method", "role", "metric"), bounds=(0.0, 1.0), points=True)
-    n_vars = {}
+    """Per (net, method, role, control_found (0, 1 or "all"), metric): the mean over variables
+    within a seed, then mean and 95 % interval over seeds (seed_means), variables that change
+    some output only."""
+    keys = ("net", "method", "role", "control_found")
+    long = [dict(net=r["net"], method=r["method"], role=r["role"], control_found=r["control_found"], seed=r["seed"],
+                 metric=m, value=r[m], variable=f'{r["program"]}:{r["variable"]}')
+            for r in rows if r["method"] for m in ("iia", "iia_changed")]
+    long += [dict(r, control_found="all") for r in long]
+    table = seed_means(long, (*keys, "metric"), bounds=(0.0, 1.0), points=True)
+    n_vars: dict[tuple, set] = {}
     for r in long:
-        n_vars.setdefault((r["net"], r["method"], r["role"]), set()).add(r["variable"])
-    return [dict(r, variables=len(n_vars[(r["net"], r["method"], r["role"])])) for r in table]
+        n_vars.setdefault(tuple(r[k] for k in keys), set()).add(r["variable"])
+    return [dict(r, variables=len(n_vars[tuple(r[k] for k in keys)])) for r in table]
 
 
 def interchange_summary(rows: list[dict]) -> list[dict]:
