@@ -143,8 +143,8 @@ def interchange_pooled(rows: list[dict]) -> list[dict]:
 def interchange_summary(rows: list[dict]) -> list[dict]:
     """Per (program, variable, method, metric): mean over twin seeds with a 95 % interval in
     [0, 1] and the per-seed values."""
-    long = [dict(program=r["program"], variable=r["variable"], kind=r["kind"], role=r["role"], layer=r["layer"], k=r["k"],
-                 floor=r["floor"], n_changed=r["n_changed"], net=r["net"], method=r["method"], seed=r["seed"],
+    long = [dict(program=r["program"], variable=r["variable"], kind=r["kind"], role=r["role"], layer=r["layer"],
+                 k=r["k"], floor=r["floor"], n_changed=r["n_changed"], net=r["net"], method=r["method"], seed=r["seed"],
                  metric=m, value=r[m]) for r in rows if r["method"] for m in ("iia", "iia_changed")]
     return aggregate(long, ("program", "variable", "kind", "role", "layer", "k", "floor", "n_changed", "net",
                             "method", "metric"),
