@@ -25,6 +25,7 @@ from flax import nnx
 
 from studies.ood_decay import sharing
 from studies.ood_decay.presets import Sharing
+from toymodels import plotting
 from toymodels.analyses import AnalysisCache
 from toymodels.analysis.activations import default_layers
 from toymodels.analysis.stats import aggregate
@@ -109,7 +110,6 @@ FIGURE_SHARING = (0.5, 1.0)   # the figure's sharing values (every value is in t
 def figure(summary: list[dict], d: Path) -> list[Path]:
     """X's exact match (trained pairs) after patching vs the point patched: one panel per
     (sharing, arm) at sharing 0.5 and 1, one line per direction (mean) and every seed."""
-    from toymodels import plotting  # matplotlib only where figures are drawn
 
     arms = [a for a in sharing.ARMS if any(r["arm"] == a for r in summary)]
     values = [v for v in FIGURE_SHARING if any(r["sharing"] == v for r in summary)] or \
