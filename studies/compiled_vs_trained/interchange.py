@@ -152,27 +152,30 @@ def interchange_summary(rows: list[dict]) -> list[dict]:
 
 
 def interchange_figure(rows: list[dict], path: Path) -> list[Path]:
-    """Per variable, held-out interchange accuracy on the positions the intervention must
-    change: learned subspace vs a random one, one point per twin seed, mean as a bar."""
+    """Per variable (one row each, grouped by program), held-out interchange accuracy on the
+    positions the intervention must change: learned subspace vs a random one (bars: mean
+    over twin seeds, dots: each seed), and the learned fit on the scrambled compiled net
+    (x: the positive control)."""
     control = [r for r in rows if r["net"] == "scrambled_compiled" and r["method"] == "learned"]
     rows = [r for r in rows if r["net"] == "twin"]
-    keys = sorted({(r["program"], r["variable"]) for r in rows})
-    fig, axes = plotting.figure(height=2.8, width=max(4.0, 0.32 * len(keys)))
+    keys = sorted({(r["program"], r["variable"]) for r in rows}, reverse=True)
+    fig, axes = plotting.figure(width=5.0, height=max(2.5, 0.16 * len(keys)))
     ax = axes[0, 0]
     for j, (method, color) in enumerate((("learned", "C0"), ("random", "0.5"))):
         for i, key in enumerate(keys):
             vals = [r["iia_changed"] for r in rows if (r["program"], r["variable"], r["method"]) == (*key, method)]
-            x = i + (j - 0.5) * 0.3
-            ax.bar(x, np.mean(vals), width=0.3, color=color, alpha=0.5,
-                   label=f"{method} subspace (n={len(vals)} seeds)" if i == 0 else None)
-            ax.plot([x] * len(vals), vals, "o", ms=2, color=color)
+            y = i + (0.5 - j) * 0.35
+            ax.barh(y, np.mean(vals), height=0.35, color=color, alpha=0.5,
+                    label=f"{method} subspace, twins (bar: mean of n={len(vals)} seeds; dots: seeds)" if i == 0 else None)
+            ax.plot(vals, [y] * len(vals), "o", ms=2, color=color)
     for i, key in enumerate(keys):
         vals = [r["iia_changed"] for r in control if (r["program"], r["variable"]) == key]
-        ax.plot([i] * len(vals), vals, "x", color="k", ms=4,
+        ax.plot(vals, [i] * len(vals), "x", color="k", ms=4,
                 label="learned, scrambled compiled net (positive control)" if i == 0 else None)
-    ax.set_xticks(range(len(keys)), [f"{p}: {v}" for p, v in keys], rotation=70, ha="right", fontsize=6)
-    ax.set_ylim(0, 1.02)
-    ax.set_ylabel("interchange accuracy,\nchanged positions")
-    plotting.legend(ax, fontsize=6)
-    ax.set_title("1x twins, held-out input pairs; points: twin seeds, bars: their mean", fontsize=8)
+    ax.set_yticks(range(len(keys)), [f"{p}: {v}" for p, v in keys], fontsize=6)
+    ax.set_ylim(-0.7, len(keys) - 0.3)
+    ax.set_xlim(0, 1.02)
+    ax.set_xlabel("interchange accuracy on changed positions (held-out pairs)")
+    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.9 / max(2.5, 0.16 * len(keys))), ncol=1)
+    ax.set_title("causal test: 1x twins vs the compiled variables", fontsize=8)
     return plotting.save(fig, path)
