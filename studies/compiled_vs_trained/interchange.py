@@ -165,8 +165,8 @@ def interchange_figure(rows: list[dict], path: Path) -> list[Path]:
         for i, key in enumerate(keys):
             vals = [r["iia_changed"] for r in rows if (r["program"], r["variable"], r["method"]) == (*key, method)]
             y = i + (0.5 - j) * 0.35
-            ax.barh(y, np.mean(vals), height=0.35, color=color, alpha=0.5,
-                    label=f"{method} subspace, twins (bar: mean of n={len(vals)} seeds; dots: seeds)" if i == 0 else None)
+            label = f"{method} subspace, twins (bar: mean of n={len(vals)} seeds; dots: seeds)"
+            ax.barh(y, np.mean(vals), height=0.35, color=color, alpha=0.5, label=label if i == 0 else None)
             ax.plot(vals, [y] * len(vals), "o", ms=2, color=color)
     for i, key in enumerate(keys):
         vals = [r["iia_changed"] for r in control if (r["program"], r["variable"]) == key]
