@@ -72,10 +72,15 @@ def analyse_fair(P: Preset, out: Path, runs: list[RunSpec]) -> dict[str, list[di
 
         def add(method, seed, e, obs, candidates, weights=weights):
             # rank: the candidate answered (-1: none agreed, the first one answered)
-            toks, rank = first_agreeing(candidates, inputs, obs) if method.endswith("+check") else (candidates[0], 0)
+            if method.endswith("+check"):
+                toks, rank = first_agreeing(candidates, inputs, obs)
+                agreed = rank >= 0                       # the check already ran every candidate it tried
+            else:
+                toks, rank = candidates[0], 0
+                agreed = agrees(toks, inputs, obs)
             rows.append(dict(method=method, weights=weights, seed=seed, program=e["id"], size=e["n_ops"],
                              n_lines=n_lines(e["tokens"]), degenerate=e["degenerate"], function=e["function"],
-                             rank=rank, **score(toks, e["tokens"]), agreed=float(agrees(toks, inputs, obs))))
+                             rank=rank, **score(toks, e["tokens"]), agreed=float(agreed)))
 
         retrieved = ranked_programs(task, "eval", P.fair_samples + 1)
         for e, obs, cands in zip(entries, observed, retrieved):
