@@ -61,14 +61,19 @@ def fit(trainer: Trainer, runs: Runs, directory: str | os.PathLike, *, progress:
         state, log = restored if restored is not None else (start, None)
         if restored is not None:
             print(f"resuming from step {state.step} ({directory})", flush=True)
+        origin = None
+        if trainer.train_cfg.displacement and restored is not None:   # where the runs started
+            origin = (start if start is not None else trainer.init(runs)).params
         state = state if state is not None else trainer.init(runs)
         if restored is not None or len(sharding.device_set) > 1:
             # Put the state where the runs live (sharded over the runs axis). On several devices
             # init's output too: XLA leaves most of it replicated on every device, and the first
             # chunk would compile for replicated inputs and the second again for sharded ones.
             state = state._replace(params=place_like(state.params, sharding), opt=place_like(state.opt, sharding))
+            origin = None if origin is None else place_like(origin, sharding)
         if callbacks and jax.process_index() == 0:
             events.append(ChunkEvents(callbacks, group, run_ids, log, state.step))
-        return trainer.train(runs, state, log=log, progress=progress, on_chunk=on_chunk, teacher=teacher)
+        return trainer.train(runs, state, log=log, progress=progress, on_chunk=on_chunk, teacher=teacher,
+                             origin=origin)
     finally:
         ckpt.close()

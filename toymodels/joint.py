@@ -154,7 +154,7 @@ def _programs(mcfg: TransformerConfig, tcfg: TrainConfig, jcfg: JointConfig, tas
         if tcfg.grad_clip > 0:
             norm = optax.tree.norm(gm)
             gm = jax.tree.map(lambda g: g * jnp.minimum(1.0, tcfg.grad_clip / (norm + 1e-12)), gm)
-        updates, mopt = adam.update(gm, mopt)
+        updates, mopt = (gm, mopt) if tcfg.optimizer == "sgd" else adam.update(gm, mopt)
         rate = lr * lr_factor(tcfg, t)
         mparams = jax.tree.map(lambda p, u, decay: p - rate * (u + wd * p) if decay else p - rate * u,
                                mparams, updates, decays)

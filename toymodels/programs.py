@@ -169,7 +169,7 @@ def build_programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tupl
         if tcfg.grad_clip > 0:
             norm = optax.tree.norm(grads)
             grads = jax.tree.map(lambda g: g * jnp.minimum(1.0, tcfg.grad_clip / (norm + 1e-12)), grads)
-        updates, opt = adam.update(grads, opt)
+        updates, opt = (grads, opt) if tcfg.optimizer == "sgd" else adam.update(grads, opt)
         lr = run.lr * lr_factor(tcfg, step)
         params = jax.tree.map(lambda p, u, train, decay: (p - lr * (u + run.weight_decay * p) if decay
                                                           else p - lr * u) if train else p,

@@ -291,7 +291,7 @@ class Trainer:
     def train(self, runs: Runs | None = None, state: TrainState | None = None, *,
               log: TrainLog | None = None, progress: bool = True,
               on_chunk: Callable[[TrainState, TrainLog], None] | None = None,
-              teacher=None) -> TrainResult:
+              teacher=None, origin=None) -> TrainResult:
         """Train to ``train_cfg.steps``; ``state`` (and its ``log``) resume from ``state.step``.
 
         ``on_chunk(state, log)`` runs after every chunk (e.g. to checkpoint), with the
@@ -300,16 +300,28 @@ class Trainer:
         With ``stop_when``, once every run has stopped the remaining chunks are skipped: the
         state jumps to ``steps`` (the frozen params are what those chunks would have left),
         the remaining eval steps record the frozen models, and ``on_chunk`` runs once more
-        with that final state (no new chunk in the log).
+        with that final state (no new chunk in the log). ``origin``: the parameters the runs
+        started from, which ``displacement`` measures from (default: ``state``'s, which must
+        then be at step 0).
         """
         tcfg, rule = self.train_cfg, self.train_cfg.stop_rule()
         runs = runs if runs is not None else self.runs()
         self.check_teacher(runs, teacher)
         programs = self.programs(runs)
-        chunk, evaluate = programs.chunk, programs.evaluate
+        chunk = programs.chunk
         state = state if state is not None else self.init(runs)
         log = log if log is not None else TrainLog()
         eval_sets = self.eval_sets()
+        if tcfg.displacement and origin is None and state.step != 0:
+            raise ConfigError(f"displacement=True: resuming at step {state.step} needs the parameters the runs "
+                              "started from (Trainer.train's origin=)")
+        # a copy: the first chunk donates the state's buffers
+        origin = jax.tree.map(jnp.copy, state.params if origin is None else origin) if tcfg.displacement else None
+
+        def evaluate(params, eval_sets, teacher):
+            ev = programs.evaluate(params, eval_sets, teacher)
+            return ev if origin is None else {**ev, "train": {"displacement": _distance(params, origin)}}
+
         stop = None
         if rule is not None:   # the stop steps live on the device between chunks, and in the log
             log.stop_step = log.stop_step if log.stop_step is not None else np.full(runs.size, NEVER, np.int32)
@@ -372,6 +384,14 @@ class Trainer:
         bar.update(end, float(loss.mean()))
         if on_chunk is not None:
             on_chunk(state, log)
+
+
+@jax.jit
+def _distance(params, origin):
+    """(E,) L2 distance between two parameter trees with a leading runs axis."""
+    sq = [jnp.sum(jnp.square(p - o).reshape(p.shape[0], -1), axis=1)
+          for p, o in zip(jax.tree.leaves(params), jax.tree.leaves(origin))]
+    return jnp.sqrt(sum(sq))
 
 
 def _chunk_bounds(eval_steps: np.ndarray, chunk_steps: int, start: int) -> list[tuple[int, int]]:

@@ -36,10 +36,12 @@ Objective = Literal["data", "distill", "none"]
 OBJECTIVES = get_args(Objective)
 Precision = Literal["fp32", "bf16"]
 PRECISIONS = get_args(Precision)
+Optimizer = Literal["adamw", "sgd"]
+OPTIMIZERS = get_args(Optimizer)
 # Fields added after results and checkpoints were first written: ``as_dict`` leaves them out at
 # their defaults, so a config that does not use them is described (saved, hashed) as before.
 LATER_FIELDS = ("decay", "data_offset", "stop_when", "stop_every", "objective", "init_noise", "precision",
-                "myopic_band")
+                "myopic_band", "optimizer", "displacement")
 _STOP = re.compile(r"\s*(?P<task>.+)\.(?P<metric>[A-Za-z_]\w*)\s*(?P<op>>=|<=)\s*(?P<threshold>\S+)\s*")
 
 
@@ -119,6 +121,13 @@ class TrainConfig:
     # pass in bfloat16 on a bfloat16 copy of the parameters, the loss in float32; the parameters,
     # gradients and optimizer state stay float32). Evaluation always runs in float32.
     precision: Precision = "fp32"
+    # The update rule: "adamw" (Adam's normalised step plus decoupled weight decay) or "sgd"
+    # (plain gradient descent, no momentum: p - lr * (g + wd * p)). Both keep Adam's state
+    # layout, so a run can switch rule from where another stopped (sgd leaves the state as is).
+    optimizer: Optimizer = "adamw"
+    # At every eval, metric "displacement" of task "train": the L2 distance of all parameters
+    # from the run's starting parameters (its init, or its init_from's parameters after init_noise).
+    displacement: bool = False
 
     def __post_init__(self):
         for f, lo in (("steps", 1), ("batch_size", 1), ("chunk_steps", 1), ("n_evals", 1),
@@ -127,7 +136,7 @@ class TrainConfig:
             set_field(self, f, check_int(f, getattr(self, f), lo))
         for f in ("seed", "eval_seed"):
             set_field(self, f, check_seed(f, getattr(self, f)))
-        for f in ("myopic", "grad_diagnostics"):
+        for f in ("myopic", "grad_diagnostics", "displacement"):
             set_field(self, f, check_bool(f, getattr(self, f)))
         # eps > 0: a parameter whose gradient is exactly 0 (the stopped key bias) would get 0/0.
         for f, lo, hi, lo_open, hi_open in (
@@ -158,6 +167,7 @@ class TrainConfig:
         check_choice("decay", self.decay, DECAYS)
         check_choice("objective", self.objective, OBJECTIVES)
         check_choice("precision", self.precision, PRECISIONS)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.objective == "distill" and self.context == "teacher":
             raise ConfigError("objective='distill' with context='teacher' is not supported: a teacher is "
                               "either distilled from or read as context, not both")

@@ -56,7 +56,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from studies.compiled_vs_trained.fair import analyse_fair
+from studies.compiled_vs_trained.fair import analyse_fair, fair_entries
 from studies.compiled_vs_trained.figures import figures
 from studies.compiled_vs_trained.grid import by_program_width, null_partner, programs, slug, specs
 from studies.compiled_vs_trained.interchange import analyse_interchange
@@ -102,9 +102,10 @@ def run(P: Preset, out: Path, progress: bool = True) -> None:
     cached_tables(out, DECOMPILER_ANALYSIS, "decompilers", config,
                   functools.partial(analyse_decompiler, P, out, dec_runs, twin_runs))
     fair_runs = [s for s in all_specs if dict(s.tags)["kind"] == "decompiler_fair"]
-    config = dict(runs=fair_runs, eval=P.fair_eval, samples=P.fair_samples, checks=P.fair_checks,
-                  program_tokens=P.dec_program_tokens)
-    cached_tables(out, FAIR_ANALYSIS, "decompilers", config, functools.partial(analyse_fair, P, out, fair_runs))
+    for key, weights, spec in fair_entries(fair_runs):   # one entry per decompiler: a kill loses one
+        config = dict(run=spec, weights=weights, eval=P.fair_eval, samples=P.fair_samples, checks=P.fair_checks,
+                      program_tokens=P.dec_program_tokens)
+        cached_tables(out, FAIR_ANALYSIS, key, config, functools.partial(analyse_fair, P, out, weights, spec))
     run_interchange(P, out, twin_runs)
 
 

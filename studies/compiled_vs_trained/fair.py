@@ -56,48 +56,59 @@ def fair_task(P: Preset, weights: str):
     return decompile_task(P, weights == "scrambled", split_by="function")
 
 
-def analyse_fair(P: Preset, out: Path, runs: list[RunSpec]) -> dict[str, list[dict]]:
-    """Every method on every held-out program of the function split, clean and scrambled
-    weights: one row per (method, weights, seed, program)."""
+def fair_entries(runs: list[RunSpec]) -> list[tuple[str, str, RunSpec | None]]:
+    """The cache entries of the benchmark, each small enough to lose little to a kill:
+    (key, weights, decompiler run or None for the retrieval baseline and the dataset)."""
+    entries = []
+    for weights in ("clean", "scrambled"):
+        entries.append((f"{weights}-retrieval", weights, None))
+        entries += [(spec.run_id, weights, spec) for spec in runs if dict(spec.tags)["weights"] == weights]
+    return entries
+
+
+def analyse_fair(P: Preset, out: Path, weights: str, spec: RunSpec | None) -> dict[str, list[dict]]:
+    """One method pair on every held-out program of the function split, for one kind of
+    weights: the retrieval baseline (spec None; also the dataset rows) or one decompiler run.
+    One row per (method, weights, seed, program)."""
     inputs = check_inputs(P.fair_checks)
     rows, dataset = [], []
-    for weights in ("clean", "scrambled"):
-        task = fair_task(P, weights)
-        entries = task.programs("eval")
-        nets = []
-        for e in entries:   # the very net whose weight tokens the decompiler reads
-            c = compile_program(e["program"], FOUNTAIN_VOCAB, FOUNTAIN_MAX_SEQ_LEN)
-            nets.append((scramble(c.model, e["seed"]) if weights == "scrambled" else c.model, c))
-        observed = net_outputs(nets, inputs)
+    task = fair_task(P, weights)
+    entries = task.programs("eval")
+    nets = []
+    for e in entries:   # the very net whose weight tokens the decompiler reads
+        c = compile_program(e["program"], FOUNTAIN_VOCAB, FOUNTAIN_MAX_SEQ_LEN)
+        nets.append((scramble(c.model, e["seed"]) if weights == "scrambled" else c.model, c))
+    observed = net_outputs(nets, inputs)
 
-        def add(method, seed, e, obs, candidates, weights=weights):
-            # rank: the candidate answered (-1: none agreed, the first one answered)
-            if method.endswith("+check"):
-                toks, rank = first_agreeing(candidates, inputs, obs)
-                agreed = rank >= 0                       # the check already ran every candidate it tried
-            else:
-                toks, rank = candidates[0], 0
-                agreed = agrees(toks, inputs, obs)
-            rows.append(dict(method=method, weights=weights, seed=seed, program=e["id"], size=e["n_ops"],
-                             n_lines=n_lines(e["tokens"]), degenerate=e["degenerate"], function=e["function"],
-                             rank=rank, **score(toks, e["tokens"]), agreed=float(agreed)))
+    def add(method, seed, e, obs, candidates):
+        # rank: the candidate answered (-1: none agreed, the first one answered)
+        if method.endswith("+check"):
+            toks, rank = first_agreeing(candidates, inputs, obs)
+            agreed = rank >= 0                       # the check already ran every candidate it tried
+        else:
+            toks, rank = candidates[0], 0
+            agreed = agrees(toks, inputs, obs)
+        rows.append(dict(method=method, weights=weights, seed=seed, program=e["id"], size=e["n_ops"],
+                         n_lines=n_lines(e["tokens"]), degenerate=e["degenerate"], function=e["function"],
+                         rank=rank, **score(toks, e["tokens"]), agreed=float(agreed)))
 
+    if spec is None:
         retrieved = ranked_programs(task, "eval", P.fair_samples + 1)
         for e, obs, cands in zip(entries, observed, retrieved):
             add("retrieval", 0, e, obs, cands)
             add("retrieval+check", 0, e, obs, cands)
-        for spec in (s for s in runs if dict(s.tags)["weights"] == weights):
-            seed = dict(spec.tags)["seed"]
-            decoded = sample_decode(load_model(out, spec), task.weights("eval"), P.fair_samples, task.layout,
-                                    max_len=P.dec_program_tokens + 1, seed=seed)
-            for e, obs, cands in zip(entries, observed, decoded):
-                add("decompiler", seed, e, obs, cands)
-                add("decompiler+check", seed, e, obs, cands)
         degenerate = {s: float(np.mean([e["degenerate"] for e in task.programs(s)])) for s in ("train", "eval")}
         dataset += [dict(weights=weights, **r) for r in dataset_rows(task)]
         dataset += [dict(weights=weights, quantity=f"{s} degenerate fraction", value=v) for s, v in degenerate.items()]
         dataset += [dict(weights=weights, quantity=f"{s} functions",
                          value=len({e["function"] for e in task.programs(s)})) for s in ("train", "eval")]
+    else:
+        seed = dict(spec.tags)["seed"]
+        decoded = sample_decode(load_model(out, spec), task.weights("eval"), P.fair_samples, task.layout,
+                                max_len=P.dec_program_tokens + 1, seed=seed)
+        for e, obs, cands in zip(entries, observed, decoded):
+            add("decompiler", seed, e, obs, cands)
+            add("decompiler+check", seed, e, obs, cands)
     return {"programs": rows, "dataset": dataset}
 
 

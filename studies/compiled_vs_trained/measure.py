@@ -43,7 +43,7 @@ NULLS = ("compiled_vs_random_init", "compiled_vs_other_program", "compiled_vs_in
 NULL_INIT_SEED = 1000
 DECOMPILER_ANALYSIS = "decompiler"    # one entry: every decompiler
 DECOMPILER_TABLES = ("heldout", "twins", "probes", "dataset")
-FAIR_ANALYSIS = "decompiler_fair"     # one entry: the fair benchmark (fair.py)
+FAIR_ANALYSIS = "decompiler_fair"     # one entry per decompiler run and per retrieval baseline (fair.py)
 INTERCHANGE_ANALYSIS = "interchange"  # one entry per library program (interchange.py)
 ANALYSIS_TABLES = {PROGRAM_ANALYSIS: PROGRAM_TABLES, DECOMPILER_ANALYSIS: DECOMPILER_TABLES,
                    FAIR_ANALYSIS: ("programs", "dataset"), INTERCHANGE_ANALYSIS: ("rows",)}
