@@ -25,6 +25,10 @@ from toymodels.trainconfig import TrainConfig
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.=,+-]+$")
 
 
+# every result row's own columns (toymodels.results.train_rows); tags are copied beside them
+ROW_COLUMNS = ("run", "step", "tokens", "task", "metric", "value")
+
+
 def valid_run_id(run_id) -> bool:
     """A run id names a folder under runs/: letters, digits and _.=,+- (not '.' or '..' alone)."""
     return isinstance(run_id, str) and bool(_RUN_ID.match(run_id)) and run_id not in (".", "..")
@@ -51,6 +55,10 @@ class RunSpec:
                               "(not '.' or '..' alone: a run id names a folder under runs/)")
         object.__setattr__(self, "tasks", tuple(self.tasks))
         object.__setattr__(self, "tags", tuple(self.tags))
+        clash = sorted({k for k, _ in self.tags} & set(ROW_COLUMNS))
+        if clash:
+            raise ConfigError(f"run {self.run_id!r}: tag(s) {', '.join(clash)} would overwrite the result rows' own "
+                              f"columns ({', '.join(ROW_COLUMNS)}): rename them")
         if self.mixture is None:
             object.__setattr__(self, "mixture", Mixture(tuple(n for n, _ in self.tasks)))
         if self.train.needs_teacher != bool(self.teacher):

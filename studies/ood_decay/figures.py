@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from studies.ood_decay import figures_sharing
+from studies.ood_decay import figures_persistence, figures_sharing
 from toymodels import plotting
 from toymodels.results import read_rows
 from toymodels.tables import select
@@ -19,7 +19,8 @@ def figures(table_dir: Path) -> list[Path]:
     part1 = ()
     if tables.get("decay_curves"):
         part1 = (fig_decay, fig_forgetting, fig_half_life_params, fig_wd_clock, fig_savings, fig_zeroshot)
-    return [p for fig in part1 for p in fig(tables, table_dir)] + figures_sharing.figures(tables, table_dir)
+    return ([p for fig in part1 for p in fig(tables, table_dir)] + figures_sharing.figures(tables, table_dir)
+            + figures_persistence.figure(tables, table_dir))
 
 
 def _cases(rows):

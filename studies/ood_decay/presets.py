@@ -42,6 +42,32 @@ class Sharing:
     ladder: tuple[str, ...] = ()              # intervention-ladder rungs (ladder.RUNGS); () = no ladder
     ladder_sharing: tuple[float, ...] = ()    # the sharing values whose drop models climb it
     ladder_steps: int = 200                   # the budget of every rung, from drop and from never
+@dataclasses.dataclass(frozen=True)
+class Persistence:
+    """What makes a dropped X persist (``persistence.py``): one factor at a time around a base
+    cell (``arm`` at ``sharing``, the first of ``sizes``, AdamW at its lr, no replay, no weight
+    decay, phase 1 ending at the criterion). sizes: (label, n_layers, d_model, lr), lr one of
+    ``tune_lrs`` (every size's phase 1 runs at each; persistence_tune.csv checks the choice)."""
+    sizes: tuple[tuple[str, int, int, float], ...]
+    tune_lrs: tuple[float, ...]
+    extra: tuple[int, ...]        # phase-1 steps past the criterion
+    lr2: tuple[float, ...]        # phase-2 learning rates (AdamW)
+    sgd: tuple[float, ...]        # phase-2 learning rates of plain gradient descent
+    replay: tuple[float, ...]     # fractions of X kept in phase 2
+    wd_data: tuple[float, ...]    # phase-2 weight decay with the kept data
+    wd_only: tuple[float, ...]    # weight decay with no data gradient (objective "none")
+    seeds: int
+    max_pre: int
+    window: int
+    n_evals: int
+    arm: str = "same"
+    sharing: float = 0.0
+    n_languages: int = 3
+    batch_size: int = 32
+    warmup: int = 50
+    eval_batch: int = 256
+
+
 Reg = tuple   # (label, weight decay, dropout) or (label, weight decay, dropout, learning rate)
 
 
@@ -61,6 +87,7 @@ class Preset:
     eval_batch: int
     fewshot: tuple[int, int] | None  # (examples of X, steps) from drop_p0 and from never2; None: no fewshot runs
     sharing: Sharing | None = None   # the sharing axis and interference arms (part 2); None: not run
+    persistence: Persistence | None = None   # what makes X persist (part 3); None: not run
 
 
 PRESETS = {
@@ -73,7 +100,11 @@ PRESETS = {
                     sharing=Sharing(arms=("same", "interfere", "two_task"), sharing=(0.0, 1.0), seeds=2,
                                     n_layers=1, d_model=32, n_languages=3, max_pre=400, window=200, n_evals=6,
                                     warmup=10, eval_batch=64, ladder=("unembed",), ladder_sharing=(1.0,),
-                                    ladder_steps=20)),
+                                    ladder_steps=20),
+                    persistence=Persistence(sizes=(("1L-d32", 1, 32, 3e-3), ("1L-d16", 1, 16, 1e-2)),
+                                            tune_lrs=(3e-3, 1e-2), extra=(100,), lr2=(1e-3,), sgd=(0.3,),
+                                            replay=(0.05,), wd_data=(0.1,), wd_only=(1.0,), seeds=2, max_pre=400,
+                                            window=200, n_evals=6, warmup=10, eval_batch=64)),
     "paper": Preset(cases=("A", "B", "C", "D"), n_languages=5, seeds=5,
                     # width at one layer (16, 32, 64) and depth at d32 (1, 2 layers): 5k-57k parameters
                     sizes=(("1L-d32", 1, 32), ("1L-d16", 1, 16), ("2L-d32", 2, 32), ("1L-d64", 1, 64)),
@@ -87,7 +118,15 @@ PRESETS = {
                                     seeds=5, n_layers=1, d_model=32, n_languages=3, max_pre=6000, window=20000,
                                     n_evals=24, control_window=4000,
                                     ladder=("readout_bias", "unembed", "norms", "embed", "layer", "full"),
-                                    ladder_sharing=(0.0, 0.5, 1.0), ladder_steps=200)),
+                                    ladder_sharing=(0.0, 0.5, 1.0), ladder_steps=200),
+                    # lr per size: the fastest of tune_lrs to the criterion (persistence_tune_summary.csv)
+                    persistence=Persistence(sizes=(("1L-d32", 1, 32, 3e-3), ("1L-d16", 1, 16, 1e-2),
+                                                   ("1L-d64", 1, 64, 3e-3), ("1L-d128", 1, 128, 1e-3),
+                                                   ("2L-d32", 2, 32, 3e-3), ("2L-d64", 2, 64, 3e-3)),
+                                            tune_lrs=(1e-3, 3e-3, 1e-2), extra=(500, 2000, 8000),
+                                            lr2=(3e-4, 1e-3, 1e-2), sgd=(0.1, 1.0), replay=(0.001, 0.01, 0.05),
+                                            wd_data=(0.1, 1.0), wd_only=(0.1, 1.0), seeds=5, max_pre=6000,
+                                            window=10000, n_evals=24)),
 }
 
 CRITERION_EXACT = 0.95  # sharing: X's exact match on its trained pairs before the drop

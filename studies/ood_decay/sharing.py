@@ -59,10 +59,14 @@ def arm_tasks(arm: str, sharing: float, n_languages: int):
     return tuple(train) + ((x_train, dataclasses.replace(dict(train)[x], eval_pairs="train")),)
 
 
-def arm_model(S: Sharing, tasks) -> TransformerConfig:
+def model_of(tasks, n_layers: int, d_model: int) -> TransformerConfig:
     """The model of one arm's tasks (they share one vocabulary and context)."""
-    return TransformerConfig(n_layers=S.n_layers, d_model=S.d_model, n_heads=4,
+    return TransformerConfig(n_layers=n_layers, d_model=d_model, n_heads=4,
                              vocab_size=tasks[0][1].vocab.size, max_seq_len=tasks[0][1].seq_len)
+
+
+def arm_model(S: Sharing, tasks) -> TransformerConfig:
+    return model_of(tasks, S.n_layers, S.d_model)
 
 
 def template_exact(split: str = "train") -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from studies.ood_decay import ladder, patching, sharing
+from studies.ood_decay import ladder, patching, persistence, sharing
 from studies.ood_decay.fits import LABELS, cells, fit_rows, labels, scaling_rows, x_curve
 from studies.ood_decay.grid import suite
 from studies.ood_decay.measure import LABEL_KEYS, measured_rows
@@ -48,9 +48,11 @@ BOUNDS = {"decay_curves": bounds_by("metric"), "fits": bounds_by("quantity", FIT
 
 def summarize(out: Path, table_dir: Path) -> None:
     rows = load_rows(out)
-    for name, table in {**sharing.tables(rows), **ladder.tables(rows), **patching.tables(out)}.items():
+    for name, table in {**sharing.tables(rows), **ladder.tables(rows), **patching.tables(out),
+                        **persistence.tables(rows)}.items():
         write_rows(Path(table_dir) / f"{name}.csv", table)
-    runs = {k: v for k, v in index_runs(held_out(rows)).items() if v["tags"].get("part") not in ("sharing", "ladder")}
+    runs = {k: v for k, v in index_runs(held_out(rows)).items()
+            if v["tags"].get("part") not in ("sharing", "ladder", "persistence")}
     if not runs:   # the sharing part alone: leave the cases' tables as they are
         return
     measures = measured_rows(out)

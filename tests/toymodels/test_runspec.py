@@ -59,3 +59,10 @@ def test_bad_specs_are_refused():
     with pytest.raises(ConfigError, match="takes no teacher"):
         dataclasses.replace(_spec("a"), teacher="b")
     assert dataclasses.replace(_spec("a"), init_from="x", teacher="").depends_on() == ("x",)
+
+
+def test_a_tag_named_like_a_result_column_is_refused():
+    """A tag "value" would overwrite every row's metric value when tags are copied into the rows."""
+    with pytest.raises(ConfigError, match=r"tag\(s\) step, value would overwrite"):
+        dataclasses.replace(_spec("a"), tags=(("value", "base"), ("step", 1), ("level", 2)))
+    assert dict(dataclasses.replace(_spec("a"), tags=(("level", 2),)).tags) == {"level": 2}
