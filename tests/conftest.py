@@ -1,5 +1,6 @@
 import os
 import sys
+import tempfile
 
 # Tests live in folders that mirror the tree (tests/toymodels/..., tests/studies/...); shared
 # case modules (rasp_cases.py) sit at tests/ and are importable from every folder.
@@ -11,6 +12,17 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 # would compile every ensemble program once per device). The per-device layout is tested
 # with 4 host devices in tests/multidevice.
 os.environ.setdefault("TOYMODELS_CPU_DEVICES", "1")
+
+# Most of the suite's time is XLA compiling the same small programs in several processes (the
+# xdist workers, and the subprocesses of the kill/resume, multi-process and multi-device tests):
+# one persistent compilation cache for all of them, keyed by the program and the JAX version,
+# so an executable is compiled once per machine. TOYMODELS_TEST_JAX_CACHE="" turns it off.
+_CACHE = os.environ.get("TOYMODELS_TEST_JAX_CACHE", os.path.join(tempfile.gettempdir(), "toymodels-test-jax-cache"))
+if _CACHE:
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 1024 ** 3))
 
 import jax  # noqa: E402
 import pytest
