@@ -22,11 +22,17 @@ def base_label(factor: str, base: dict) -> str:
             "replay": "0", "wd_data": "0", "wd_only": "0 (with data)"}[factor]
 
 
-def _levels(per_seed, factor):
-    """The base's rows first, then the factor's levels (sizes by parameter count, numbers ascending)."""
+def _levels(per_seed, factor, base: dict):
+    """The factor's levels with the base cell in its place (sizes by parameter count, numbers
+    ascending; SGD's column starts with the base's AdamW)."""
     rows = [r for r in per_seed if r["factor"] == factor]
-    key = (lambda r: r["params"]) if factor == "size" else (lambda r: float(r["level"]))
-    return ["base"] + sorted({r["level"] for r in rows}, key=lambda lv: key(next(r for r in rows if r["level"] == lv)))
+    if factor == "sgd":
+        return ["base"] + sorted({r["level"] for r in rows}, key=float)
+    if factor == "size":
+        params = {r["level"]: r["params"] for r in rows} | {"base": base["params"]}
+        return sorted(params, key=params.get)
+    at = {"lr2": base["lr2"]}.get(factor, 0.0)
+    return sorted({r["level"] for r in rows} | {"base"}, key=lambda lv: at if lv == "base" else float(lv))
 
 
 def figure(tables, d: Path) -> list[Path]:
@@ -39,7 +45,7 @@ def figure(tables, d: Path) -> list[Path]:
     window = max(r["window"] for r in per_seed)
     rng = np.random.default_rng(0)
     for j, factor in enumerate(factors):
-        levels = _levels(per_seed, factor)
+        levels = _levels(per_seed, factor, base[0])
         for i, level in enumerate(levels):
             rows = base if level == "base" else [r for r in per_seed if r["factor"] == factor and r["level"] == level]
             factor_of = "base" if level == "base" else factor
@@ -51,12 +57,13 @@ def figure(tables, d: Path) -> list[Path]:
             km = select(summary, factor=factor_of, level=level, quantity="km_median_half_life_steps")
             if km and np.isfinite(km[0]["mean"]):
                 axes[0, j].plot([i - 0.3, i + 0.3], [max(km[0]["mean"], 0.5)] * 2, color="k", lw=1.2)
-            for q, color, label in (("final_exact", "C3", "X, end of window"), ("kept_exact", "0.4", "kept languages")):
+            for q, color, label in (("final_exact", "C3", "X (trained pairs), end"),
+                                     ("kept_exact", "0.4", "kept languages (held-out pairs), end")):
                 sel = select(summary, factor=factor_of, level=level, quantity=q)
                 if sel:
                     plotting.errorbar_rows(axes[2, j], [i + (0.12 if q == "kept_exact" else -0.12)], sel,
                                            color=color, fmt="o", ms=3, label=label if i == 0 else None)
-        ticks = [base_label(factor, base[0])] + levels[1:]
+        ticks = [base_label(factor, base[0]) if lv == "base" else lv for lv in levels]
         for ax in axes[:, j]:
             ax.set_xticks(range(len(levels)), ticks, rotation=45, fontsize=6)
             ax.set_xlim(-0.5, len(levels) - 0.5)
@@ -64,9 +71,9 @@ def figure(tables, d: Path) -> list[Path]:
         axes[0, j].axhline(window, color="0.6", lw=0.6, ls=":")
         axes[0, j].set_title(TITLES[factor], fontsize=7)
         axes[2, j].set_ylim(-0.02, 1.02)
-    axes[0, 0].set_ylabel("half-life, steps\n(open ^: censored at window)")
-    axes[1, 0].set_ylabel("half-life, ||theta - theta_drop||")
-    axes[2, 0].set_ylabel("exact match\n(mean, 95% interval)")
+    axes[0, 0].set_ylabel("half-life (steps)\nopen ^: censored")
+    axes[1, 0].set_ylabel("half-life\n(||theta - theta_drop||)")
+    axes[2, 0].set_ylabel("exact match\nmean, 95% interval")
     plotting.legend(axes[2, -1], fontsize=5)
     fig.suptitle("what makes a dropped X persist: one factor at a time (points: seeds; bar: Kaplan-Meier median)")
     return plotting.save(fig, d / "persistence")
