@@ -42,6 +42,9 @@ OPTIMIZERS = get_args(Optimizer)
 # their defaults, so a config that does not use them is described (saved, hashed) as before.
 LATER_FIELDS = ("decay", "data_offset", "stop_when", "stop_every", "objective", "init_noise", "precision",
                 "myopic_band", "optimizer", "displacement")
+# Fields added after analysis caches were keyed by the config's repr (toymodels.analyses.config_hash):
+# ``repr`` leaves them out at their defaults, so every cached analysis stays valid.
+REPR_LATER_FIELDS = ("optimizer", "displacement")
 _STOP = re.compile(r"\s*(?P<task>.+)\.(?P<metric>[A-Za-z_]\w*)\s*(?P<op>>=|<=)\s*(?P<threshold>\S+)\s*")
 
 
@@ -128,6 +131,11 @@ class TrainConfig:
     # At every eval, metric "displacement" of task "train": the L2 distance of all parameters
     # from the run's starting parameters (its init, or its init_from's parameters after init_noise).
     displacement: bool = False
+
+    def __repr__(self) -> str:
+        shown = (f for f in dataclasses.fields(self)
+                 if f.name not in REPR_LATER_FIELDS or getattr(self, f.name) != f.default)
+        return f"{type(self).__name__}({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in shown)})"
 
     def __post_init__(self):
         for f, lo in (("steps", 1), ("batch_size", 1), ("chunk_steps", 1), ("n_evals", 1),

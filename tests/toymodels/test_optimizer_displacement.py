@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from toymodels.analyses import config_hash
 from toymodels.checkpoint import Checkpointer
 from toymodels.config import ConfigError
 from toymodels.fit import fit
@@ -99,3 +100,12 @@ def test_new_fields_at_their_defaults_leave_the_saved_config_as_before():
     d = TrainConfig().as_dict()
     assert "optimizer" not in d and "displacement" not in d
     assert TrainConfig(optimizer="sgd").as_dict()["optimizer"] == "sgd"
+
+
+def test_new_fields_at_their_defaults_leave_the_repr_and_so_every_analysis_cache_key_as_before():
+    """Analysis caches hash configs by repr: a field added later must not change it at its default."""
+    r = repr(TrainConfig(steps=7))
+    assert "optimizer" not in r and "displacement" not in r
+    assert r.startswith("TrainConfig(steps=7, batch_size=64,") and r.endswith("precision='fp32')")
+    assert repr(TrainConfig(optimizer="sgd", displacement=True)).endswith("optimizer='sgd', displacement=True)")
+    assert config_hash(TrainConfig()) != config_hash(TrainConfig(optimizer="sgd"))
