@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -63,3 +64,11 @@ def model_params(model: Transformer) -> dict[str, np.ndarray]:
 def n_params(cfg: TransformerConfig) -> int:
     """Number of parameters of a config's model (no weights are drawn)."""
     return int(sum(np.prod(shape) for shape in param_shapes(cfg).values()))
+
+
+@jax.jit
+def param_distance(params, origin):
+    """(E,) L2 distance over all parameters between two trees with a leading runs axis."""
+    sq = [jnp.sum(jnp.square(p - o).reshape(p.shape[0], -1), axis=1)
+          for p, o in zip(jax.tree.leaves(params), jax.tree.leaves(origin))]
+    return jnp.sqrt(sum(sq))

@@ -23,7 +23,7 @@ from flax import nnx
 
 from toymodels.config import ConfigError, check_bool, check_choice, replace
 from toymodels.model import Transformer, TransformerConfig, abstract_model
-from toymodels.params import param_paths
+from toymodels.params import param_distance, param_paths
 from toymodels.programs import PROGRAMS_CACHED, Programs, build_programs, param_masks
 from toymodels.runs import (Runs, default_mesh, make_runs, per_device, place_like, runs_devices, runs_exec, shard_runs,
                             to_host)
@@ -320,7 +320,7 @@ class Trainer:
 
         def evaluate(params, eval_sets, teacher):
             ev = programs.evaluate(params, eval_sets, teacher)
-            return ev if origin is None else {**ev, "train": {"displacement": _distance(params, origin)}}
+            return ev if origin is None else {**ev, "train": {"displacement": param_distance(params, origin)}}
 
         stop = None
         if rule is not None:   # the stop steps live on the device between chunks, and in the log
@@ -384,14 +384,6 @@ class Trainer:
         bar.update(end, float(loss.mean()))
         if on_chunk is not None:
             on_chunk(state, log)
-
-
-@jax.jit
-def _distance(params, origin):
-    """(E,) L2 distance between two parameter trees with a leading runs axis."""
-    sq = [jnp.sum(jnp.square(p - o).reshape(p.shape[0], -1), axis=1)
-          for p, o in zip(jax.tree.leaves(params), jax.tree.leaves(origin))]
-    return jnp.sqrt(sum(sq))
 
 
 def _chunk_bounds(eval_steps: np.ndarray, chunk_steps: int, start: int) -> list[tuple[int, int]]:
