@@ -238,13 +238,13 @@ def summary_rows(per_seed) -> list[dict]:
     return out
 
 
-def tables(rows, chosen: dict[str, float] | None = None) -> dict[str, list[dict]]:
-    """Every persistence table of a results folder's rows (empty when it has none). ``chosen``:
-    size -> the lr the preset uses (read from the drop runs when not given)."""
+def tables(rows) -> dict[str, list[dict]]:
+    """Every persistence table of a results folder's rows (empty when it has none); the lr each
+    size used is read from its drop runs."""
     per_seed = seed_rows(rows)
     tune = tune_rows(rows)
     if not per_seed and not tune:
         return {}
-    chosen = chosen or {r["size"]: r["lr1"] for r in per_seed}
+    chosen = {r["size"]: r["lr1"] for r in per_seed}
     return {"persistence": per_seed, "persistence_summary": summary_rows(per_seed) if per_seed else [],
             "persistence_tune": tune, "persistence_tune_summary": tune_summary(tune, chosen)}
