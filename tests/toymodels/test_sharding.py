@@ -15,9 +15,14 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "multiprocess"))
 import sweep_worker  # noqa: E402  (its SPECS: the sweep the processes train)
 
 
+def _flags(devices: int) -> str:
+    """This process's XLA flags (the suite's compile settings) with a forced host device count."""
+    return f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+
+
 def test_multidevice_suite_in_its_own_process():
     """The runs axis sharded over 4 (forced host) devices gives the single-device numbers."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "TOYMODELS_MULTIDEVICE": "1"}
+    env = {**os.environ, "XLA_FLAGS": _flags(devices=4), "TOYMODELS_MULTIDEVICE": "1"}
     tests = Path(__file__).parents[1]
     proc = subprocess.run([sys.executable, "-m", "pytest", "-o", "addopts=", "-p", "no:cacheprovider",
                            str(tests / "multidevice")], env=env, capture_output=True, text=True, cwd=tests.parent)
@@ -33,7 +38,7 @@ def _free_port() -> int:
 
 def _launch(out: Path, process_id: int, num_processes: int, port: int, devices: int) -> subprocess.Popen:
     worker = Path(__file__).parents[1] / "multiprocess" / "sweep_worker.py"
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "XLA_FLAGS": _flags(devices), "JAX_PLATFORMS": "cpu"}
     log = open(out / f"log_{process_id}.txt", "w")
     return subprocess.Popen([sys.executable, str(worker), str(out), str(process_id), str(num_processes), str(port)],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2])
