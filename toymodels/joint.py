@@ -45,8 +45,8 @@ from toymodels.trainconfig import TrainConfig
 Array = jax.Array
 LAYOUTS = ("per_block", "shared")
 SITES = ("resid_pre", "resid_mid", "resid_post")
-_ENGINE_ONLY = {"myopic": False, "context": "live", "objective": "data", "trainable": "", "stop_when": "",
-                "init_noise": 0.0, "precision": "fp32", "data_offset": 0, "grad_diagnostics": False}
+_ENGINE_ONLY = {"myopic": False, "context": "live", "objective": "data", "trainable": "", "trainable_rows": (),
+                "stop_when": "", "init_noise": 0.0, "precision": "fp32", "data_offset": 0, "grad_diagnostics": False}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,11 +23,13 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
+from toymodels.config import ConfigError
 from toymodels.model import TransformerConfig, abstract_model, init_model, residual_inputs
-from toymodels.params import param_paths
+from toymodels.params import param_paths, param_shapes
 from toymodels.schedule import Mixture
 from toymodels.tasks.base import Batch, Task, masked_mean, metrics, token_losses
 from toymodels.trainconfig import TrainConfig
@@ -83,6 +85,34 @@ def param_masks(tcfg: TrainConfig, params) -> tuple[list[bool], list[bool]]:
     return trained, decayed
 
 
+def check_trainable(mcfg: TransformerConfig, tcfg: TrainConfig) -> None:
+    """``tcfg.trainable`` must match a parameter, and ``trainable_rows`` fit every one it matches."""
+    if not tcfg.trainable:
+        return
+    shapes = param_shapes(mcfg)
+    if not any(re.fullmatch(tcfg.trainable, p) for p in shapes):
+        raise ConfigError(f"trainable={tcfg.trainable!r} matches no parameter; parameters: {', '.join(shapes)}")
+    for path, shape in shapes.items():
+        if tcfg.trainable_rows and re.fullmatch(tcfg.trainable, path) and max(tcfg.trainable_rows) >= shape[0]:
+            raise ConfigError(f"trainable_rows={tcfg.trainable_rows} reaches past {path}'s {shape[0]} rows "
+                              f"(shape {shape}); allowed: rows 0..{shape[0] - 1} of every parameter trainable selects")
+
+
+def row_masks(tcfg: TrainConfig, params) -> list[np.ndarray | None]:
+    """Per leaf: None (every row as ``param_masks`` says), or, for a trained leaf when
+    ``tcfg.trainable_rows`` is set, a bool column over its first axis marking the rows that train."""
+    trained = param_masks(tcfg, params)[0]
+    out = []
+    for leaf, train in zip(jax.tree.leaves(params), trained):
+        if not (train and tcfg.trainable_rows):
+            out.append(None)
+            continue
+        mask = np.zeros((leaf.shape[0],) + (1,) * (len(leaf.shape) - 1), bool)
+        mask[list(tcfg.trainable_rows)] = True
+        out.append(mask)
+    return out
+
+
 class Programs(NamedTuple):
     """The compiled functions that train and evaluate one group of runs."""
     graphdef: Any
@@ -134,6 +164,7 @@ def build_programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tupl
     # Frozen parameters (not matching tcfg.trainable) get neither updates nor decay.
     trained, decayed = param_masks(tcfg, abstract)
     trainable, decays = (jax.tree.unflatten(jax.tree.structure(abstract), m) for m in (trained, decayed))
+    rows = row_masks(tcfg, abstract)
     rule = tcfg.stop_rule()
 
     def past_of(teacher, inputs):
@@ -171,9 +202,14 @@ def build_programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tupl
             grads = jax.tree.map(lambda g: g * jnp.minimum(1.0, tcfg.grad_clip / (norm + 1e-12)), grads)
         updates, opt = (grads, opt) if tcfg.optimizer == "sgd" else adam.update(grads, opt)
         lr = run.lr * lr_factor(tcfg, step)
-        params = jax.tree.map(lambda p, u, train, decay: (p - lr * (u + run.weight_decay * p) if decay
-                                                          else p - lr * u) if train else p,
-                              params, updates, trainable, decays)
+        def update(p, u, train, decay, row):
+            if not train:
+                return p
+            new = p - lr * (u + run.weight_decay * p) if decay else p - lr * u
+            return new if row is None else jnp.where(row, new, p)   # frozen rows keep their very bits
+        leaves, treedef = jax.tree.flatten(params)
+        params = jax.tree.unflatten(treedef, [update(*a) for a in zip(
+            leaves, jax.tree.leaves(updates), jax.tree.leaves(trainable), jax.tree.leaves(decays), rows)])
         return params, opt, loss_sum + loss
 
     def chunk_one(params, opt, run, teacher, start, n_steps):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import numbers
-import re
 import time
 from typing import Callable, Mapping
 
@@ -23,8 +22,8 @@ from flax import nnx
 
 from toymodels.config import ConfigError, check_bool, check_choice, replace
 from toymodels.model import Transformer, TransformerConfig, abstract_model
-from toymodels.params import param_distance, param_paths
-from toymodels.programs import PROGRAMS_CACHED, Programs, build_programs, param_masks
+from toymodels.params import param_distance
+from toymodels.programs import PROGRAMS_CACHED, Programs, build_programs, check_trainable, param_masks
 from toymodels.runs import (Runs, default_mesh, make_runs, per_device, place_like, runs_devices, runs_exec, shard_runs,
                             to_host)
 from toymodels.schedule import NEVER, Mixture
@@ -59,10 +58,7 @@ def validate(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: Mapping[str, Tas
         if (task.loss == "xent") != (mcfg.output_kind == "logits"):
             raise ConfigError(f"task {name!r} uses loss {task.loss!r}, which needs output_kind="
                               f"{'logits' if task.loss == 'xent' else 'vectors'}")
-    if tcfg.trainable:
-        paths = param_paths(abstract_model(mcfg)[1])
-        if not any(re.fullmatch(tcfg.trainable, p) for p in paths):
-            raise ConfigError(f"trainable={tcfg.trainable!r} matches no parameter; parameters: {', '.join(paths)}")
+    check_trainable(mcfg, tcfg)
     rule = tcfg.stop_rule()
     if rule is not None and rule.task not in tasks:
         raise ConfigError(f"stop_when={tcfg.stop_when!r} names task {rule.task!r}; tasks: {', '.join(tasks)}")

@@ -41,10 +41,10 @@ OPTIMIZERS = get_args(Optimizer)
 # Fields added after results and checkpoints were first written: ``as_dict`` leaves them out at
 # their defaults, so a config that does not use them is described (saved, hashed) as before.
 LATER_FIELDS = ("decay", "data_offset", "stop_when", "stop_every", "objective", "init_noise", "precision",
-                "myopic_band", "optimizer", "displacement")
+                "myopic_band", "optimizer", "displacement", "trainable_rows")
 # Fields added after analysis caches were keyed by the config's repr (toymodels.analyses.config_hash):
 # ``repr`` leaves them out at their defaults, so every cached analysis stays valid.
-REPR_LATER_FIELDS = ("optimizer", "displacement")
+REPR_LATER_FIELDS = ("optimizer", "displacement", "trainable_rows")
 _STOP = re.compile(r"\s*(?P<task>.+)\.(?P<metric>[A-Za-z_]\w*)\s*(?P<op>>=|<=)\s*(?P<threshold>\S+)\s*")
 
 
@@ -131,6 +131,9 @@ class TrainConfig:
     # At every eval, metric "displacement" of task "train": the L2 distance of all parameters
     # from the run's starting parameters (its init, or its init_from's parameters after init_noise).
     displacement: bool = False
+    # Of the parameters ``trainable`` selects, only these rows (indices along each one's first
+    # axis: token ids of W_E, say) are trained; the rest stay bitwise as they were. () = all rows.
+    trainable_rows: tuple[int, ...] = ()
 
     def __repr__(self) -> str:
         shown = (f for f in dataclasses.fields(self)
@@ -191,6 +194,14 @@ class TrainConfig:
             re.compile(self.trainable)
         except re.error as e:
             raise ConfigError(f"trainable={self.trainable!r} is not a valid regular expression: {e}") from None
+        if isinstance(self.trainable_rows, (str, bytes)) or not isinstance(self.trainable_rows, Iterable):
+            fail("trainable_rows", self.trainable_rows, "must be a sequence of row indices")
+        rows = tuple(check_int("trainable_rows index", r, 0) for r in self.trainable_rows)
+        if len(set(rows)) != len(rows):
+            fail("trainable_rows", self.trainable_rows, "must not repeat a row")
+        if rows and not self.trainable:
+            fail("trainable_rows", self.trainable_rows, "needs trainable (the parameters whose rows train)")
+        set_field(self, "trainable_rows", tuple(sorted(rows)))
 
     @property
     def needs_teacher(self) -> bool:

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from toymodels.config import ConfigError
 from toymodels.model import TransformerConfig, abstract_model
 from toymodels.params import param_paths
 from toymodels.programs import clear_program_caches, lr_factor, param_masks, programs_built, sample_mixture
@@ -132,3 +133,36 @@ def test_chunk_until_stops_runs_alike_under_map_and_vmap():
     assert _max_param_diff(jax.tree.map(run[2], plain), jax.tree.map(run[2], out["map"][0])) <= 1e-6
     assert _max_param_diff(jax.tree.map(run[0], plain), jax.tree.map(run[0], out["map"][0])) > 1e-4
     assert Trainer(MODEL, TrainConfig(steps=30), {"markov": MARKOV}).programs(runs).chunk_until is None
+
+
+def test_trainable_rows_train_only_those_rows_and_all_rows_equal_the_whole_parameter():
+    tcfg = TrainConfig(steps=10, batch_size=8, n_evals=1, lr=1e-2, weight_decay=0.1, trainable="W_E")
+    got = {}
+    for rows in ((), (3, 5), tuple(range(MODEL.vocab_size))):
+        trainer = Trainer(MODEL, dataclasses.replace(tcfg, trainable_rows=rows), {"markov": MARKOV})
+        state = trainer.init(runs := trainer.runs(seeds=[0]))
+        before = jax.tree.map(np.array, state.params)   # the chunk donates its input buffers
+        got[rows], _, _ = trainer.programs(runs).chunk(state.params, state.opt, runs, None, 0, 10)
+    for path, p, g in zip(param_paths(before), jax.tree.leaves(before), jax.tree.leaves(got[(3, 5)])):
+        if path != "W_E":
+            np.testing.assert_array_equal(g, p, err_msg=path)
+            continue
+        moved = np.any(np.asarray(g != p), axis=(0, 2))   # (runs, vocab, d_model): which rows moved
+        assert moved.tolist() == [i in (3, 5) for i in range(MODEL.vocab_size)]
+    assert _max_param_diff(got[()], got[tuple(range(MODEL.vocab_size))]) == 0
+
+
+@pytest.mark.parametrize("tcfg, match", [
+    (dict(trainable_rows=(3,)), r"needs trainable"),
+    (dict(trainable="W_E", trainable_rows=(3, 3)), r"must not repeat a row"),
+    (dict(trainable="W_E", trainable_rows=(-1,)), r"trainable_rows index=-1"),
+    (dict(trainable="W_E", trainable_rows="3"), r"must be a sequence of row indices"),
+])
+def test_bad_trainable_rows_are_refused(tcfg, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**tcfg)
+
+
+def test_trainable_rows_past_a_parameter_are_refused_before_compiling():
+    with pytest.raises(ConfigError, match=r"trainable_rows=\(16,\) reaches past W_E's 16 rows.*rows 0..15"):
+        Trainer(MODEL, TrainConfig(trainable="W_E", trainable_rows=(16,)), {"markov": MARKOV})
