@@ -3,6 +3,12 @@
 After the drop, X is retrained alone (its trained pairs) for ``ladder_steps`` steps with only
 one rung's parameters trainable, from the dropped model (``drop``) and, as its control, from
 the model that never saw X (``never``), with the same rung, budget and data:
+  tag           the row of W_E for X's tag token alone (X's marker embedding). The tag stands
+                at position 0 of X's inputs and nowhere else, so a rank-1 steering vector
+                added there entering block 0 is the same function class (W_E[tag] + v); in
+                the 1-layer models of this part, one added after the block is read only by
+                the unscored logits at position 0. This rung is both the steering vector and
+                the tag embedding of the issue's ladder.
   readout_bias  ln_final.bias: a shift of the residual the unembedding reads (every logit
                 offset the unembedding can express)
   unembed       W_U
@@ -13,8 +19,7 @@ the model that never saw X (``never``), with the same rung, budget and data:
 If a small rung brings the dropped model back well above what it gives the never-saw-X model,
 X was gated (the knowledge is intact behind a switch that rung controls); if the dropped model
 recovers no better than never at every rung, what it knew of X is gone or scrambled beyond
-what that rung can read out. Rungs not built: a rank-1 steering vector at X's tag position and
-X's tag embedding alone (the trainable filter selects whole parameters, not rows).
+what that rung can read out.
 """
 
 from __future__ import annotations
@@ -32,16 +37,26 @@ from toymodels.params import param_shapes
 from toymodels.runspec import RunSpec
 from toymodels.schedule import Mixture
 from toymodels.tables import held_out, index_runs
+from toymodels.tasks.languages import LanguageTask
 from toymodels.trainconfig import TrainConfig
 
-RUNGS = {"readout_bias": r"ln_final\.bias", "unembed": r"W_U", "norms": r".*ln\w*\.(scale|bias)",
+RUNGS = {"tag": r"W_E", "readout_bias": r"ln_final\.bias", "unembed": r"W_U", "norms": r".*ln\w*\.(scale|bias)",
          "layer": r"blocks\.0\..*", "embed": r"W_(E|pos)", "full": r".*"}
+ROW_RUNGS = ("tag",)   # rungs that train one row of their parameter (X's tag token's row)
 SOURCES = ("drop", "never")
 
 
 def trainable_params(model: TransformerConfig, rung: str) -> int:
-    """Parameters a rung trains (its regex over the model's parameter paths)."""
-    return int(sum(np.prod(shape) for path, shape in param_shapes(model).items() if re.fullmatch(RUNGS[rung], path)))
+    """Parameters a rung trains (its regex over the model's parameter paths; a row rung, one row)."""
+    shapes = [shape for path, shape in param_shapes(model).items() if re.fullmatch(RUNGS[rung], path)]
+    return int(sum(np.prod(shape[1:] if rung in ROW_RUNGS else shape) for shape in shapes))
+
+
+def x_tag(task: LanguageTask) -> int:
+    """The token id of a knob language's tag (position 0 of each of its inputs)."""
+    if task.case != "knob":
+        raise ValueError(f"the tag rung needs a knob language (got case {task.case!r})")
+    return task.index
 
 
 def specs(S: Sharing) -> list[RunSpec]:
@@ -63,7 +78,8 @@ def specs(S: Sharing) -> list[RunSpec]:
                         tc = TrainConfig(steps=S.ladder_steps, batch_size=S.batch_size, lr=S.lr, weight_decay=0.0,
                                          warmup_steps=min(S.warmup, S.ladder_steps), lr_schedule="constant",
                                          n_evals=4, eval_spacing="log", eval_batch=S.eval_batch, seed=seed,
-                                         chunk_steps=CHUNK, trainable=RUNGS[rung])
+                                         chunk_steps=CHUNK, trainable=RUNGS[rung],
+                                         trainable_rows=(x_tag(dict(tasks)[x]),) if rung in ROW_RUNGS else ())
                         tags = dict(part="ladder", arm=arm, sharing=s, rung=rung, source=source, x_lang=x,
                                     x_train=x_train, trainable_params=trainable_params(model, rung))
                         out.append(RunSpec(f"{prefix}_ladder_{rung}_{source}", model, tc, tasks, Mixture((x,)),

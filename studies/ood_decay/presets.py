@@ -117,7 +117,7 @@ PRESETS = {
                     sharing=Sharing(arms=("same", "interfere", "two_task"), sharing=(0.0, 0.25, 0.5, 0.75, 1.0),
                                     seeds=5, n_layers=1, d_model=32, n_languages=3, max_pre=6000, window=20000,
                                     n_evals=24, control_window=4000,
-                                    ladder=("readout_bias", "unembed", "norms", "embed", "layer", "full"),
+                                    ladder=("tag", "readout_bias", "unembed", "norms", "embed", "layer", "full"),
                                     ladder_sharing=(0.0, 0.5, 1.0), ladder_steps=200),
                     # lr per size: the fastest of tune_lrs to the criterion (persistence_tune_summary.csv)
                     persistence=Persistence(sizes=(("1L-d32", 1, 32, 1e-3), ("1L-d16", 1, 16, 3e-3),

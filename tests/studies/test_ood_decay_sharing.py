@@ -141,20 +141,28 @@ def test_ladder_rungs_name_the_parameters_they_train():
     assert chosen["embed"] == {"W_E", "W_pos"} and chosen["full"] == set(paths)
     assert chosen["norms"] == {p for p in paths if ".ln" in f".{p}" and p.endswith((".scale", ".bias"))}
     assert chosen["layer"] == {p for p in paths if p.startswith("blocks.0.")}
+    assert chosen["tag"] == {"W_E"} and ladder.trainable_params(model, "tag") == model.d_model
     counts = [ladder.trainable_params(model, r) for r in ladder.RUNGS]
     assert counts[0] == model.d_model and counts[-1] == sum(int(np.prod(s)) for s in param_shapes(model).values())
 
 
-def test_training_a_rung_changes_only_its_parameters():
-    spec = next(s for s in ladder.specs(LADDER) if dict(s.tags)["rung"] == "norms")
+@pytest.mark.parametrize("rung", ["norms", "tag"])
+def test_training_a_rung_changes_only_its_parameters(rung):
+    spec = next(s for s in ladder.specs(LADDER) if dict(s.tags)["rung"] == rung)
     train = dataclasses.replace(spec.train, steps=3, warmup_steps=0, n_evals=1)
     trainer = Trainer(spec.model, train, dict(spec.tasks), spec.mixture)
     runs = trainer.runs(seeds=[0])
     start = trainer.init(runs)
     before = jax.tree.map(np.asarray, start.params)      # training donates the start state's buffers
     res = trainer.train(runs, start, progress=False)
+    tag = ladder.x_tag(dict(spec.tasks)[dict(spec.tags)["x_lang"]])
     for path, a, b in zip(param_paths(before), jax.tree.leaves(before), jax.tree.leaves(res.state.params)):
-        assert bool(np.any(a != np.asarray(b))) == bool(re.fullmatch(ladder.RUNGS["norms"], path)), path
+        named = bool(re.fullmatch(ladder.RUNGS[rung], path))
+        if rung == "tag" and named:   # X's tag row alone: (runs, vocab, d_model)
+            moved = np.any(a != np.asarray(b), axis=(0, 2))
+            assert moved.tolist() == [i == tag for i in range(moved.size)], path
+        else:
+            assert bool(np.any(a != np.asarray(b))) == named, path
 
 
 def test_ladder_graph_starts_from_drop_and_never_with_one_budget():
@@ -166,6 +174,7 @@ def test_ladder_graph_starts_from_drop_and_never_with_one_budget():
         assert s.init_from in ids and s.init_from.endswith(f"_{t['source']}")
         assert s.mixture.tasks == (t["x_lang"],) and s.train.steps == 10
         assert s.train.trainable == ladder.RUNGS[t["rung"]]
+        assert s.train.trainable_rows == ((ladder.x_tag(dict(s.tasks)[t["x_lang"]]),) if t["rung"] == "tag" else ())
     with pytest.raises(ValueError, match="ladder_sharing"):
         ladder.specs(dataclasses.replace(LADDER, ladder_sharing=(0.3,)))
     with pytest.raises(ValueError, match="rung"):
