@@ -9,6 +9,9 @@ its held-out pairs) is read from the receiving model's output:
   drop_into_pre    the pre-drop model's later layers on the dropped model's stream: low where
                    the dropped stream at that point has lost what X needs
   pre_into_never   the control: a model that never saw X, on the pre-drop stream
+  pre_into_early,  the same two swaps with the drop run's checkpoint ``early_window`` steps
+  early_into_pre   after the drop (when the preset has one): streams that have had little time
+                   to drift apart, so a low score there locates a loss rather than drift
 The last point (after the MLP) leaves only the final norm and unembedding to the receiver:
 pre_into_drop there reads "is the dropped readout intact?". No training; each cell is an
 AnalysisCache entry.
@@ -35,7 +38,8 @@ from toymodels.store import load_model
 from toymodels.tasks.base import metrics
 
 CACHE = "patching"
-DIRECTIONS = {"pre_into_drop": ("pre", "drop"), "drop_into_pre": ("drop", "pre"), "pre_into_never": ("pre", "never")}
+DIRECTIONS = {"pre_into_drop": ("pre", "drop"), "drop_into_pre": ("drop", "pre"), "pre_into_never": ("pre", "never"),
+              "pre_into_early": ("pre", "early"), "early_into_pre": ("early", "pre")}
 SPLITS = {"train": "trained pairs", "eval": "held-out pairs"}
 
 
@@ -60,7 +64,7 @@ def cell_rows(S: Sharing, out: Path, by_id: dict[str, RunSpec], arm: str, s: flo
     tasks = sharing.arm_tasks(arm, s, S.n_languages)
     task = dict(tasks)[tasks[-2][0]]
     prefix = f"sharing_{arm}_s{s:g}_seed{seed}"
-    models = {role: load_model(out, by_id[f"{prefix}_{role}"]) for role in ("pre", "drop", "never")}
+    models = {role: load_model(out, by_id[f"{prefix}_{role}"]) for role in _roles(by_id, prefix)}
     points = tuple(default_layers(models["pre"]))
     split = {role: nnx.split(m) for role, m in models.items()}
     rows = []
@@ -71,6 +75,8 @@ def cell_rows(S: Sharing, out: Path, by_id: dict[str, RunSpec], arm: str, s: flo
             outs[role], acts[role] = _programs(graphdef, points)[0](state, batch.inputs)
         base = {role: _exact(o, batch) for role, o in outs.items()}
         for direction, (src, dst) in DIRECTIONS.items():
+            if src not in split or dst not in split:
+                continue
             graphdef, state = split[dst]
             for i, point in enumerate(points):
                 o = _programs(graphdef, points)[1](state, batch.inputs, acts[src][point], point)
@@ -78,6 +84,11 @@ def cell_rows(S: Sharing, out: Path, by_id: dict[str, RunSpec], arm: str, s: flo
                                  point_index=i, exact=_exact(o, batch), source_exact=base[src],
                                  receiver_exact=base[dst]))
     return rows
+
+
+def _roles(by_id: dict[str, RunSpec], prefix: str) -> tuple[str, ...]:
+    """The cell's models patching reads: pre, drop, never, and early where the preset has it."""
+    return ("pre", "drop", "never") + (("early",) if f"{prefix}_early" in by_id else ())
 
 
 def measure(S: Sharing, out: Path, specs: list[RunSpec]) -> None:
@@ -88,7 +99,7 @@ def measure(S: Sharing, out: Path, specs: list[RunSpec]) -> None:
         for s in S.sharing:
             for seed in range(S.seeds):
                 prefix = f"sharing_{arm}_s{s:g}_seed{seed}"
-                config = [by_id[f"{prefix}_{r}"].config() for r in ("pre", "drop", "never")]
+                config = [by_id[f"{prefix}_{r}"].config() for r in _roles(by_id, prefix)]
                 cache.rows(f"{prefix}", config, lambda a=arm, v=s, k=seed: cell_rows(S, out, by_id, a, v, k))
 
 
@@ -115,7 +126,8 @@ def figure(summary: list[dict], d: Path) -> list[Path]:
     values = [v for v in FIGURE_SHARING if any(r["sharing"] == v for r in summary)] or \
         sorted({r["sharing"] for r in summary})[-1:]
     fig, axes = plotting.figure(ncols=len(arms), nrows=len(values), width=2.8, height=2.2)
-    colors = {"pre_into_drop": "C0", "drop_into_pre": "C3", "pre_into_never": "0.5"}
+    colors = {"pre_into_drop": "C0", "drop_into_pre": "C3", "pre_into_never": "0.5", "pre_into_early": "C2",
+              "early_into_pre": "C1"}
     for row, s in enumerate(values):
         for ax, arm in zip(axes[row], arms):
             for k, (direction, color) in enumerate(colors.items()):
@@ -123,7 +135,7 @@ def figure(summary: list[dict], d: Path) -> list[Path]:
                               == (arm, s, "train", direction, "exact")), key=lambda r: r["point_index"])
                 if not sel:
                     continue
-                x = np.array([r["point_index"] for r in sel]) + (k - 1) * 0.08
+                x = np.array([r["point_index"] for r in sel]) + (k - 2) * 0.06
                 ax.plot(x, [r["mean"] for r in sel], "-", color=color, label=f"{direction} (n={sel[0]['n']})")
                 for xi, r in zip(x, sel):
                     pts = plotting.seed_values(r)
@@ -135,6 +147,6 @@ def figure(summary: list[dict], d: Path) -> list[Path]:
         axes[row, 0].set_ylabel("X exact (trained pairs)", fontsize=8)
     for ax in axes[-1]:
         ax.set_xlabel("residual point patched")
-    plotting.legend(axes[0, -1], fontsize=6)
+    plotting.legend(axes[0, -1], fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))   # beside, not on, data
     fig.suptitle("cross-model patching: line = mean, points = seeds", fontsize=8)
     return plotting.save(fig, d / "patching")

@@ -42,6 +42,9 @@ class Sharing:
     ladder: tuple[str, ...] = ()              # intervention-ladder rungs (ladder.RUNGS); () = no ladder
     ladder_sharing: tuple[float, ...] = ()    # the sharing values whose drop models climb it
     ladder_steps: int = 200                   # the budget of every rung, from drop and from never
+    # > 0: an "early" run per cell, the drop run's first early_window steps (its checkpoint close
+    # in time to pre), patched with the pre-drop model (patching.py); 0 = none
+    early_window: int = 0
 @dataclasses.dataclass(frozen=True)
 class Persistence:
     """What makes a dropped X persist (``persistence.py``): one factor at a time around a base
@@ -100,7 +103,7 @@ PRESETS = {
                     sharing=Sharing(arms=("same", "interfere", "two_task"), sharing=(0.0, 1.0), seeds=2,
                                     n_layers=1, d_model=32, n_languages=3, max_pre=400, window=200, n_evals=6,
                                     warmup=10, eval_batch=64, ladder=("unembed",), ladder_sharing=(1.0,),
-                                    ladder_steps=20),
+                                    ladder_steps=20, early_window=20),
                     persistence=Persistence(sizes=(("1L-d32", 1, 32, 3e-3), ("1L-d16", 1, 16, 1e-2)),
                                             tune_lrs=(3e-3, 1e-2), extra=(100,), lr2=(1e-3,), sgd=(0.03,),
                                             replay=(0.05,), wd_data=(0.1,), wd_only=(1.0,), seeds=2, max_pre=400,
@@ -116,7 +119,7 @@ PRESETS = {
                     fewshot=(10, 100),
                     sharing=Sharing(arms=("same", "interfere", "two_task"), sharing=(0.0, 0.25, 0.5, 0.75, 1.0),
                                     seeds=5, n_layers=1, d_model=32, n_languages=3, max_pre=6000, window=20000,
-                                    n_evals=24, control_window=4000,
+                                    n_evals=24, control_window=4000, early_window=100,
                                     ladder=("tag", "readout_bias", "unembed", "norms", "embed", "layer", "full"),
                                     ladder_sharing=(0.0, 0.5, 1.0), ladder_steps=200),
                     # lr per size: the fastest of tune_lrs to the criterion (persistence_tune_summary.csv)

@@ -15,6 +15,8 @@ Per (arm, sharing, seed), every run from the same init seed:
   drop   from pre: the mix without X for ``window`` steps, log-spaced evaluations
   joint  from pre: the full mix for ``control_window`` steps (the run that never dropped X)
   never  from the init: the kept languages alone for ``control_window`` steps (the never-saw-X floor)
+  early  (``early_window`` > 0) from pre: the drop run's first ``early_window`` steps (same seed,
+         data and rate), a checkpoint close in time to pre for activation patching
 X is evaluated on its held-out pairs (task K{x}) and on its trained pairs (K{x}_train, an
 eval-only copy); exact match (both answer digits right) is the headline metric.
 """
@@ -83,6 +85,8 @@ def specs(S: Sharing) -> list[RunSpec]:
     for s in S.sharing:
         if not 0.0 <= s <= 1.0:
             raise ValueError(f"sharing={s!r}: a fraction of X's content tokens in [0, 1]")
+    if not 0 <= S.early_window < S.window:
+        raise ValueError(f"early_window={S.early_window!r}: 0 (none) or a step count below window={S.window}")
     out = []
     for arm in S.arms:
         for s in S.sharing:
@@ -111,7 +115,8 @@ def cell(S: Sharing, arm: str, s: float, seed: int, tasks, model) -> list[RunSpe
     control = dict(steps=S.control_window or S.window)
     return [spec("pre", False, steps=S.max_pre, n_evals=8, eval_spacing="linear",
                  stop_when=f"{x_train}.exact>={CRITERION_EXACT}", stop_every=STOP_EVERY),
-            spec("drop", True, "pre"), spec("joint", False, "pre", **control), spec("never", True, **control)]
+            spec("drop", True, "pre"), spec("joint", False, "pre", **control), spec("never", True, **control)] + \
+        ([spec("early", True, "pre", steps=S.early_window, n_evals=2)] if S.early_window else [])
 
 
 # ---------------------------------------------------------------- tables
@@ -143,7 +148,7 @@ def seed_rows(rows) -> list[dict]:
     runs, stops = index_runs(held_out(rows)), stop_steps(rows)
     out = []
     for (arm, s, seed), roles in sorted(cells(runs).items()):
-        if set(roles) != set(ROLES):
+        if not set(ROLES) <= set(roles):
             continue
         pre, drop = roles["pre"], roles["drop"]
         x, x_train = pre["tags"]["x_lang"], pre["tags"]["x_train"]

@@ -15,13 +15,13 @@ from studies.ood_decay.presets import Persistence, Sharing
 from toymodels.config import ConfigError
 from toymodels.results import read_rows
 
-SHRINK = {"quickstart": dict(steps=20, seeds=2),
+SHRINK = {"quickstart": dict(steps=10, seeds=3),   # the shapes of the summary test below: one compile
           # case D alone exercises every table (zero-shot included); one size keeps compiles few
           "ood_decay": dict(cases=("D",), sizes=(("1L-d16", 1, 16),), steps=(20, 20, 20), seeds=2,
                             sharing=Sharing(arms=("interfere",), sharing=(1.0,), seeds=2, n_layers=1, d_model=16,
                                             n_languages=3, max_pre=50, window=30, n_evals=4, warmup=5,
                                             eval_batch=32, ladder=("unembed",), ladder_sharing=(1.0,),
-                                            ladder_steps=5),
+                                            ladder_steps=5, early_window=5),
                             persistence=Persistence(sizes=(("1L-d16", 1, 16, 3e-3),), tune_lrs=(3e-3,), extra=(10,),
                                                     lr2=(1e-3,), sgd=(0.1,), replay=(0.05,), wd_data=(0.1,),
                                                     wd_only=(1.0,), seeds=2, max_pre=50, window=30, n_evals=4,

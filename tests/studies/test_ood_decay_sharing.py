@@ -55,6 +55,22 @@ def test_run_graph_roles_parents_and_criterion():
     assert len(groups) == len(TINY.arms) * len(TINY.sharing) * 4
 
 
+def test_early_run_is_the_drop_runs_first_steps():
+    specs = sharing.specs(dataclasses.replace(TINY, early_window=10))
+    by_id = {s.run_id: s for s in specs}
+    early = [s for s in specs if _tags(s)["role"] == "early"]
+    assert len(early) == len(TINY.arms) * len(TINY.sharing) * TINY.seeds
+    for s in early:
+        drop = by_id[s.run_id.replace("_early", "_drop")]
+        assert s.init_from == drop.init_from and s.mixture == drop.mixture and s.tasks == drop.tasks
+        assert s.train.steps == 10 and dataclasses.replace(s.train, steps=drop.train.steps,
+                                                           n_evals=drop.train.n_evals) == drop.train
+    assert not [s for s in sharing.specs(TINY) if _tags(s)["role"] == "early"]
+    for bad in (-1, TINY.window):
+        with pytest.raises(ValueError, match=f"early_window={bad}: 0 \\(none\\) or a step count below window=30"):
+            sharing.specs(dataclasses.replace(TINY, early_window=bad))
+
+
 def test_arm_tasks_put_x_on_the_kept_surface_and_its_trained_pairs_in_an_eval_copy():
     for arm, kept_function in sharing.ARMS.items():
         tasks = dict(sharing.arm_tasks(arm, 1.0, 3))
