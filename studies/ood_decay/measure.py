@@ -102,7 +102,7 @@ def measure_models(measured: list[RunSpec], out: Path) -> None:
         key, config, _, _ = entry(s)
         if cache.get(key, config) is None:
             todo.setdefault((dict(s.tags)["case"], dataclasses.replace(s.model, dropout=0.0)), []).append(s)
-    for (case, cfg), members in todo.items():
+    for (_case, cfg), members in todo.items():
         inputs, scored, targets, is_x = measure_batches(members[0])
         rows, cols = np.nonzero(scored)
         trained = load_models(out, members)

@@ -170,7 +170,7 @@ def readout_table(measures) -> list[dict]:
             role = f"drop_p{r['p']:g}" if r["role"] == "drop" else r["role"]
             by_cell.setdefault((r["case"], r["size"], r["seed"]), {})[(role, r["measure"], r["reg"])] = r
     rows = []
-    for (case, size, seed), got in by_cell.items():
+    for (case, size, _seed), got in by_cell.items():
         base = [k for k in got if k[1] == "refit_acc" and k[0] == "drop_p0"]
         if not base:
             continue
