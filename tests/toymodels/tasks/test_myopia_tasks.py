@@ -123,7 +123,7 @@ def test_adjacent_pair_answer_is_uniform_and_position_spread():
 def test_adjacent_pair_splits_are_disjoint():
     """L = 6 has ~20k sequences: without a held-out split a run of 1500 x 32 rows trains on its eval set."""
     task = make_task("adjacent_pair", length=6, n_symbols=16)
-    seen = {split: {tuple(r) for r in full_seq(sample(task, 6000, split, seed=2)).tolist()}
+    seen = {split: {tuple(r) for r in full_seq(sample(task, 3000, split, seed=2)).tolist()}
             for split in ("train", "eval")}
     assert len(seen["eval"]) > 1000 and not seen["train"] & seen["eval"]
     for split, rows in seen.items():
