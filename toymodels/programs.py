@@ -92,16 +92,15 @@ def check_trainable(mcfg: TransformerConfig, tcfg: TrainConfig) -> None:
     shapes = param_shapes(mcfg)
     if not any(re.fullmatch(tcfg.trainable, p) for p in shapes):
         raise ConfigError(f"trainable={tcfg.trainable!r} matches no parameter; parameters: {', '.join(shapes)}")
-    for path, shape in shapes.items():
-        if tcfg.trainable_rows and re.fullmatch(tcfg.trainable, path) and max(tcfg.trainable_rows) >= shape[0]:
+    for path, shape in shapes.items() if tcfg.trainable_rows else ():
+        if re.fullmatch(tcfg.trainable, path) and max(tcfg.trainable_rows) >= shape[0]:
             raise ConfigError(f"trainable_rows={tcfg.trainable_rows} reaches past {path}'s {shape[0]} rows "
                               f"(shape {shape}); allowed: rows 0..{shape[0] - 1} of every parameter trainable selects")
 
 
-def row_masks(tcfg: TrainConfig, params) -> list[np.ndarray | None]:
-    """Per leaf: None (every row as ``param_masks`` says), or, for a trained leaf when
-    ``tcfg.trainable_rows`` is set, a bool column over its first axis marking the rows that train."""
-    trained = param_masks(tcfg, params)[0]
+def row_masks(tcfg: TrainConfig, params, trained: list[bool]) -> list[np.ndarray | None]:
+    """Per leaf: None (every row as ``trained``, from ``param_masks``, says), or, for a trained leaf
+    when ``tcfg.trainable_rows`` is set, a bool column over its first axis marking the rows that train."""
     out = []
     for leaf, train in zip(jax.tree.leaves(params), trained):
         if not (train and tcfg.trainable_rows):
@@ -163,8 +162,7 @@ def build_programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tupl
     adam = optax.scale_by_adam(tcfg.b1, tcfg.b2, tcfg.eps)
     # Frozen parameters (not matching tcfg.trainable) get neither updates nor decay.
     trained, decayed = param_masks(tcfg, abstract)
-    trainable, decays = (jax.tree.unflatten(jax.tree.structure(abstract), m) for m in (trained, decayed))
-    rows = row_masks(tcfg, abstract)
+    rows = row_masks(tcfg, abstract, trained)
     rule = tcfg.stop_rule()
 
     def past_of(teacher, inputs):
@@ -209,7 +207,7 @@ def build_programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tupl
             return new if row is None else jnp.where(row, new, p)   # frozen rows keep their very bits
         leaves, treedef = jax.tree.flatten(params)
         params = jax.tree.unflatten(treedef, [update(*a) for a in zip(
-            leaves, jax.tree.leaves(updates), jax.tree.leaves(trainable), jax.tree.leaves(decays), rows)])
+            leaves, jax.tree.leaves(updates), trained, decayed, rows)])
         return params, opt, loss_sum + loss
 
     def chunk_one(params, opt, run, teacher, start, n_steps):
