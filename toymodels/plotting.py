@@ -122,6 +122,13 @@ def grid(n: int, ncols: int = 7, width: float = 2.3, height: float = 1.8):
     return fig, list(axes.flat)
 
 
+def log_x(ax) -> None:
+    """A log-scale x axis labelled at its decades only: matplotlib labels minor ticks on an
+    axis spanning less than about two decades, and on a narrow panel they overprint."""
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def legend(ax, **kw) -> None:
     """A legend only where something is labelled (an empty one warns and draws a box)."""
     if ax.get_legend_handles_labels()[0]:

@@ -92,3 +92,15 @@ def test_no_band_from_fewer_than_three_seeds():
     plotting.band_rows(axes[0, 0], two, "x")
     (points,) = axes[0, 0].collections       # the per-seed points only, no band
     assert len(points.get_offsets()) == 4
+
+
+def test_log_x_labels_decades_only():
+    fig, axes = plotting.figure()
+    ax = axes[0, 0]
+    ax.plot([2.7e3, 6.7e4], [0, 1])
+    plotting.log_x(ax)
+    fig.canvas.draw()
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()] == []
+    assert any(t.get_text() for t in ax.get_xticklabels())   # 10^4 keeps its label
+    plotting.plt.close(fig)
