@@ -21,8 +21,14 @@ necessary by construction) with the Markov chain as its negative control, and
 character-level text built from the standard library's docstrings (a size sweep). Every
 family's learning rates are tuned per arm on a validation batch first (``tune``).
 
+Parts (``--part``): "main" (the families above), "convergence" (the text sizes and
+multiplication trained far longer, at the main grid's rates: ``convergence.py``) and
+"wu_band" (D_1's band gap at more rates and seeds: ``wu_band.py``).
+
   presets.py   Preset, PRESETS and the study's constants
   grid.py      the points and their runs
+  convergence.py  part "convergence": its runs and tables
+  wu_band.py   part "wu_band": its runs and table
   measure.py   per-position losses and probes of the trained models (cached)
   tables.py    summarize: the summary tables
   figures.py   figures: one function per figure
@@ -30,25 +36,36 @@ family's learning rates are tuned per arm on a validation batch first (``tune``)
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+from studies.myopia import convergence, tables, wu_band
 from studies.myopia.figures import figures
 from studies.myopia.grid import grid_specs, specs
 from studies.myopia.measure import (CHOICE, POSITIONS, PROBES, VAL, choose, per_position_losses, validation_losses,
                                     widen, wu_probes)
-from studies.myopia.presets import FAMILIES, PRESETS, Preset
-from studies.myopia.tables import summarize
+from studies.myopia.presets import PRESETS, Preset
 from toymodels.results import write_rows
 from toymodels.sweep import run_sweep
 
 NAME = "myopia"
-__all__ = ["NAME", "PRESETS", "Preset", "figures", "run", "specs", "summarize", "tune"]
+PARTS = ("main", "convergence", "wu_band")
+__all__ = ["NAME", "PARTS", "PRESETS", "Preset", "figures", "part", "run", "specs", "summarize", "tune"]
+
+
+def part(P: Preset, name: str) -> Preset:
+    """The preset reduced to one of PARTS."""
+    keep = {"main": dict(convergence=None, wu_band=None), "convergence": dict(families=(), wu_band=None),
+            "wu_band": dict(families=(), convergence=None)}
+    if name not in keep:
+        raise ValueError(f"part={name!r}: choose one of {', '.join(PARTS)}")
+    return dataclasses.replace(P, **keep[name])
 
 
 def tune(preset: Preset, out: Path, progress: bool = True) -> tuple[list, dict[tuple[str, str], float]]:
     """The learning-rate grids, widened at an edge until each arm's best rate is inside them
     (or ``max_widen`` points were added): (grid runs, {(family, arm): chosen lr factor})."""
-    factors = {fam: tuple(preset.lr_factors) for fam in FAMILIES}
+    factors = {fam: tuple(preset.lr_factors) for fam in preset.families}
     while True:
         grid = grid_specs(preset, factors)
         run_sweep(grid, out, progress=progress)
@@ -65,7 +82,26 @@ def tune(preset: Preset, out: Path, progress: bool = True) -> tuple[list, dict[t
 
 def run(preset: Preset, out: Path, progress: bool = True) -> None:
     """Tune, train every other run at its arm's chosen rate (resumable), then the analyses
-    (cached), written as one table each."""
+    (cached), written as one table each; then parts "convergence" and "wu_band" (where the
+    preset has them)."""
+    if preset.families:
+        _main(preset, out, progress)
+    if preset.convergence:
+        run_sweep(convergence.specs(preset), out, progress=progress)
+        write_rows(out / convergence.CHOICE, convergence.choice_rows(preset.convergence))
+    if preset.wu_band:
+        run_sweep(wu_band.specs(preset), out, progress=progress)
+        write_rows(out / wu_band.PLAN, wu_band.plan_rows(preset))
+
+
+def summarize(out: Path, table_dir: Path) -> None:
+    """The summary tables of every part that was run in ``out``."""
+    tables.summarize(out, table_dir)
+    convergence.summarize(out, table_dir)
+    wu_band.summarize(out, table_dir)
+
+
+def _main(preset: Preset, out: Path, progress: bool) -> None:
     grid, chosen = tune(preset, out, progress)
     all_specs = grid + specs(preset, chosen)
     run_sweep(all_specs, out, progress=progress)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from studies.myopia.presets import ARMS, FAMILIES, WU_FREQ, WU_LENGTH
+from studies.myopia.presets import ARMS, BASE_LR, FAMILIES, WU_FREQ, WU_LENGTH
 from studies.myopia.tables import chosen_factors, factor_of
 from toymodels import plotting
 from toymodels.results import read_rows
@@ -19,11 +19,98 @@ TITLE = {"wu": "D_1 (Wu et al.)", "mult": "multiplication", "pairs": "adjacent_p
 
 
 def figures(table_dir: Path) -> list[Path]:
+    """Every figure whose part's tables are in ``table_dir``."""
+    out = convergence(table_dir) if (table_dir / "convergence_curves.csv").exists() else []
+    out += wu_band(table_dir) if (table_dir / "wu_band.csv").exists() else []
+    if not (table_dir / "final.csv").exists():
+        return out
     final = read_rows(table_dir / "final.csv")
     chosen = chosen_factors(read_rows(table_dir / "lr_choice.csv"))
     return (lr_grid(table_dir) + band_vs_k(table_dir) + gap_vs_size(table_dir) + curves(table_dir)
             + mult_exact_vs_fillers(table_dir, final, chosen) + wu_loss_vs_p(table_dir, final, chosen)
-            + per_position(table_dir) + grad_diagnostics(table_dir) + probe_r2(table_dir))
+            + per_position(table_dir) + grad_diagnostics(table_dir) + probe_r2(table_dir) + out)
+
+
+def convergence(table_dir: Path) -> list[Path]:
+    """Part "convergence": text held-out loss over characters seen per size and arm (each at its
+    rate); the text gap, local bonus and context benefit vs size next to the main budget's;
+    vanilla's change over the last doubling of steps; multiplication exact match over steps."""
+    curves_ = read_rows(table_dir / "convergence_curves.csv")
+    rates = {(c["task"], c["arm"]): c["lr_factor"] for c in read_rows(table_dir / "convergence_lr.csv")}
+    gaps = select(read_rows(table_dir / "convergence_gaps.csv"), family="text_long")
+    late = read_rows(table_dir / "convergence_late.csv")
+    fig, axes = plotting.grid(4, ncols=4, width=3.0, height=2.6)
+    style = {"vanilla": "-", "myopic": "--", "bigram": ":"}
+
+    def rate(fam, arm):
+        return rates[(fam, "myopic" if arm == "myopic" else "vanilla")]
+
+    text = select(curves_, family="text_long", task="text", metric="loss")
+    for point in sorted({r["point"] for r in text}, key=lambda p: select(text, point=p)[0]["params"]):
+        color = None
+        for arm in ("vanilla", "myopic", "bigram"):
+            cur = select(text, point=point, arm=arm, lr_factor=rate("text_long", arm))
+            line = plotting.band_rows(axes[0], cur, "tokens", point if arm == "vanilla" else None, color=color,
+                                      ls=style[arm], marker="o", ms=2)
+            color = color or (line.get_color() if line else None)
+    plotting.log_x(axes[0])
+    axes[0].set_xlabel("characters seen")
+    axes[0].set_ylabel("held-out loss (nats per character)")
+    axes[0].set_title("text (solid vanilla, dashed myopic, dotted no context)", fontsize=6)
+    main = select(read_rows(table_dir / "gaps.csv"), family="text") if (table_dir / "gaps.csv").exists() else []
+    for q, name in (("gap", "myopia gap"), ("local_bonus", "local bonus"), ("context_benefit", "no-context - vanilla")):
+        line = plotting.band_rows(axes[1], select(gaps, quantity=q), "params", name, **MARK)
+        if main and line is not None:
+            plotting.band_rows(axes[1], select(main, quantity=q), "params", None, color=line.get_color(),
+                               ls=":", marker="x", ms=3, alpha=0.6)
+    plotting.log_x(axes[1])
+    axes[1].set_xlabel("parameters")
+    axes[1].set_ylabel("nats per character")
+    axes[1].set_title("text at the long budget (dotted, x: main budget)", fontsize=6)
+    for q, name in (("late_loss", "held-out loss, last doubling"), ("heldout_minus_train", "held-out - train")):
+        sel = select(late, family="text_long", quantity=q, lr_factor=rate("text_long", "vanilla"))
+        plotting.band_rows(axes[2], sel, "params", name, **MARK)
+    plotting.log_x(axes[2])
+    axes[2].set_xlabel("parameters")
+    axes[2].set_ylabel("nats per character")
+    axes[2].set_title("text vanilla: still improving?", fontsize=6)
+    mult = select(curves_, family="mult_long", metric="exact")
+    for f in sorted({r["fillers"] for r in mult}):
+        color = None
+        for arm in ("vanilla", "myopic"):
+            line = plotting.band_rows(axes[3], select(mult, fillers=f, arm=arm, lr_factor=rate("mult_long", arm)),
+                                      "step", f"F = {f} {arm}", shift=1, color=color, ls=style[arm], marker="o", ms=2)
+            color = color or (line.get_color() if line else None)
+    if not mult:
+        plotting.empty(axes[3], "multiplication")
+    plotting.log_x(axes[3])
+    axes[3].set_xlabel("step + 1")
+    axes[3].set_ylabel("held-out exact match")
+    axes[3].set_title("multiplication", fontsize=6)
+    for ax in axes[1:3]:
+        ax.axhline(0.0, color="0.6", lw=0.6)
+    for ax in axes:
+        plotting.legend(ax, fontsize=5)
+    n = min((r["n"] for r in curves_ if r["task"] != "train"), default=0)
+    fig.suptitle(f"long budgets; mean, 95% interval, >= {n} seeds", fontsize=8)
+    return plotting.save(fig, table_dir / "convergence")
+
+
+def wu_band(table_dir: Path) -> list[Path]:
+    """Part "wu_band": D_1's gap L(band k) - L(vanilla) vs k at each learning rate (k = 0: myopic)."""
+    rows = read_rows(table_dir / "wu_band.csv")
+    fig, axes = plotting.figure(ncols=2)
+    for ax, q, ylabel in ((axes[0, 0], "gap", "L(band k) - L(vanilla), Huber"),
+                          (axes[0, 1], "L_band", "L(band k), Huber")):
+        for f in sorted({r["lr_factor"] for r in rows}):
+            plotting.band_rows(ax, select(rows, quantity=q, lr_factor=f), "k", f"lr {f * BASE_LR['wu']:.2g}", **MARK)
+        ax.axhline(0.0, color="0.6", lw=0.6)
+        ax.set_xlabel("band k")
+        ax.set_ylabel(ylabel)
+        plotting.legend(ax, fontsize=6)
+    n = min((r["n"] for r in rows), default=0)
+    fig.suptitle(f"D_1: band gap at each learning rate; mean, 95% interval, {n} seeds", fontsize=8)
+    return plotting.save(fig, table_dir / "wu_band")
 
 
 def lr_grid(table_dir: Path) -> list[Path]:
@@ -43,7 +130,7 @@ def lr_grid(table_dir: Path) -> list[Path]:
                 ax.plot([lr] * len(per[lr]), per[lr], ".", color=line.get_color(), alpha=0.4, ms=3)
             best = choice[(fam, arm)]
             ax.plot([best], [np.mean(per[best])], "*", color=line.get_color(), ms=10, mec="k", mew=0.5)
-        ax.set_xscale("log")
+        plotting.log_x(ax)
         ax.set_xlabel("learning rate")
         ax.set_title(TITLE[fam], fontsize=7)
     axes[0].set_ylabel("validation loss")
@@ -87,7 +174,7 @@ def gap_vs_size(table_dir: Path) -> list[Path]:
             if len({r["params"] for r in rows}) > 1 or q == "gap":
                 plotting.band_rows(ax, rows, "params", name, **MARK)
         ax.axhline(0.0, color="0.6", lw=0.6)
-        ax.set_xscale("log")
+        plotting.log_x(ax)
         ax.set_xlabel("parameters")
         ax.set_ylabel("nats per scored token")
         ax.set_title(TITLE[fam], fontsize=7)
@@ -112,7 +199,7 @@ def curves(table_dir: Path) -> list[Path]:
                 if cur and (fam != "mult" or arm in ("vanilla", "myopic")):
                     plotting.band_rows(ax, cur, x, f"{point} {arm}" if arm in ("vanilla", "myopic") else None,
                                        shift=1 if x == "step" else 0, ls=style[arm], marker="o", ms=2)
-        ax.set_xscale("log")
+        plotting.log_x(ax)
         ax.set_xlabel("tokens seen" if x == "tokens" else "step + 1")
         ax.set_ylabel(f"held-out {metric}")
         ax.set_title(TITLE[fam], fontsize=7)
@@ -195,7 +282,7 @@ def grad_diagnostics(table_dir: Path) -> list[Path]:
             rows = select(diag, family=family, point=point, metric=metric)
             plotting.band_rows(ax, rows, "step", f"{family} {point}", shift=1, **MARK)
     for ax, ylab in zip(axes[0], ("|g_offdiag| / |g_myopic|", "cos(g_offdiag, g_myopic)")):
-        ax.set_xscale("log")
+        plotting.log_x(ax)
         ax.set_xlabel("step + 1")
         ax.set_ylabel(ylab)
     axes[0, 0].set_yscale("log")

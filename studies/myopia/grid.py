@@ -73,7 +73,7 @@ def points(P: Preset) -> list[Point]:
     L, d = P.pair_sizes[0]
     out.append(Point("markov", f"L{L}d{d}", "markov", (("vocab_size", 16), ("length", 32)), L, d,
                      ("vanilla", "myopic", "bigram"), reference=True))
-    return out
+    return [pt for pt in out if pt.family in P.families]
 
 
 def reference(P: Preset, family: str) -> Point:

@@ -4,7 +4,36 @@ from __future__ import annotations
 
 import dataclasses
 
+from toymodels.config import ConfigError
+
 FAMILIES = ("wu", "mult", "pairs", "text", "markov")
+
+
+@dataclasses.dataclass(frozen=True)
+class Convergence:
+    """Part "convergence" (``convergence.py``): the text sizes trained for ``steps`` and
+    multiplication (the main part's task, model and filler counts) for ``mult_steps``, each arm
+    at a fixed rate (x the family's base rate): the main grid's choice at its own budget."""
+    sizes: tuple[tuple[int, int], ...]          # (n_layers, d_model); the first is the reference
+    steps: int
+    seeds: int
+    lr_factors: tuple[tuple[str, float], ...]   # ("vanilla", f), ("myopic", f); bigram and local: vanilla's
+    check_factors: tuple[float, ...]            # at the reference size, vanilla and myopic at each of these too
+    n_evals: int
+    eval_batch: int
+    batch_size: int = 32
+    mult_steps: int = 0                              # multiplication at the main part's filler counts (0: none)
+    mult_seeds: int = 0
+    mult_lr_factors: tuple[tuple[str, float], ...] = ()   # x the multiplication base rate
+
+
+@dataclasses.dataclass(frozen=True)
+class WuBand:
+    """Part "wu_band" (``wu_band.py``): D_1's band gap at each of ``lr_factors`` (x the D_p base
+    rate), ``seeds`` seeds, bands ``bands`` (k = 0, myopic, is always included)."""
+    bands: tuple[int, ...]
+    lr_factors: tuple[float, ...]
+    seeds: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +62,14 @@ class Preset:
     mult_model: tuple[int, int] = (2, 64)
     pair_length: int = 6
     text_length: int = 32
+    families: tuple[str, ...] = FAMILIES        # the main part's families (none: part "convergence" alone)
+    convergence: Convergence | None = None
+    wu_band: WuBand | None = None
+
+    def __post_init__(self):
+        if self.families not in (FAMILIES, ()):
+            raise ConfigError(f"families={self.families!r}: the main part runs all of {', '.join(FAMILIES)} "
+                              "(the tables compare them) or none (part 'convergence' alone)")
 
     def family_steps(self, family: str) -> int:
         return dict(self.steps)[family]
@@ -47,7 +84,12 @@ PRESETS = {
                     steps=(("wu", 40), ("mult", 40), ("pairs", 60), ("text", 30), ("markov", 20)),
                     wu_ps=(1.0,), betas=(0.5,), fillers=(0, 4), mult_seeds=2, wu_model=(1, 32), mult_model=(1, 32),
                     pair_sizes=((1, 16), (1, 32)), text_sizes=((1, 16),), text_length=16,
-                    bands=(("pairs", (2,)), ("text", (2,))), local_frac=0.25, eval_batch=32, n_evals=4),
+                    bands=(("pairs", (2,)), ("text", (2,))), local_frac=0.25, eval_batch=32, n_evals=4,
+                    convergence=Convergence(sizes=((1, 16), (1, 8)), steps=40, seeds=2,
+                                            lr_factors=(("vanilla", 3.0), ("myopic", 1.0)), check_factors=(1.0, 3.0),
+                                            n_evals=4, eval_batch=32, mult_steps=40, mult_seeds=2,
+                                            mult_lr_factors=(("vanilla", 1.0), ("myopic", 0.1111))),
+                    wu_band=WuBand(bands=(2,), lr_factors=(1.0, 0.3333), seeds=2)),
     # CPU-sized: see docs/myopia.md for each budget and what differs from Wu et al.'s settings.
     "paper": Preset(seeds=3, lr_seeds=5, lr_factors=(1 / 3, 1.0, 3.0), max_widen=2,
                     steps=(("wu", 1500), ("mult", 3000), ("pairs", 1500), ("text", 3000), ("markov", 500)),
@@ -55,7 +97,15 @@ PRESETS = {
                     pair_sizes=((2, 32), (1, 16), (2, 64), (2, 128)),
                     text_sizes=((1, 32), (1, 8), (1, 16), (2, 48)),
                     bands=(("wu", (2, 5, 10)), ("pairs", (1, 3, 6)), ("text", (1, 4, 16))),
-                    local_frac=0.25, eval_batch=512, n_evals=12),
+                    local_frac=0.25, eval_batch=512, n_evals=12,
+                                    # the main grid's choices (figures/myopia/lr_choice.csv): text vanilla 9e-3, myopic
+                    # 3e-3; multiplication vanilla 3e-3, myopic 3.3e-4
+                    convergence=Convergence(sizes=((1, 32), (1, 8), (1, 16), (2, 48)), steps=16000, seeds=3,
+                                            lr_factors=(("vanilla", 3.0), ("myopic", 1.0)), check_factors=(1.0, 3.0),
+                                            n_evals=16, eval_batch=512, mult_steps=20000, mult_seeds=5,
+                                            mult_lr_factors=(("vanilla", 1.0), ("myopic", 0.1111))),
+                    # vanilla's chosen D_1 rate (1e-3, where the main band runs train) and a third of it
+                    wu_band=WuBand(bands=(2, 10), lr_factors=(0.3333, 0.1111), seeds=4)),
 }
 BASE_LR = {"wu": 3e-3, "mult": 3e-3, "pairs": 3e-3, "text": 3e-3, "markov": 3e-3}
 BATCH: dict[str, int] = {}   # per-family batch sizes; 32 where not listed

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from studies.myopia.measure import CHOICE, POSITIONS, PROBES, VAL
 from studies.myopia.measure import arm_factor as factor_of
-from studies.myopia.presets import ARMS
+from studies.myopia.presets import ARMS, FAMILIES
 from toymodels.analysis.stats import aggregate, bounds_by
 from toymodels.results import read_rows, write_rows
 from toymodels.store import load_rows
@@ -72,9 +72,10 @@ def gap_rows(finals: list[dict], chosen: dict) -> list[dict]:
 
 def band_rows(finals: list[dict], chosen: dict) -> list[dict]:
     """Per seed and band k (all at vanilla's rate): L_band and gap = L_band - L_vanilla; k = 0 is
-    the myopic arm at vanilla's rate (a grid run)."""
+    the myopic arm at vanilla's rate (a grid run). Band runs at other rates (part "wu_band")
+    are left out."""
     loss = {(r["family"], r["point"], label(r), r["lr_factor"], r["seed"]): r for r in finals
-            if r["metric"] == "loss"}
+            if r["metric"] == "loss" and r["lr_factor"] == factor_of(chosen, r["family"], "vanilla")}
     rows = []
     for (fam, point, arm, f, s), r in loss.items():
         if not arm.startswith("band"):
@@ -128,7 +129,10 @@ def probes_table(rows: list[dict]) -> list[dict]:
 
 
 def summarize(out: Path, table_dir: Path) -> None:
-    rows = load_rows(out)
+    """The main part's tables (nothing where the main part was not run)."""
+    if not (out / CHOICE).exists():
+        return
+    rows = [r for r in load_rows(out) if r["family"] in FAMILIES]   # part "convergence" apart
     choice = read_rows(out / CHOICE)
     chosen = chosen_factors(choice)
     finals = final_rows(held_out(rows))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import studies.myopia as study
+from studies.myopia import wu_band
 from studies.myopia.grid import grid_specs, points, reference, run_id, specs
 from studies.myopia.measure import choose, eval_batch, widen, wu_probes
 from studies.myopia.presets import BASE_LR, FAMILIES, PRESETS, VAL_SEED
@@ -117,7 +118,9 @@ def test_gap_rows_by_hand():
 def test_band_rows_by_hand():
     chosen = {("pairs", "vanilla"): 1.0, ("pairs", "myopic"): 3.0}
     finals = [_final("vanilla", 0, 1.0), _final("myopic", 0, 1.6), _final("myopic", 0, 1.3, lr_factor=3.0),
-              _final("band", 0, 1.1, band=2), _final("band", 0, 1.0, band=5)]
+              _final("band", 0, 1.1, band=2), _final("band", 0, 1.0, band=5),
+              # a band run at another rate, with its own vanilla (part "wu_band"): not in the main table
+              _final("vanilla", 0, 1.5, lr_factor=0.3333), _final("band", 0, 2.5, band=2, lr_factor=0.3333)]
     got = {(r["k"], r["quantity"]): r["value"] for r in band_rows(finals, chosen)}
     assert got[(0, "gap")] == pytest.approx(0.6)      # myopic at vanilla's rate, not its own
     assert got[(2, "gap")] == pytest.approx(0.1) and got[(5, "gap")] == pytest.approx(0.0)
@@ -205,3 +208,27 @@ def test_package_entry_points():
     assert study.NAME == "myopia" and study.PRESETS is PRESETS
     assert callable(study.run) and callable(study.summarize) and callable(study.figures) and callable(study.tune)
     assert [p.family for p in points(PRESETS["smoke"]) if p.reference] == list(FAMILIES)
+
+
+def test_wu_band_part_reuses_the_main_runs_and_compares_at_each_rate():
+    P = PRESETS["paper"]
+    W = dataclasses.replace(PRESETS["smoke"].wu_band, lr_factors=(0.3333, 0.1111), seeds=3, bands=(2, 10))
+    part = dataclasses.replace(study.part(P, "wu_band"), wu_band=W)
+    assert part.families == () and part.convergence is None
+    runs = wu_band.specs(part)
+    main = {s.run_id: s for s in grid_specs(P, {f: (0.3333, 0.1111) for f in FAMILIES})
+            + specs(P, {**ONES, ("wu", "vanilla"): 0.3333})}
+    assert len(runs) == 2 * 3 * (2 + 2)
+    for s in runs:   # the main part's D_1 runs where they coincide: same id, same config
+        if s.run_id in main:
+            assert s == main[s.run_id]
+    assert {dict(s.tags)["band"] for s in runs} == {-1, 2, 10}
+    plan = wu_band.plan_rows(part)
+    finals = [_final("vanilla", 0, 0.1, family="wu", lr_factor=0.1111, p=1.0),
+              _final("myopic", 0, 1.1, family="wu", lr_factor=0.1111, p=1.0),
+              _final("band", 0, 0.3, family="wu", lr_factor=0.1111, p=1.0, band=10),
+              _final("band", 3, 0.9, family="wu", lr_factor=0.1111, p=1.0, band=10),   # seed past the plan
+              _final("band", 0, 0.9, family="wu", lr_factor=1.0, p=1.0, band=10)]      # rate past the plan
+    got = {(r["lr_factor"], r["k"], r["quantity"]): r["value"] for r in wu_band.band_rows(finals, plan)}
+    assert got == {(0.1111, 0, "L_band"): 1.1, (0.1111, 0, "gap"): pytest.approx(1.0),
+                   (0.1111, 10, "L_band"): 0.3, (0.1111, 10, "gap"): pytest.approx(0.2)}

@@ -1,0 +1,149 @@
+"""Part "convergence": the text size sweep and multiplication trained far longer than the
+main preset's budgets.
+
+The main preset's text models (3000 steps) and multiplication models (3000 steps) were still
+improving when they stopped, so their myopia gaps are the gaps at that budget. This part
+trains the same sizes, arms, tasks and filler counts for ``Convergence.steps`` (text) and
+``mult_steps`` (one cosine schedule over the whole budget, evaluations log-spaced), at fixed
+learning rates: each arm's rate chosen on validation by the main preset's grid at its
+budget (``lr_factors``, ``mult_lr_factors``; figures/myopia/lr_choice.csv). At the text
+reference size, vanilla and myopic also train at each other's rate (``check_factors``),
+which says whether the ordering of the arms depends on that choice. The convergence evidence
+is the curve itself and vanilla's change over the last doubling of steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+from studies.myopia.grid import Point, train_config
+from studies.myopia.presets import BASE_LR, LOCAL_LR_FACTOR, NA, Convergence, Preset
+from studies.myopia.tables import chosen_factors, final_table, gap_table
+from toymodels.analysis.stats import aggregate, bounds_by
+from toymodels.params import n_params
+from toymodels.results import read_rows, write_rows
+from toymodels.runspec import RunSpec
+from toymodels.store import load_rows
+from toymodels.tables import final_rows, held_out
+
+FAMILY = "text_long"     # the family tags of this part's runs (the main tables leave them out)
+MULT = "mult_long"
+CHOICE = Path("analyses/convergence_lr.csv")   # the rates the part trained at (out-relative)
+ARMS = ("vanilla", "myopic", "bigram", "local")
+
+
+def points(C: Convergence, length: int) -> list[Point]:
+    return [Point(FAMILY, f"L{L}d{d}-T{length}", "text", (("length", length),), L, d, ARMS, reference=i == 0,
+                  length=length) for i, (L, d) in enumerate(C.sizes)]
+
+
+def mult_points(P: Preset) -> list[Point]:
+    digits, base = P.mult
+    return [Point(MULT, f"{digits}x{digits}b{base}-F{f}", "multiplication", (("digits", digits), ("fillers", f),
+                                                                            ("base", base)),
+                  *P.mult_model, ("vanilla", "myopic"), reference=f == P.fillers[0], fillers=f) for f in P.fillers]
+
+
+def choice_rows(C: Convergence) -> list[dict]:
+    """The rates each arm trains at, written next to the results (``CHOICE``) for the summary."""
+    return ([dict(task=FAMILY, arm=arm, lr_factor=f, lr=BASE_LR["text"] * f) for arm, f in C.lr_factors]
+            + [dict(task=MULT, arm=arm, lr_factor=f, lr=BASE_LR["mult"] * f) for arm, f in C.mult_lr_factors])
+
+
+def run_id(point: Point, arm: str, factor: float, seed: int) -> str:
+    return f"{point.family}-{point.point}-{arm}-lr{factor:.4g}-s{seed}"
+
+
+def spec(P: Preset, C: Convergence, point: Point, arm: str, seed: int, factor: float) -> RunSpec:
+    """One run of ``arm`` at ``factor`` x the text base rate; a local run fine-tunes vanilla at
+    vanilla's rate for ``local_frac`` of the steps at a tenth of that rate (as in the main grid)."""
+    mult = point.family == MULT
+    train = train_config(P, arm, seed, BASE_LR["mult" if mult else "text"] * factor, C.mult_steps if mult else C.steps,
+                         0.0, NA, C.batch_size, diagnostics=False)
+    train = dataclasses.replace(train, n_evals=C.n_evals, eval_batch=C.eval_batch)
+    parent = ""
+    if arm == "local":
+        parent = run_id(point, "vanilla", factor, seed)
+        steps = max(1, int(C.steps * P.local_frac))
+        train = dataclasses.replace(train, steps=steps, lr=train.lr * LOCAL_LR_FACTOR, warmup_steps=max(1, steps // 5))
+    model = point.model()
+    tags = dict(family=point.family, point=point.point, arm=arm, beta=NA, band=NA, lr_factor=factor, seed=seed,
+                n_layers=point.n_layers, d_model=point.d_model, params=n_params(model), p=NA, fillers=point.fillers,
+                length=point.length, reference=int(point.reference))
+    return RunSpec(run_id(point, arm, factor, seed), model, train, (("mult" if mult else "text", point.task),),
+                   tags=tuple(tags.items()), init_from=parent, teacher=parent)
+
+
+def specs(P: Preset) -> list[RunSpec]:
+    C = P.convergence
+    lr = dict(C.lr_factors)
+    out = []
+    for point in points(C, P.text_length):
+        for seed in range(C.seeds):
+            for arm in ARMS:
+                out.append(spec(P, C, point, arm, seed, lr["myopic" if arm == "myopic" else "vanilla"]))
+            if point.reference:   # each tuned arm at the other's rate too
+                out += [spec(P, C, point, arm, seed, f) for arm in ("vanilla", "myopic") for f in C.check_factors
+                        if f != lr[arm]]
+    mult_lr = dict(C.mult_lr_factors)
+    if C.mult_steps:
+        out += [spec(P, C, point, arm, seed, mult_lr[arm]) for point in mult_points(P) for seed in range(C.mult_seeds)
+                for arm in ("vanilla", "myopic")]
+    return out
+
+
+def _late_change(rows: list[dict]) -> list[dict]:
+    """Per vanilla run: the change of each held-out metric (loss; exact match of multiplication)
+    from the eval nearest half the final step to the final one (``late_<metric>``: how much the
+    last doubling of steps still moved it), and the final held-out minus training loss."""
+    by_run: dict[str, dict] = {}
+    for r in rows:   # training: the chunk-mean "train_loss" (task "train")
+        if r["arm"] == "vanilla" and r["metric"] in ("loss", "exact", "train_loss"):
+            by_run.setdefault(r["run"], {}).setdefault(r["metric"], {})[r["step"]] = r
+    out = []
+    for runs in by_run.values():
+        held = runs["loss"]
+        last = max(held)
+        half = min(held, key=lambda s: abs(math.log((s + 1) / (last + 1) * 2)))
+        base = {k: held[last][k] for k in ("family", "point", "n_layers", "d_model", "params", "p", "fillers",
+                                             "length", "lr_factor", "seed")}
+        for metric in ("loss", "exact"):
+            if metric in runs and not (base["family"] == FAMILY and metric == "exact"):
+                curve = runs[metric]
+                out.append({**base, "quantity": f"late_{metric}", "value": curve[last]["value"] - curve[half]["value"],
+                            "from_step": half, "to_step": last})
+        if "train_loss" in runs:
+            t_last = max(runs["train_loss"])
+            out.append({**base, "quantity": "heldout_minus_train",
+                        "value": held[last]["value"] - runs["train_loss"][t_last]["value"],
+                        "from_step": t_last, "to_step": last})
+    return out
+
+
+def summarize(out: Path, table_dir: Path) -> None:
+    """Write the part's tables into ``table_dir`` (nothing where the part was not run)."""
+    if not (out / CHOICE).exists():
+        return
+    rows = [r for r in load_rows(out) if r["family"] in (FAMILY, MULT)]
+    write_rows(table_dir / "convergence_lr.csv", read_rows(out / CHOICE))
+    for name, table in tables(rows, chosen_factors(read_rows(out / CHOICE))).items():
+        write_rows(table_dir / name, table)
+
+
+def tables(rows: list[dict], chosen: dict[tuple[str, str], float]) -> dict[str, list[dict]]:
+    """The part's summary tables: final held-out metrics per arm and rate, gaps at the chosen
+    rates, the curves (held-out loss and exact match, training loss), vanilla's late change."""
+    finals = final_rows(held_out(rows))
+    curves = [r for r in rows if r["metric"] in ("loss", "train_loss", "exact")
+              and not (r["family"] == FAMILY and r["metric"] == "exact")]
+    keys = ("family", "point", "n_layers", "d_model", "params", "fillers", "arm", "lr_factor", "task", "metric",
+            "step", "tokens")
+    late_keys = ("family", "point", "n_layers", "d_model", "params", "fillers", "lr_factor", "quantity", "from_step",
+                 "to_step")
+    return {"convergence_final.csv": final_table(finals),
+            "convergence_gaps.csv": gap_table(finals, chosen),
+            "convergence_curves.csv": aggregate(curves, keys, bounds=bounds_by("metric"),
+                                                points=True),
+            "convergence_late.csv": aggregate(_late_change(rows), late_keys, points=True)}
