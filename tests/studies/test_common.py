@@ -31,13 +31,14 @@ SHRINK = {"quickstart": dict(steps=10, seeds=3),   # the shapes of the summary t
           # every table and figure
           "myopia": dict(steps=tuple((f, 8) for f in ("wu", "mult", "pairs", "text", "markov")), wu_ps=(1.0,),
                          betas=(), fillers=(0,), pair_sizes=((1, 16),), text_sizes=((1, 16),), lr_factors=(1.0, 3.0),
-                         max_widen=0, bands=(("pairs", (1,)),), eval_batch=16, n_evals=2,
+                         max_widen=0, bands=(("wu", (1,)),), eval_batch=16, n_evals=2,
                          convergence=Convergence(sizes=((1, 16),), steps=8, seeds=2, lr_factors=(("vanilla", 3.0),
                                                  ("myopic", 1.0)), check_factors=(1.0, 3.0), n_evals=2, eval_batch=16,
                                                  mult_steps=8, mult_seeds=2,
                                                  mult_lr_factors=(("vanilla", 1.0), ("myopic", 3.0))),
-                         # vanilla and myopic at 1.0 are the main grid's runs: only the band runs train
-                         wu_band=WuBand(bands=(2,), lr_factors=(1.0,), seeds=2)),
+                         # part wu_band's runs are main runs here (same ids) but for the band at the rate
+                         # vanilla did not choose
+                         wu_band=WuBand(bands=(1,), lr_factors=(1.0, 3.0), seeds=2)),
           # the base cell alone (count_fraction.csv then says the regression is not estimable), one removal arm
           "backdoors": dict(sizes=(("1L-d16", 1, 16),), insert_steps=(30,), poison_per_batch=(2,), densities=(1,),
                             triggers=("token",), clean_steps=30, clean_lrs=(3e-3,), checkpoints=(10,), n_evals=3,

@@ -18,7 +18,7 @@ def test_redrawn_figures_are_byte_identical(tmp_path, monkeypatch):
         fig, axes = plotting.figure()
         axes[0, 0].plot([0, 1, 2], [1.0, 0.5, 0.25], label="loss")
         axes[0, 0].legend()
-        return plotting.save(fig, path)
+        return plotting.save(fig, path, pdf=True)
     first = [p.read_bytes() for p in draw(tmp_path / "a")]
     monkeypatch.setattr("time.time", lambda: 2e9)     # a later clock must not show in the files
     second = [p.read_bytes() for p in draw(tmp_path / "b")]
@@ -104,3 +104,15 @@ def test_log_x_labels_decades_only():
     assert [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()] == []
     assert any(t.get_text() for t in ax.get_xticklabels())   # 10^4 keeps its label
     plotting.plt.close(fig)
+
+
+@pytest.mark.parametrize("env, suffixes", [(None, [".png", ".pdf"]), ("1", [".png", ".pdf"]), ("0", [".png"])])
+def test_save_writes_the_pdf_unless_the_environment_turns_it_off(tmp_path, monkeypatch, env, suffixes):
+    if env is None:
+        monkeypatch.delenv("TOYMODELS_FIGURE_PDF", raising=False)
+    else:
+        monkeypatch.setenv("TOYMODELS_FIGURE_PDF", env)
+    fig, _ = plotting.figure()
+    assert [p.suffix for p in plotting.save(fig, tmp_path / "f")] == suffixes
+    fig, _ = plotting.figure()
+    assert [p.suffix for p in plotting.save(fig, tmp_path / "g", pdf=False)] == [".png"]   # an explicit choice wins
