@@ -367,7 +367,8 @@ def test_summary_bounds_follow_the_quantity_summarised():
 # ------------------------------------------------------------------ end to end
 def test_smoke_path_end_to_end(tmp_path):
     paths = run_study(cvt, "smoke", tmp_path, progress=False, presets={"smoke": SHRUNK})
-    assert len(paths) == 30 and all(p.stat().st_size > 5000 for p in paths)   # 15 figures, PNG + PDF
+    # 15 figures (PNG, and PDF unless TOYMODELS_FIGURE_PDF=0 as in the suite)
+    assert len({p.with_suffix("") for p in paths}) == 15 and all(p.stat().st_size > 5000 for p in paths)
     table_dir = tmp_path / "figures"
     acc = read_rows(table_dir / "twin_accuracy.csv")
     trained = [r for r in acc if r["source"] == "trained" and r["metric"] == "acc"]
