@@ -14,15 +14,14 @@ is the curve itself and vanilla's change over the last doubling of steps.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
-from studies.myopia.grid import Point, train_config
-from studies.myopia.presets import BASE_LR, LOCAL_LR_FACTOR, NA, Convergence, Preset
+from studies.myopia.grid import Point
+from studies.myopia.grid import spec as grid_spec
+from studies.myopia.presets import BASE_LR, Convergence, Preset
 from studies.myopia.tables import chosen_factors, final_table, gap_table
 from toymodels.analysis.stats import aggregate, bounds_by
-from toymodels.params import n_params
 from toymodels.results import read_rows, write_rows
 from toymodels.runspec import RunSpec
 from toymodels.store import load_rows
@@ -52,28 +51,14 @@ def choice_rows(C: Convergence) -> list[dict]:
             + [dict(task=MULT, arm=arm, lr_factor=f, lr=BASE_LR["mult"] * f) for arm, f in C.mult_lr_factors])
 
 
-def run_id(point: Point, arm: str, factor: float, seed: int) -> str:
-    return f"{point.family}-{point.point}-{arm}-lr{factor:.4g}-s{seed}"
-
-
 def spec(P: Preset, C: Convergence, point: Point, arm: str, seed: int, factor: float) -> RunSpec:
-    """One run of ``arm`` at ``factor`` x the text base rate; a local run fine-tunes vanilla at
-    vanilla's rate for ``local_frac`` of the steps at a tenth of that rate (as in the main grid)."""
+    """One run of ``arm`` at ``factor`` x its family's base rate (a local run fine-tunes the
+    vanilla run of its seed, as in the main grid), without gradient diagnostics."""
     mult = point.family == MULT
-    train = train_config(P, arm, seed, BASE_LR["mult" if mult else "text"] * factor, C.mult_steps if mult else C.steps,
-                         0.0, NA, C.batch_size, diagnostics=False)
-    train = dataclasses.replace(train, n_evals=C.n_evals, eval_batch=C.eval_batch)
-    parent = ""
-    if arm == "local":
-        parent = run_id(point, "vanilla", factor, seed)
-        steps = max(1, int(C.steps * P.local_frac))
-        train = dataclasses.replace(train, steps=steps, lr=train.lr * LOCAL_LR_FACTOR, warmup_steps=max(1, steps // 5))
-    model = point.model()
-    tags = dict(family=point.family, point=point.point, arm=arm, beta=NA, band=NA, lr_factor=factor, seed=seed,
-                n_layers=point.n_layers, d_model=point.d_model, params=n_params(model), p=NA, fillers=point.fillers,
-                length=point.length, reference=int(point.reference))
-    return RunSpec(run_id(point, arm, factor, seed), model, train, (("mult" if mult else "text", point.task),),
-                   tags=tuple(tags.items()), init_from=parent, teacher=parent)
+    rates = dict(C.mult_lr_factors if mult else C.lr_factors)
+    return grid_spec(P, point, arm, seed, factor, vanilla_factor=rates["vanilla"],
+                     base="mult" if mult else "text", steps=C.mult_steps if mult else C.steps,
+                     overrides=(("n_evals", C.n_evals), ("eval_batch", C.eval_batch), ("grad_diagnostics", False)))
 
 
 def specs(P: Preset) -> list[RunSpec]:

@@ -100,16 +100,20 @@ def train_config(P: Preset, arm: str, seed: int, lr: float, steps: int, beta: fl
 
 
 def spec(P: Preset, point: Point, arm: str, seed: int, lr_factor: float = 1.0, beta: float = NA,
-         band: int = NA, vanilla_factor: float | None = None) -> RunSpec:
+         band: int = NA, vanilla_factor: float | None = None, *, base: str = "", steps: int = 0,
+         overrides: tuple = ()) -> RunSpec:
     """One run at ``lr_factor`` x the family's base rate. ``beta`` (myopic arm) makes it a
     beta-blend run, ``band`` a band run; a local run fine-tunes the vanilla run at
-    ``vanilla_factor``."""
+    ``vanilla_factor``. Other parts' runs (``convergence``) name the family whose base rate
+    and batch they take (``base``), their ``steps`` and further TrainConfig fields."""
     lr_factor = float(f"{lr_factor:.4g}")   # as the tags and the run id record it: 1/3 -> 0.3333
-    steps = P.family_steps(point.family)
+    base = base or point.family
+    steps = steps or P.family_steps(point.family)
     kind = "band" if band != NA else "beta" if beta != NA else arm     # the arm tag
     label = f"band{band}" if band != NA else f"beta{beta:g}" if beta != NA else arm
-    train = train_config(P, arm, seed, BASE_LR[point.family] * lr_factor, steps, max(beta, 0.0), band,
-                         BATCH.get(point.family, 32), diagnostics=point.reference)
+    train = train_config(P, arm, seed, BASE_LR[base] * lr_factor, steps, max(beta, 0.0), band,
+                         BATCH.get(base, 32), diagnostics=point.reference)
+    train = dataclasses.replace(train, **dict(overrides))
     parent = run_id(point.family, point.point, "vanilla", float(f"{vanilla_factor or lr_factor:.4g}"), seed)
     if arm == "local":
         # A fine-tune of a trained model: a fresh Adam state at the full rate knocked the
@@ -124,7 +128,7 @@ def spec(P: Preset, point: Point, arm: str, seed: int, lr_factor: float = 1.0, b
                 fillers=point.fillers, length=point.length, reference=int(point.reference))
     local = parent if arm == "local" else ""
     return RunSpec(run_id(point.family, point.point, label, lr_factor, seed), model, train,
-                   ((point.family, point.task),), tags=tuple(tags.items()), init_from=local, teacher=local)
+                   ((base, point.task),), tags=tuple(tags.items()), init_from=local, teacher=local)
 
 
 def grid_specs(P: Preset, factors: dict[str, tuple[float, ...]]) -> list[RunSpec]:

@@ -85,11 +85,11 @@ PRESETS = {
                     wu_ps=(1.0,), betas=(0.5,), fillers=(0, 4), mult_seeds=2, wu_model=(1, 32), mult_model=(1, 32),
                     pair_sizes=((1, 16), (1, 32)), text_sizes=((1, 16),), text_length=16,
                     bands=(("pairs", (2,)), ("text", (2,))), local_frac=0.25, eval_batch=32, n_evals=4,
-                    convergence=Convergence(sizes=((1, 16), (1, 8)), steps=40, seeds=2,
+                    convergence=Convergence(sizes=((1, 16),), steps=40, seeds=2,
                                             lr_factors=(("vanilla", 3.0), ("myopic", 1.0)), check_factors=(1.0, 3.0),
                                             n_evals=4, eval_batch=32, mult_steps=40, mult_seeds=2,
                                             mult_lr_factors=(("vanilla", 1.0), ("myopic", 0.1111))),
-                    wu_band=WuBand(bands=(2,), lr_factors=(1.0, 0.3333), seeds=2)),
+                    wu_band=WuBand(bands=(2,), lr_factors=(1.0,), seeds=2)),
     # CPU-sized: see docs/myopia.md for each budget and what differs from Wu et al.'s settings.
     "paper": Preset(seeds=3, lr_seeds=5, lr_factors=(1 / 3, 1.0, 3.0), max_widen=2,
                     steps=(("wu", 1500), ("mult", 3000), ("pairs", 1500), ("text", 3000), ("markov", 500)),
