@@ -10,6 +10,7 @@ part, into the same folder, so a later full run reuses them.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -20,6 +21,14 @@ from toymodels.callbacks import Callback, sweep_callbacks
 from toymodels.cli import init_distributed, logging_callbacks, study_args
 from toymodels.config import ConfigError
 from toymodels.store import remove_results
+
+
+def reduce_to_part(P, name: str, parts: dict[str, dict]):
+    """A study's ``part``: the preset ``P`` with the fields ``parts[name]`` sets (the other
+    parts switched off)."""
+    if name not in parts:
+        raise ValueError(f"part={name!r}: choose one of {', '.join(parts)}")
+    return dataclasses.replace(P, **parts[name])
 
 
 def default_out(study: ModuleType, preset: str) -> Path:

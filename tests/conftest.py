@@ -30,6 +30,10 @@ if _CACHE:
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
     os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", "-1")
 
+# Figures as PNG only: half of a study smoke path's drawing time is its PDFs (the myopia
+# figures: 9.7 s with, 4.6 s without). tests/toymodels/test_plotting.py writes PDFs on purpose.
+os.environ.setdefault("TOYMODELS_FIGURE_PDF", "0")
+
 # The suite's time is XLA compiling hundreds of small programs that then run for a few steps.
 # Compiling without LLVM's optimisation passes halves a cold test_fit.py (23.6 -> 12.2 s) and
 # cuts a study's smoke path by 28 % (backdoors 72 -> 52 s), one process alone on 2 cores; XLA's
@@ -37,10 +41,6 @@ if _CACHE:
 # ~30 % off (test_fit 26 -> 18 s, backdoors 100 -> 69 s, both under the same foreign load).
 # Tests compare programs compiled under the same flags, so no assertion depends on them;
 # benchmarks and studies run with XLA's defaults. TOYMODELS_TEST_XLA_FLAGS="" turns them off.
-# Figures as PNG only: half of a study smoke path's drawing time is its PDFs (the myopia
-# figures: 9.7 s with, 4.6 s without). tests/toymodels/test_plotting.py writes PDFs on purpose.
-os.environ.setdefault("TOYMODELS_FIGURE_PDF", "0")
-
 _FLAGS = os.environ.get("TOYMODELS_TEST_XLA_FLAGS",
                         "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false")
 if _FLAGS and _FLAGS not in os.environ.get("XLA_FLAGS", ""):

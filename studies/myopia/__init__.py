@@ -36,9 +36,9 @@ multiplication trained far longer, at the main grid's rates: ``convergence.py``)
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
+from studies.common import reduce_to_part
 from studies.myopia import convergence, tables, wu_band
 from studies.myopia.figures import figures
 from studies.myopia.grid import grid_specs, specs
@@ -46,20 +46,20 @@ from studies.myopia.measure import (CHOICE, POSITIONS, PROBES, VAL, choose, per_
                                     widen, wu_probes)
 from studies.myopia.presets import PRESETS, Preset
 from toymodels.results import write_rows
+from toymodels.store import load_rows
 from toymodels.sweep import run_sweep
 
 NAME = "myopia"
-PARTS = ("main", "convergence", "wu_band")
+# each part: the fields that switch the other parts off
+_OTHERS_OFF = {"main": dict(convergence=None, wu_band=None), "convergence": dict(families=(), wu_band=None),
+               "wu_band": dict(families=(), convergence=None)}
+PARTS = tuple(_OTHERS_OFF)
 __all__ = ["NAME", "PARTS", "PRESETS", "Preset", "figures", "part", "run", "specs", "summarize", "tune"]
 
 
 def part(P: Preset, name: str) -> Preset:
     """The preset reduced to one of PARTS."""
-    keep = {"main": dict(convergence=None, wu_band=None), "convergence": dict(families=(), wu_band=None),
-            "wu_band": dict(families=(), convergence=None)}
-    if name not in keep:
-        raise ValueError(f"part={name!r}: choose one of {', '.join(PARTS)}")
-    return dataclasses.replace(P, **keep[name])
+    return reduce_to_part(P, name, _OTHERS_OFF)
 
 
 def tune(preset: Preset, out: Path, progress: bool = True) -> tuple[list, dict[tuple[str, str], float]]:
@@ -95,10 +95,11 @@ def run(preset: Preset, out: Path, progress: bool = True) -> None:
 
 
 def summarize(out: Path, table_dir: Path) -> None:
-    """The summary tables of every part that was run in ``out``."""
-    tables.summarize(out, table_dir)
-    convergence.summarize(out, table_dir)
-    wu_band.summarize(out, table_dir)
+    """The summary tables of every part that was run in ``out`` (its rows read once)."""
+    rows = load_rows(out)
+    tables.summarize(out, table_dir, rows)
+    convergence.summarize(out, table_dir, rows)
+    wu_band.summarize(out, table_dir, rows)
 
 
 def _main(preset: Preset, out: Path, progress: bool) -> None:

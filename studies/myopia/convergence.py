@@ -24,7 +24,6 @@ from studies.myopia.tables import chosen_factors, final_table, gap_table
 from toymodels.analysis.stats import aggregate, bounds_by
 from toymodels.results import read_rows, write_rows
 from toymodels.runspec import RunSpec
-from toymodels.store import load_rows
 from toymodels.tables import final_rows, held_out
 
 FAMILY = "text_long"     # the family tags of this part's runs (the main tables leave them out)
@@ -107,11 +106,12 @@ def _late_change(rows: list[dict]) -> list[dict]:
     return out
 
 
-def summarize(out: Path, table_dir: Path) -> None:
-    """Write the part's tables into ``table_dir`` (nothing where the part was not run)."""
+def summarize(out: Path, table_dir: Path, rows: list[dict]) -> None:
+    """Write the part's tables, from the folder's ``rows``, into ``table_dir`` (nothing where the
+    part was not run)."""
     if not (out / CHOICE).exists():
         return
-    rows = [r for r in load_rows(out) if r["family"] in (FAMILY, MULT)]
+    rows = [r for r in rows if r["family"] in (FAMILY, MULT)]
     write_rows(table_dir / "convergence_lr.csv", read_rows(out / CHOICE))
     for name, table in tables(rows, chosen_factors(read_rows(out / CHOICE))).items():
         write_rows(table_dir / name, table)
@@ -129,6 +129,5 @@ def tables(rows: list[dict], chosen: dict[tuple[str, str], float]) -> dict[str, 
                  "to_step")
     return {"convergence_final.csv": final_table(finals),
             "convergence_gaps.csv": gap_table(finals, chosen),
-            "convergence_curves.csv": aggregate(curves, keys, bounds=bounds_by("metric"),
-                                                points=True),
+            "convergence_curves.csv": aggregate(curves, keys, bounds=bounds_by("metric"), points=True),
             "convergence_late.csv": aggregate(_late_change(rows), late_keys, points=True)}

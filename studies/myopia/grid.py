@@ -57,7 +57,8 @@ class Point:
 ALL_ARMS = ("vanilla", "myopic", "bigram", "local")
 
 
-def points(P: Preset) -> list[Point]:
+def points(P: Preset, families: tuple[str, ...] | None = None) -> list[Point]:
+    """The points of ``families`` (default: the preset's main families, ``P.families``)."""
     out = [Point("wu", f"p{p:g}", "wu_regression", (("p", p), ("length", WU_LENGTH), ("freq", WU_FREQ)),
                  *P.wu_model, ALL_ARMS if p == 1.0 else ("vanilla", "myopic"), reference=p == 1.0, p=p)
            for p in P.wu_ps]
@@ -73,7 +74,7 @@ def points(P: Preset) -> list[Point]:
     L, d = P.pair_sizes[0]
     out.append(Point("markov", f"L{L}d{d}", "markov", (("vocab_size", 16), ("length", 32)), L, d,
                      ("vanilla", "myopic", "bigram"), reference=True))
-    return [pt for pt in out if pt.family in P.families]
+    return [pt for pt in out if pt.family in (P.families if families is None else families)]
 
 
 def reference(P: Preset, family: str) -> Point:

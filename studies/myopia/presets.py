@@ -62,14 +62,14 @@ class Preset:
     mult_model: tuple[int, int] = (2, 64)
     pair_length: int = 6
     text_length: int = 32
-    families: tuple[str, ...] = FAMILIES        # the main part's families (none: part "convergence" alone)
+    families: tuple[str, ...] = FAMILIES        # the main part's families (none: the other parts alone)
     convergence: Convergence | None = None
     wu_band: WuBand | None = None
 
     def __post_init__(self):
         if self.families not in (FAMILIES, ()):
             raise ConfigError(f"families={self.families!r}: the main part runs all of {', '.join(FAMILIES)} "
-                              "(the tables compare them) or none (part 'convergence' alone)")
+                              "(the tables compare them) or none (the other parts alone)")
 
     def family_steps(self, family: str) -> int:
         return dict(self.steps)[family]
@@ -98,7 +98,7 @@ PRESETS = {
                     text_sizes=((1, 32), (1, 8), (1, 16), (2, 48)),
                     bands=(("wu", (2, 5, 10)), ("pairs", (1, 3, 6)), ("text", (1, 4, 16))),
                     local_frac=0.25, eval_batch=512, n_evals=12,
-                                    # the main grid's choices (figures/myopia/lr_choice.csv): text vanilla 9e-3, myopic
+                    # the main grid's choices (figures/myopia/lr_choice.csv): text vanilla 9e-3, myopic
                     # 3e-3; multiplication vanilla 3e-3, myopic 3.3e-4
                     convergence=Convergence(sizes=((1, 32), (1, 8), (1, 16), (2, 48)), steps=16000, seeds=3,
                                             lr_factors=(("vanilla", 3.0), ("myopic", 1.0)), check_factors=(1.0, 3.0),

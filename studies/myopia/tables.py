@@ -14,7 +14,6 @@ from studies.myopia.measure import arm_factor as factor_of
 from studies.myopia.presets import ARMS, FAMILIES
 from toymodels.analysis.stats import aggregate, bounds_by
 from toymodels.results import read_rows, write_rows
-from toymodels.store import load_rows
 from toymodels.tables import final_rows, held_out, select
 
 POINT_KEYS = ("family", "point", "n_layers", "d_model", "params", "p", "fillers", "length")
@@ -128,11 +127,12 @@ def probes_table(rows: list[dict]) -> list[dict]:
     return aggregate(rows, ("arm", "layer", "name"), bounds=TABLE_BOUNDS["probes"], points=True)
 
 
-def summarize(out: Path, table_dir: Path) -> None:
-    """The main part's tables (nothing where the main part was not run)."""
+def summarize(out: Path, table_dir: Path, rows: list[dict]) -> None:
+    """The main part's tables from the folder's ``rows`` (nothing where the main part was not
+    run)."""
     if not (out / CHOICE).exists():
         return
-    rows = [r for r in load_rows(out) if r["family"] in FAMILIES]   # part "convergence" apart
+    rows = [r for r in rows if r["family"] in FAMILIES]   # part "convergence"'s families apart
     choice = read_rows(out / CHOICE)
     chosen = chosen_factors(choice)
     finals = final_rows(held_out(rows))

@@ -10,16 +10,14 @@ ids and configs), so a folder holding both trains them once.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from studies.myopia.grid import points, spec
-from studies.myopia.presets import FAMILIES, Preset
+from studies.myopia.presets import Preset
 from studies.myopia.tables import LOSS, POINT_KEYS, label
 from toymodels.analysis.stats import aggregate, bounds_by
 from toymodels.results import read_rows, write_rows
 from toymodels.runspec import RunSpec
-from toymodels.store import load_rows
 from toymodels.tables import final_rows, held_out
 
 PLAN = Path("analyses/wu_band_plan.csv")   # the part's rates and seeds, written once its runs are trained
@@ -27,7 +25,7 @@ PLAN = Path("analyses/wu_band_plan.csv")   # the part's rates and seeds, written
 
 def specs(P: Preset) -> list[RunSpec]:
     W = P.wu_band
-    point = next(pt for pt in points(dataclasses.replace(P, families=FAMILIES)) if pt.family == "wu" and pt.reference)
+    point = next(pt for pt in points(P, ("wu",)) if pt.reference)
     runs = []
     for f in W.lr_factors:
         for seed in range(W.seeds):
@@ -59,11 +57,11 @@ def band_rows(finals: list[dict], plan: list[dict]) -> list[dict]:
     return rows
 
 
-def summarize(out: Path, table_dir: Path) -> None:
-    """Write ``wu_band.csv`` (nothing where the part was not run)."""
+def summarize(out: Path, table_dir: Path, rows: list[dict]) -> None:
+    """Write ``wu_band.csv`` from the folder's ``rows`` (nothing where the part was not run)."""
     if not (out / PLAN).exists():
         return
-    finals = final_rows(held_out(load_rows(out)))
+    finals = final_rows(held_out(rows))
     rows = band_rows(finals, read_rows(out / PLAN))
     write_rows(table_dir / "wu_band.csv", aggregate(rows, POINT_KEYS + ("lr_factor", "k", "quantity"),
                                                     bounds=bounds_by("quantity", {"L_band": LOSS}), points=True))

@@ -31,9 +31,9 @@ the runs it has in the full preset.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
+from studies.common import reduce_to_part
 from studies.ood_decay import ladder, patching, persistence, sharing
 from studies.ood_decay.figures import figures
 from studies.ood_decay.grid import specs
@@ -43,17 +43,16 @@ from studies.ood_decay.tables import summarize
 from toymodels.sweep import run_sweep
 
 NAME = "ood_decay"
-PARTS = ("cases", "sharing", "persistence")
+# each part: the fields that switch the other parts off
+_OTHERS_OFF = {"cases": dict(sharing=None, persistence=None), "sharing": dict(cases=(), persistence=None),
+               "persistence": dict(cases=(), sharing=None)}
+PARTS = tuple(_OTHERS_OFF)
 __all__ = ["NAME", "PARTS", "PRESETS", "Preset", "figures", "part", "run", "specs", "summarize"]
 
 
 def part(P: Preset, name: str) -> Preset:
     """The preset reduced to one of PARTS."""
-    keep = {"cases": dict(sharing=None, persistence=None), "sharing": dict(cases=(), persistence=None),
-            "persistence": dict(cases=(), sharing=None)}
-    if name not in keep:
-        raise ValueError(f"part={name!r}: choose one of {', '.join(PARTS)}")
-    return dataclasses.replace(P, **keep[name])
+    return reduce_to_part(P, name, _OTHERS_OFF)
 
 
 def run(P: Preset, out: Path, progress: bool = True) -> None:
