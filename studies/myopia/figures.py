@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from studies.myopia.presets import ARMS, BASE_LR, FAMILIES, WU_FREQ, WU_LENGTH
+from studies.myopia import figures_wu_band
+from studies.myopia.presets import ARMS, FAMILIES, WU_FREQ, WU_LENGTH
 from studies.myopia.tables import chosen_factors, factor_of
 from toymodels import plotting
 from toymodels.results import read_rows
@@ -21,7 +22,7 @@ TITLE = {"wu": "D_1 (Wu et al.)", "mult": "multiplication", "pairs": "adjacent_p
 def figures(table_dir: Path) -> list[Path]:
     """Every figure whose part's tables are in ``table_dir``."""
     out = convergence(table_dir) if (table_dir / "convergence_curves.csv").exists() else []
-    out += wu_band(table_dir) if (table_dir / "wu_band.csv").exists() else []
+    out += figures_wu_band.figures(table_dir) if (table_dir / "wu_band.csv").exists() else []
     if not (table_dir / "final.csv").exists():
         return out
     final = read_rows(table_dir / "final.csv")
@@ -94,23 +95,6 @@ def convergence(table_dir: Path) -> list[Path]:
     n = min((r["n"] for r in curves_ if r["task"] != "train"), default=0)
     fig.suptitle(f"long budgets; mean, 95% interval, >= {n} seeds", fontsize=8)
     return plotting.save(fig, table_dir / "convergence")
-
-
-def wu_band(table_dir: Path) -> list[Path]:
-    """Part "wu_band": D_1's gap L(band k) - L(vanilla) vs k at each learning rate (k = 0: myopic)."""
-    rows = read_rows(table_dir / "wu_band.csv")
-    fig, axes = plotting.figure(ncols=2)
-    for ax, q, ylabel in ((axes[0, 0], "gap", "L(band k) - L(vanilla), Huber"),
-                          (axes[0, 1], "L_band", "L(band k), Huber")):
-        for f in sorted({r["lr_factor"] for r in rows}):
-            plotting.band_rows(ax, select(rows, quantity=q, lr_factor=f), "k", f"lr {f * BASE_LR['wu']:.2g}", **MARK)
-        ax.axhline(0.0, color="0.6", lw=0.6)
-        ax.set_xlabel("band k")
-        ax.set_ylabel(ylabel)
-        plotting.legend(ax, fontsize=6)
-    n = min((r["n"] for r in rows), default=0)
-    fig.suptitle(f"D_1: band gap at each learning rate; mean, 95% interval, {n} seeds", fontsize=8)
-    return plotting.save(fig, table_dir / "wu_band")
 
 
 def lr_grid(table_dir: Path) -> list[Path]:

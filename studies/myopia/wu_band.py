@@ -6,32 +6,63 @@ part trains, at each rate of ``WuBand.lr_factors`` (x the D_p base rate) and ``s
 vanilla, myopic (k = 0) and every band k of ``bands``, and reports the gap against vanilla
 at the same rate and seed. The runs are the main part's D_1 runs where they coincide (same
 ids and configs), so a folder holding both trains them once.
+
+Two checks of why a band stops short: the long runs (family ``wu_long``: vanilla, myopic and
+``long_bands`` at the first rate for ``long_steps``) tell a band that learns slowly from one
+that stalls; and every trained model's attention mass by distance (self, the target's window
+of ``n_terms`` links, beyond it) shows where its attention went.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from pathlib import Path
 
 from studies.myopia.grid import points, spec
-from studies.myopia.presets import Preset
+from studies.myopia.measure import eval_batch
+from studies.myopia.presets import NA, Preset
 from studies.myopia.tables import LOSS, POINT_KEYS, label
+from toymodels.analyses import AnalysisCache
+from toymodels.analysis.attention import mass_by_distance
 from toymodels.analysis.stats import aggregate, bounds_by
+from toymodels.hooks import forward
 from toymodels.results import read_rows, write_rows
 from toymodels.runspec import RunSpec
+from toymodels.store import load_models
 from toymodels.tables import final_rows, held_out
 
 PLAN = Path("analyses/wu_band_plan.csv")   # the part's rates and seeds, written once its runs are trained
+ATTENTION = Path("analyses/wu_band_attention.csv")   # every run's attention mass by distance
+LONG = "wu_long"                           # the long runs' family tag
+REGIONS = ("self", "window", "beyond")     # distance 0, 1..n_terms, more than n_terms back
+BOUNDS = bounds_by("quantity", {"L_band": LOSS, "L_vanilla": LOSS})
+
+
+def reference(P: Preset):
+    return next(pt for pt in points(P, ("wu",)) if pt.reference)
 
 
 def specs(P: Preset) -> list[RunSpec]:
     W = P.wu_band
-    point = next(pt for pt in points(P, ("wu",)) if pt.reference)
+    point = reference(P)
     runs = []
     for f in W.lr_factors:
         for seed in range(W.seeds):
             runs += [spec(P, point, "vanilla", seed, f), spec(P, point, "myopic", seed, f)]
             runs += [spec(P, point, "myopic", seed, f, band=k) for k in W.bands]
-    return runs
+    return runs + long_specs(P)
+
+
+def long_specs(P: Preset) -> list[RunSpec]:
+    """Vanilla, myopic and each long band at the first rate, ``long_steps`` long."""
+    W = P.wu_band
+    if not W.long_steps:
+        return []
+    point = dataclasses.replace(reference(P), family=LONG)
+    kw = dict(base="wu", steps=W.long_steps, overrides=(("grad_diagnostics", False),))
+    return [spec(P, point, arm, seed, W.lr_factors[0], band=k, **kw) for seed in range(W.seeds)
+            for arm, k in (("vanilla", NA), ("myopic", NA), *(("myopic", b) for b in W.long_bands))]
 
 
 def plan_rows(P: Preset) -> list[dict]:
@@ -39,29 +70,94 @@ def plan_rows(P: Preset) -> list[dict]:
             for f in P.wu_band.lr_factors]
 
 
-def band_rows(finals: list[dict], plan: list[dict]) -> list[dict]:
+def _k(r: dict) -> int:
+    """A run's band k: 0 for myopic, NA for vanilla."""
+    return r["band"] if r["arm"] == "band" else 0 if r["arm"] == "myopic" else NA
+
+
+def band_rows(finals: list[dict], plan: list[dict], family: str = "wu") -> list[dict]:
     """Per rate and seed of ``plan``, and k: L_band and gap = L_band - L_vanilla at the same
-    rate and seed (k = 0: the myopic run at that rate)."""
+    rate and seed (k = 0: the myopic run at that rate), and L_vanilla (k = NA). ``finals`` may be any step's rows of
+    one step per run (the long runs' curves pass each eval step's)."""
     seeds = {p["lr_factor"]: p["seeds"] for p in plan}
-    loss = {(label(r), r["lr_factor"], r["seed"]): r for r in finals
-            if r["family"] == "wu" and r["metric"] == "loss" and r["beta"] == -1 and r["p"] == 1.0
+    loss = {(label(r), r["lr_factor"], r["seed"], r["step"]): r for r in finals
+            if r["family"] == family and r["metric"] == "loss" and r["beta"] == -1 and r["p"] == 1.0
             and r["seed"] < seeds.get(r["lr_factor"], 0)}
     rows = []
-    for (arm, f, s), r in loss.items():
-        van = loss.get(("vanilla", f, s))
+    for (arm, f, s, step), r in loss.items():
+        van = loss.get(("vanilla", f, s, step))
+        base = {k: r[k] for k in POINT_KEYS} | {"lr_factor": f, "k": _k(r), "seed": s, "step": step}
+        if arm == "vanilla":
+            rows.append({**base, "quantity": "L_vanilla", "value": r["value"]})
         if van is None or not (arm == "myopic" or arm.startswith("band")):
             continue
-        base = {k: r[k] for k in POINT_KEYS} | {"lr_factor": f, "k": r["band"] if arm != "myopic" else 0, "seed": s}
         rows += [{**base, "quantity": "L_band", "value": r["value"]},
                  {**base, "quantity": "gap", "value": r["value"] - van["value"]}]
     return rows
 
 
+def attention_rows(P: Preset, out: Path) -> list[dict]:
+    """Every run's attention mass per (layer, head, distance), over the eval batch's queries
+    whose whole window exists (t > n_terms); cached per (family, rate)."""
+    cache = AnalysisCache(out, "wu_band_attention")
+    groups: dict[str, list[RunSpec]] = {}
+    for s in specs(P):
+        t = dict(s.tags)
+        groups.setdefault(f"{t['family']}-lr{t['lr_factor']:.4g}", []).append(s)
+    return [r for key, runs in sorted(groups.items())
+            for r in cache.rows(key, runs, functools.partial(_attention, out, runs))]
+
+
+def _attention(out: Path, runs: list[RunSpec]) -> list[dict]:
+    batch = eval_batch(runs[0])
+    window = runs[0].tasks[0][1].n_terms
+    rows = []
+    for s, model in zip(runs, load_models(out, runs)):
+        t = dict(s.tags)
+        _, cache = forward(model, batch.inputs, ("blocks.*.attn.pattern",))
+        for layer in range(model.cfg.n_layers):
+            mass = mass_by_distance(cache[f"blocks.{layer}.attn.pattern"], min_query=window + 1)
+            for head, per_d in enumerate(mass):
+                rows += [dict(run=s.run_id, family=t["family"], lr_factor=t["lr_factor"], k=_k(t), seed=t["seed"],
+                              window=window, layer=layer, head=head, distance=d, mass=float(m))
+                         for d, m in enumerate(per_d)]
+    return rows
+
+
+def attention_regions(rows: list[dict]) -> list[dict]:
+    """Per run and layer: the head-mean mass on self, the window and beyond it, and the largest
+    single head's mass beyond it."""
+    first: dict[tuple, dict] = {}
+    heads: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["run"], r["layer"])
+        first.setdefault(key, r)
+        region = "self" if r["distance"] == 0 else "window" if r["distance"] <= r["window"] else "beyond"
+        heads.setdefault(key, {}).setdefault(r["head"], dict.fromkeys(REGIONS, 0.0))[region] += r["mass"]
+    out = []
+    for key, per_head in heads.items():
+        r, hs = first[key], list(per_head.values())
+        base = {k: r[k] for k in ("family", "lr_factor", "k", "seed", "layer")}
+        out += [{**base, "quantity": q, "value": sum(h[q] for h in hs) / len(hs)} for q in REGIONS]
+        out.append({**base, "quantity": "beyond_max_head", "value": max(h["beyond"] for h in hs)})
+    return out
+
+
 def summarize(out: Path, table_dir: Path, rows: list[dict]) -> None:
-    """Write ``wu_band.csv`` from the folder's ``rows`` (nothing where the part was not run)."""
+    """Write ``wu_band.csv`` (and, where they were trained and measured, ``wu_band_long.csv``
+    and ``wu_band_attention.csv``) from the folder's ``rows``; nothing where the part was not run."""
     if not (out / PLAN).exists():
         return
-    finals = final_rows(held_out(rows))
-    rows = band_rows(finals, read_rows(out / PLAN))
-    write_rows(table_dir / "wu_band.csv", aggregate(rows, POINT_KEYS + ("lr_factor", "k", "quantity"),
-                                                    bounds=bounds_by("quantity", {"L_band": LOSS}), points=True))
+    plan = read_rows(out / PLAN)
+    held = held_out(rows)
+    keys = POINT_KEYS + ("lr_factor", "k", "quantity")
+    write_rows(table_dir / "wu_band.csv", aggregate(band_rows(final_rows(held), plan), keys,
+                                                    bounds=BOUNDS, points=True))
+    curves = band_rows(held, plan[:1], family=LONG)
+    if curves:
+        write_rows(table_dir / "wu_band_long.csv", aggregate(curves, keys + ("step",), points=True,
+                                                             bounds=BOUNDS))
+    if (out / ATTENTION).exists():
+        write_rows(table_dir / "wu_band_attention.csv",
+                   aggregate(attention_regions(read_rows(out / ATTENTION)),
+                             ("family", "lr_factor", "k", "layer", "quantity"), bounds=(0.0, 1.0), points=True))

@@ -218,11 +218,18 @@ def test_wu_band_part_reuses_the_main_runs_and_compares_at_each_rate():
     runs = wu_band.specs(part)
     main = {s.run_id: s for s in grid_specs(P, {f: (0.3333, 0.1111) for f in FAMILIES})
             + specs(P, {**ONES, ("wu", "vanilla"): 0.3333})}
-    assert len(runs) == 2 * 3 * (2 + 2)
+    long = [s for s in runs if dict(s.tags)["family"] == wu_band.LONG]
+    assert len(runs) - len(long) == 2 * 3 * (2 + 2)
     for s in runs:   # the main part's D_1 runs where they coincide: same id, same config
         if s.run_id in main:
             assert s == main[s.run_id]
     assert {dict(s.tags)["band"] for s in runs} == {-1, 2, 10}
+    # the long runs: vanilla, myopic and each long band at the first rate, W.long_steps long, own ids
+    assert sorted((dict(s.tags)["arm"], dict(s.tags)["band"]) for s in long) == sorted(
+        [("vanilla", -1), ("myopic", -1)] * 3 + [("band", k) for k in W.long_bands] * 3)
+    assert {(s.train.steps, dict(s.tags)["lr_factor"], s.train.grad_diagnostics) for s in long} == {
+        (W.long_steps, 0.3333, False)}
+    assert not {s.run_id for s in long} & set(main)
     plan = wu_band.plan_rows(part)
     finals = [_final("vanilla", 0, 0.1, family="wu", lr_factor=0.1111, p=1.0),
               _final("myopic", 0, 1.1, family="wu", lr_factor=0.1111, p=1.0),
@@ -231,4 +238,26 @@ def test_wu_band_part_reuses_the_main_runs_and_compares_at_each_rate():
               _final("band", 0, 0.9, family="wu", lr_factor=1.0, p=1.0, band=10)]      # rate past the plan
     got = {(r["lr_factor"], r["k"], r["quantity"]): r["value"] for r in wu_band.band_rows(finals, plan)}
     assert got == {(0.1111, 0, "L_band"): 1.1, (0.1111, 0, "gap"): pytest.approx(1.0),
-                   (0.1111, 10, "L_band"): 0.3, (0.1111, 10, "gap"): pytest.approx(0.2)}
+                   (0.1111, 10, "L_band"): 0.3, (0.1111, 10, "gap"): pytest.approx(0.2),
+                   (0.1111, -1, "L_vanilla"): 0.1}
+    # the long runs' curves: a gap per eval step, against vanilla at that step
+    curve = [_final(arm, 0, v, family=wu_band.LONG, lr_factor=0.3333, p=1.0, step=step, **kw)
+             for step, van, band in ((10, 1.0, 1.1), (20, 0.5, 0.9)) for arm, v, kw in
+             (("vanilla", van, {}), ("band", band, dict(band=2)))]
+    got = {(r["step"], r["quantity"]): r["value"] for r in wu_band.band_rows(curve, plan, family=wu_band.LONG)
+           if r["k"] == 2}
+    assert got == {(10, "L_band"): 1.1, (10, "gap"): pytest.approx(0.1), (20, "L_band"): 0.9,
+                   (20, "gap"): pytest.approx(0.4)}
+
+
+def test_wu_band_attention_regions_by_hand():
+    def mass(head, distance, m, layer=0):
+        return dict(run="r", family="wu", lr_factor=1.0, k=2, seed=0, window=2, layer=layer, head=head,
+                    distance=distance, mass=m)
+    rows = ([mass(0, d, m) for d, m in enumerate((0.1, 0.2, 0.3, 0.4))]        # head 0: 0.4 beyond the window
+            + [mass(1, d, m) for d, m in enumerate((0.5, 0.5, 0.0, 0.0))]       # head 1: none beyond
+            + [mass(0, d, m, layer=1) for d, m in enumerate((1.0, 0.0, 0.0, 0.0))])
+    got = {(r["layer"], r["quantity"]): r["value"] for r in wu_band.attention_regions(rows)}
+    assert got == pytest.approx({(0, "self"): 0.3, (0, "window"): 0.5, (0, "beyond"): 0.2, (0, "beyond_max_head"): 0.4,
+                                 (1, "self"): 1.0, (1, "window"): 0.0, (1, "beyond"): 0.0,
+                                 (1, "beyond_max_head"): 0.0})
