@@ -15,6 +15,10 @@ Methods, each scored by exact match and functional equivalence on the held-out p
                       net's own outputs on ``fair_checks`` inputs (the net is run, which
                       a decompiler given the weights can always do)
   retrieval+check     the same check over the ``fair_samples + 1`` nearest training programs
+  beam                the most likely decoding of a beam search ``fair_samples + 1`` wide
+                      (``decompile.beam``: deterministic, no repeats)
+  beam+check          the same check over the beams, most likely first (as many candidates
+                      as decompiler+check)
 Sizes are the fountain's 2-6 operations (n_ops), inside the meta-models paper's 1-9
 and below TraDe's largest programs: the published numbers are on their own program
 sets and are drawn as reference lines, not matched comparisons.
@@ -38,6 +42,7 @@ from studies.compiled_vs_trained.measure import dataset_rows, n_lines
 from studies.compiled_vs_trained.presets import ANCHORS, Preset
 from toymodels import plotting
 from toymodels.compiler import compile_program
+from toymodels.decompile.beam import beam_decode
 from toymodels.decompile.checks import agrees, check_inputs, first_agreeing, net_outputs
 from toymodels.decompile.evaluate import sample_decode, score
 from toymodels.decompile.retrieval import ranked_programs
@@ -47,7 +52,7 @@ from toymodels.scramble import scramble
 from toymodels.store import load_model
 from toymodels.tables import select
 
-METHODS = ("decompiler", "decompiler+check", "retrieval", "retrieval+check")
+METHODS = ("decompiler", "decompiler+check", "retrieval", "retrieval+check", "beam", "beam+check")
 SCORES = ("exact", "equivalent", "parsable", "agreed")
 N_BOOT = 2000
 
@@ -104,11 +109,16 @@ def analyse_fair(P: Preset, out: Path, weights: str, spec: RunSpec | None) -> di
                          value=len({e["function"] for e in task.programs(s)})) for s in ("train", "eval")]
     else:
         seed = dict(spec.tags)["seed"]
-        decoded = sample_decode(load_model(out, spec), task.weights("eval"), P.fair_samples, task.layout,
+        model = load_model(out, spec)
+        decoded = sample_decode(model, task.weights("eval"), P.fair_samples, task.layout,
                                 max_len=P.dec_program_tokens + 1, seed=seed)
-        for e, obs, cands in zip(entries, observed, decoded):
+        beams, _ = beam_decode(model, task.weights("eval"), P.fair_samples + 1, task.layout,
+                               max_len=P.dec_program_tokens + 1)
+        for e, obs, cands, beam in zip(entries, observed, decoded, beams):
             add("decompiler", seed, e, obs, cands)
             add("decompiler+check", seed, e, obs, cands)
+            add("beam", seed, e, obs, beam)
+            add("beam+check", seed, e, obs, beam)
     return {"programs": rows, "dataset": dataset}
 
 
@@ -149,7 +159,8 @@ def fair_tables(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 METHOD_STYLE = {"decompiler": ("C0", "-"), "decompiler+check": ("C0", "--"),
-                "retrieval": ("C3", "-"), "retrieval+check": ("C3", "--")}
+                "retrieval": ("C3", "-"), "retrieval+check": ("C3", "--"),
+                "beam": ("C2", "-"), "beam+check": ("C2", "--")}
 
 
 def fair_figure(summary: list[dict], path: Path) -> list[Path]:

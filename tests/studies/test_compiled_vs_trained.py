@@ -395,7 +395,7 @@ def test_smoke_path_end_to_end(tmp_path):
     fair = read_rows(table_dir / "decompiler_fair.csv")
     assert {(r["method"], r["weights"]) for r in fair} == {(m, w) for m in fair_mod.METHODS
                                                            for w in ("clean", "scrambled")}
-    assert {r["seed"] for r in fair if r["method"].startswith("decompiler")} == {0, 1}
+    assert {r["seed"] for r in fair if r["method"].startswith(("decompiler", "beam"))} == {0, 1}
     assert {r["seed"] for r in fair if r["method"].startswith("retrieval")} == {0}
     pooled = [r for r in fair if r["size"] == "all" and r["degenerate"] == "all"]
     assert {r["n_programs"] for r in pooled} == {SHRUNK.fair_eval}
