@@ -7,8 +7,9 @@ Every step extends each live beam by every token and keeps the ``width`` highest
 log-probabilities (temperature 1) over all of them; a beam that emitted <eos> is finished
 and carries its score on unchanged. At width 1 this is greedy decoding; at a width that
 holds every sequence it is exact (the most likely sequences, in order). Unlike sampling,
-the candidates are deterministic and none repeats. One jitted loop of full forward passes
-over (nets x width) rows, a chunk of nets at a time.
+the candidates are deterministic and none repeats. The weight tokens run once per net
+(``kvcache.prefill``), then one cached step per token over (nets x width) rows, a chunk of
+nets at a time.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from toymodels import kvcache
 from toymodels.decompile.evaluate import _batched, strip
 from toymodels.decompile.tokens import EOS, PAD, SEP, VOCAB
 from toymodels.decompile.weights import Layout, program_vectors
@@ -38,21 +40,24 @@ def _beam(graphdef, layout: Layout, n_steps: int, width: int):
         score = jnp.full((B, width), -jnp.inf, jnp.float32).at[:, 0].set(0.0)
         done = jnp.zeros((B, width), bool)
         finished_row = jnp.full((V,), -jnp.inf, jnp.float32).at[PAD].set(0.0)   # a finished beam: pad, score kept
+        out, cache = kvcache.prefill(model, jnp.concatenate([x_BNI, program_vectors(stream[:, 0, :1], layout)], 1),
+                                     N + n_steps)
+        logits = jnp.repeat(out[:, N, :V].astype(jnp.float32), width, 0)     # (B * width, V)
+        cache = cache.repeat(width)
 
         def step(j, carry):
-            stream, score, done = carry
-            flat = stream.reshape(B * width, n_steps + 1)[:, :n_steps]
-            inputs = jnp.concatenate([jnp.repeat(x_BNI, width, 0), program_vectors(flat, layout)], 1)
-            logits = model(inputs)[:, N + j, :V].astype(jnp.float32).reshape(B, width, V)
-            step_lp = jnp.where(done[..., None], finished_row, jax.nn.log_softmax(logits))
-            cand = (score[..., None] + step_lp).reshape(B, width * V)
-            score, idx = jax.lax.top_k(cand, width)
+            stream, score, done, cache, logits = carry
+            step_lp = jnp.where(done[..., None], finished_row, jax.nn.log_softmax(logits.reshape(B, width, V)))
+            score, idx = jax.lax.top_k((score[..., None] + step_lp).reshape(B, width * V), width)
             parent, token = idx // V, (idx % V).astype(jnp.int32)
             stream = jnp.take_along_axis(stream, parent[..., None], 1).at[:, :, j + 1].set(token)
             done = jnp.take_along_axis(done, parent, 1) | (token == EOS)
-            return stream, score, done
+            cache = cache.take((jnp.arange(B)[:, None] * width + parent).reshape(-1))
+            # the last step's output is never read (its position is past the cache: clamped)
+            logits, cache = kvcache.step(model, cache, program_vectors(token.reshape(-1), layout))
+            return stream, score, done, cache, logits[:, :V].astype(jnp.float32)
 
-        stream, score, _ = jax.lax.fori_loop(0, n_steps, step, (stream, score, done))
+        stream, score, _, _, _ = jax.lax.fori_loop(0, n_steps, step, (stream, score, done, cache, logits))
         return stream[:, :, 1:], score
     return run
 

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from toymodels import kvcache
 from toymodels.decompile.tokens import EOS, PAD, SEP, SPECIALS, VOCAB, parse_program
 from toymodels.decompile.weights import Layout, program_vectors
 from toymodels.hooks import forward
@@ -36,18 +37,21 @@ def strip(tokens) -> list[str]:
 def _decoder(graphdef, layout: Layout, n_steps: int, temperature: float = 0.0):
     """One jitted decoding loop: argmax at temperature 0, else sampling from softmax(logits /
     temperature) with a key per step. Returns the ids after <sep> and each row's summed
-    log-probability (temperature 1) of the tokens it chose up to and including <eos>."""
+    log-probability (temperature 1) of the tokens it chose up to and including <eos>.
+    The weight tokens and <sep> run once (``kvcache.prefill``); each program token after
+    that is one cached ``kvcache.step``."""
+    V = len(VOCAB)
+
     @jax.jit
     def run(state, x_BNI, key):
         model = nnx.merge(graphdef, state)
         B, N, _ = x_BNI.shape
         stream_BS = jnp.full((B, n_steps + 1), PAD, jnp.int32).at[:, 0].set(SEP)
+        out, cache = kvcache.prefill(model, jnp.concatenate([x_BNI, program_vectors(stream_BS[:, :1], layout)], 1),
+                             N + n_steps)
 
         def step(j, carry):
-            stream_BS, logp_B = carry
-            inputs = jnp.concatenate([x_BNI, program_vectors(stream_BS[:, :n_steps], layout)], 1)
-            # Causal model: the pads after position N + j do not change its logits.
-            logits_BV = model(inputs)[:, N + j, :len(VOCAB)].astype(jnp.float32)
+            stream_BS, logp_B, cache, logits_BV = carry
             done_B = jnp.any((stream_BS == EOS) & (jnp.arange(n_steps + 1) <= j)[None], axis=1)
             if temperature == 0.0:
                 pick_B = jnp.argmax(logits_BV, -1)
@@ -55,10 +59,13 @@ def _decoder(graphdef, layout: Layout, n_steps: int, temperature: float = 0.0):
                 pick_B = jax.random.categorical(jax.random.fold_in(key, j), logits_BV / temperature)
             pick_B = pick_B.astype(jnp.int32)
             lp_B = jnp.take_along_axis(jax.nn.log_softmax(logits_BV), pick_B[:, None], 1)[:, 0]
-            return (stream_BS.at[:, j + 1].set(jnp.where(done_B, PAD, pick_B)),
-                    logp_B + jnp.where(done_B, 0.0, lp_B))
+            stream_BS = stream_BS.at[:, j + 1].set(jnp.where(done_B, PAD, pick_B))
+            # the last step's output is never read (its position is past the cache: clamped)
+            logits, cache = kvcache.step(model, cache, program_vectors(stream_BS[:, j + 1], layout))
+            return stream_BS, logp_B + jnp.where(done_B, 0.0, lp_B), cache, logits[:, :V].astype(jnp.float32)
 
-        stream_BS, logp_B = jax.lax.fori_loop(0, n_steps, step, (stream_BS, jnp.zeros(B, jnp.float32)))
+        init = (stream_BS, jnp.zeros(B, jnp.float32), cache, out[:, N, :V].astype(jnp.float32))
+        stream_BS, logp_B, _, _ = jax.lax.fori_loop(0, n_steps, step, init)
         return stream_BS[:, 1:], logp_B
     return run
 

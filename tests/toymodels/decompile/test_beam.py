@@ -26,11 +26,18 @@ def setup():
     return task, model, task.weights("eval")[:3]
 
 
-def test_width_one_is_greedy(setup):
+def test_width_one_is_greedy_and_greedy_is_the_full_forward_argmax(setup):
     task, model, x = setup
     cands, scores = beam_decode(model, x, 1, task.layout, max_len=10)
     assert [c[0] for c in cands] == greedy_decode(model, x, task.layout, max_len=10)
     assert all(len(c) == 1 and len(s) == 1 for c, s in zip(cands, scores))
+    # the cached decoders against argmax over full forward passes, token by token
+    ids, _ = beam_search(model, x, 1, task.layout, max_len=10)
+    for net in range(3):
+        seq = []
+        while len(seq) < 10 and EOS not in seq:
+            seq.append(int(_logp_next(model, x[net], task.layout, [seq])[0].argmax()))
+        assert ids[net, 0, :len(seq)].tolist() == seq
 
 
 def _logp_next(model, x_NI, layout, prefixes):
