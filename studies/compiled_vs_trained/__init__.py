@@ -45,6 +45,9 @@ input/output table on both sides), degenerate programs scored apart, against a
 nearest-weights retrieval baseline, each with and without an execution check (sampled
 candidates kept only if they reproduce the net's outputs on a few inputs).
 
+Parts (``--part``): "main" (twins, the token-split decompilers, their analyses and the
+causal test) and "fair" (the fair benchmark alone); the full preset runs both.
+
 Modules, in reading order: presets (the presets and constants), grid (programs, twins,
 decompilers), measure (the post-training analyses), interchange (the causal test), fair
 (the fair decompiler benchmark),
@@ -56,6 +59,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from studies.common import reduce_to_part
 from studies.compiled_vs_trained.fair import analyse_fair, fair_entries
 from studies.compiled_vs_trained.figures import figures
 from studies.compiled_vs_trained.grid import by_program_width, null_partner, programs, slug, specs
@@ -76,7 +80,14 @@ from studies.compiled_vs_trained.tables import summarize
 from toymodels.sweep import run_sweep
 
 NAME = "compiled_vs_trained"
-__all__ = ["NAME", "PRESETS", "Preset", "figures", "run", "summarize"]
+_OTHERS_OFF = {"main": dict(fair=False), "fair": dict(main=False)}   # each part: what switches the other off
+PARTS = tuple(_OTHERS_OFF)
+__all__ = ["NAME", "PARTS", "PRESETS", "Preset", "figures", "part", "run", "summarize"]
+
+
+def part(P: Preset, name: str) -> Preset:
+    """The preset reduced to one of PARTS."""
+    return reduce_to_part(P, name, _OTHERS_OFF)
 
 
 def run(P: Preset, out: Path, progress: bool = True) -> None:
@@ -84,6 +95,16 @@ def run(P: Preset, out: Path, progress: bool = True) -> None:
     decompilers' analysis; an analysis is redone when its runs or settings change."""
     all_specs = specs(P)
     run_sweep(all_specs, out, progress=progress)
+    if P.main:
+        _main_analyses(P, out, all_specs)
+    fair_runs = [s for s in all_specs if dict(s.tags)["kind"] == "decompiler_fair"]
+    for key, weights, spec in fair_entries(fair_runs):   # one entry per decompiler: a kill loses one
+        config = dict(run=spec, weights=weights, eval=P.fair_eval, samples=P.fair_samples, checks=P.fair_checks,
+                      program_tokens=P.dec_program_tokens)
+        cached_tables(out, FAIR_ANALYSIS, key, config, functools.partial(analyse_fair, P, out, weights, spec))
+
+
+def _main_analyses(P: Preset, out: Path, all_specs) -> None:
     twin_runs = by_program_width(all_specs)
     for family, program in programs(P):
         runs = {w: twin_runs[(program, w)] for w in P.widths}
@@ -101,11 +122,6 @@ def run(P: Preset, out: Path, progress: bool = True) -> None:
                   weight_tokens=P.dec_weight_tokens, program_tokens=P.dec_program_tokens)
     cached_tables(out, DECOMPILER_ANALYSIS, "decompilers", config,
                   functools.partial(analyse_decompiler, P, out, dec_runs, twin_runs))
-    fair_runs = [s for s in all_specs if dict(s.tags)["kind"] == "decompiler_fair"]
-    for key, weights, spec in fair_entries(fair_runs):   # one entry per decompiler: a kill loses one
-        config = dict(run=spec, weights=weights, eval=P.fair_eval, samples=P.fair_samples, checks=P.fair_checks,
-                      program_tokens=P.dec_program_tokens)
-        cached_tables(out, FAIR_ANALYSIS, key, config, functools.partial(analyse_fair, P, out, weights, spec))
     run_interchange(P, out, twin_runs)
 
 

@@ -31,6 +31,15 @@ GRID_DPI = 90      # PNGs of the per-program grids (~50 panels): legible, a quar
 
 
 def figures(table_dir: Path) -> list[Path]:
+    """Every figure whose part's tables are in ``table_dir``."""
+    fair = table_dir / "decompiler_fair_summary.csv"
+    paths = fair_figure(read_rows(fair), table_dir / "decompiler_fair") if fair.exists() else []
+    if (table_dir / "layers.csv").exists():
+        paths += _main(table_dir)
+    return paths
+
+
+def _main(table_dir: Path) -> list[Path]:
     layers = read_rows(table_dir / "layers.csv")
     paths = twin_accuracy(read_rows(table_dir / "twin_accuracy.csv"), table_dir / "twin_accuracy")
     # Debiased CKA is in the tables only: at 512 x 5 rows it differs from linear CKA by
@@ -50,8 +59,6 @@ def figures(table_dir: Path) -> list[Path]:
     paths += decompiler_twins(read_rows(table_dir / "decompiler_twins.csv"), table_dir / "decompiler_twins")
     if (table_dir / "interchange.csv").exists():
         paths += interchange_figure(read_rows(table_dir / "interchange.csv"), table_dir / "interchange")
-    if (table_dir / "decompiler_fair_summary.csv").exists():
-        paths += fair_figure(read_rows(table_dir / "decompiler_fair_summary.csv"), table_dir / "decompiler_fair")
     paths += weight_stats(read_rows(table_dir / "weights.csv"), table_dir / "weight_stats")
     paths += spectra(read_rows(table_dir / "spectra.csv"), table_dir / "spectra")
     return paths
@@ -90,7 +97,7 @@ def layer_figure(layers, metric: str, ylabel: str, path: Path) -> list[Path]:
     """Per program, one representation comparison per residual layer, for the three comparisons."""
     progs = _programs(layers)
     fig, axes = plotting.grid(len(progs))
-    for ax, (family, program) in zip(axes, progs):
+    for ax, (_family, program) in zip(axes, progs):
         rows = select(layers, program=program, metric=metric)
         for (comp, label), color in zip(COMPARISONS, plotting.PALETTE):
             for width in sorted({r["width"] for r in rows if r["comparison"] == comp}):

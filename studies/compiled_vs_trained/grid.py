@@ -158,7 +158,9 @@ def decompiler_specs(P: Preset, split_by: str = "tokens") -> list[RunSpec]:
 
 
 def specs(P: Preset) -> list[RunSpec]:
-    return twin_specs(P) + decompiler_specs(P) + decompiler_specs(P, "function")
+    """Every run of the preset's parts: main (twins, token-split decompilers), fair."""
+    return ((twin_specs(P) + decompiler_specs(P) if P.main else [])
+            + (decompiler_specs(P, "function") if P.fair else []))
 
 
 def by_program_width(specs_: list[RunSpec]) -> dict[tuple[str, float], list[RunSpec]]:

@@ -31,6 +31,8 @@ class Preset:
     iia_pairs: int               # (base, source) pairs of training inputs that fit each interchange subspace
     iia_test_pairs: int          # pairs of held-out inputs that score it
     iia_steps: int               # Adam steps of each subspace fit
+    main: bool = True            # part "main": twins, token-split decompilers, their analyses, the causal test
+    fair: bool = True            # part "fair": the fair benchmark's decompilers and analyses
 
     @property
     def ref_width(self) -> float:

@@ -48,6 +48,22 @@ def summarize(out: Path, table_dir: Path) -> None:
         write(name, aggregate(rows, keys, bounds=TABLE_BOUNDS[name], points=True))
 
     acc = with_ceiling(read(PROGRAM_ANALYSIS, "accuracy", by_metric))
+    if acc:   # part "main" ran here
+        _main_tables(out, acc, read, write, table)
+    iia = with_roles(read_table(out, INTERCHANGE_ANALYSIS, "rows"))
+    if iia:
+        write("interchange", iia)
+        write("interchange_summary", interchange_summary(iia))
+        write("interchange_pooled", interchange_pooled(iia))
+    fair = read_table(out, FAIR_ANALYSIS, "programs")
+    if fair:
+        for name, rows in fair_tables(fair).items():
+            write(name, rows)
+        write("decompiler_fair_dataset", read_table(out, FAIR_ANALYSIS, "dataset"))
+
+
+def _main_tables(out: Path, acc, read, write, table) -> None:
+    """The twins' and the token-split decompilers' tables (part "main")."""
     table("twin_accuracy", acc, ("family", "program", "source", "width", "metric"))
     layers = read(PROGRAM_ANALYSIS, "layers", by_metric)
     table("layers", layers, ("comparison", "family", "program", "partner", "width", "layer_index", "layer_label",
@@ -69,16 +85,6 @@ def summarize(out: Path, table_dir: Path) -> None:
     write("decompiler_twins", twin_table)
     write("decompiler_dataset", read_table(out, DECOMPILER_ANALYSIS, "dataset"))
     write("summary", summary_rows(acc, layers, var, by_size, twin_table))
-    iia = with_roles(read_table(out, INTERCHANGE_ANALYSIS, "rows"))
-    if iia:
-        write("interchange", iia)
-        write("interchange_summary", interchange_summary(iia))
-        write("interchange_pooled", interchange_pooled(iia))
-    fair = read_table(out, FAIR_ANALYSIS, "programs")
-    if fair:
-        for name, rows in fair_tables(fair).items():
-            write(name, rows)
-        write("decompiler_fair_dataset", read_table(out, FAIR_ANALYSIS, "dataset"))
 
 
 def with_ceiling(acc: list[dict]) -> list[dict]:

@@ -406,6 +406,24 @@ def test_smoke_path_end_to_end(tmp_path):
     stamps = [p.stat().st_mtime_ns for p in done]
     cvt.run(SHRUNK, tmp_path, progress=False)
     assert [p.stat().st_mtime_ns for p in done] == stamps
+    # a folder where only part "fair" ran gets the fair tables and figure alone
+    fair_out = tmp_path / "fair_only"
+    shutil.copytree(tmp_path / "analyses" / measure.FAIR_ANALYSIS, fair_out / "analyses" / measure.FAIR_ANALYSIS)
+    cvt.summarize(fair_out, fair_out / "figures")
+    assert sorted(p.name for p in (fair_out / "figures").iterdir()) == [
+        "decompiler_fair.csv", "decompiler_fair_dataset.csv", "decompiler_fair_summary.csv"]
+    assert [p.stem for p in cvt.figures(fair_out / "figures")] == ["decompiler_fair"]
     # figures are drawn from the tables alone: delete the raw results and redraw
     shutil.rmtree(tmp_path / "runs")
     assert run_study(cvt, "smoke", tmp_path, figures_only=True, presets={"smoke": SHRUNK}) == paths
+
+
+def test_parts_split_the_runs_and_each_is_the_full_presets():
+    P = PRESETS["paper"]
+    full = {s.run_id: s for s in grid.specs(P)}
+    main, fair = (grid.specs(cvt.part(P, name)) for name in ("main", "fair"))
+    assert {dict(s.tags)["kind"] for s in fair} == {"decompiler_fair"}
+    assert "decompiler_fair" not in {dict(s.tags)["kind"] for s in main}
+    assert len(main) + len(fair) == len(full) and all(full[s.run_id] == s for s in main + fair)
+    with pytest.raises(ValueError, match="part='twins'"):
+        cvt.part(P, "twins")
