@@ -6,17 +6,21 @@ and ``figures(table_dir)``; its ``__main__`` calls ``study_main``. A study whose
 independent experiments may list them in PARTS and give ``part(preset, name)``, the preset
 reduced to one of them (``--part``): it trains exactly the runs the full preset has for that
 part, into the same folder, so a later full run reuses them.
+
+``--preset smoke`` compiles with ``toymodels.FAST_COMPILE_FLAGS`` (a smoke run mostly
+compiles); TOYMODELS_SMOKE_FAST_COMPILE=0 keeps XLA's defaults.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Sequence
 
-from toymodels import enable_compilation_cache, plotting
+from toymodels import enable_compilation_cache, fast_compile, plotting
 from toymodels.callbacks import Callback, sweep_callbacks
 from toymodels.cli import init_distributed, logging_callbacks, study_args
 from toymodels.config import ConfigError
@@ -72,6 +76,8 @@ def run_study(study: ModuleType, preset: str, out: Path | None = None, *, resume
 
 def study_main(study: ModuleType, argv=None) -> None:
     args = study_args(argv)
+    if args.preset == "smoke" and os.environ.get("TOYMODELS_SMOKE_FAST_COMPILE", "1") != "0":
+        fast_compile()   # a smoke run mostly compiles: half the compile time (results: last bits differ)
     init_distributed(args.distributed)
     enable_compilation_cache()
     plotting.use_file_backend()

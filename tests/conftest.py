@@ -40,9 +40,11 @@ os.environ.setdefault("TOYMODELS_FIGURE_PDF", "0")
 # older elemental emitters for loop fusions instead of its MLIR fusion emitters take another
 # ~30 % off (test_fit 26 -> 18 s, backdoors 100 -> 69 s, both under the same foreign load).
 # Tests compare programs compiled under the same flags, so no assertion depends on them;
-# benchmarks and studies run with XLA's defaults. TOYMODELS_TEST_XLA_FLAGS="" turns them off.
-_FLAGS = os.environ.get("TOYMODELS_TEST_XLA_FLAGS",
-                        "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false")
+# benchmarks and paper presets run with XLA's defaults (smoke presets use them too:
+# toymodels.fast_compile). TOYMODELS_TEST_XLA_FLAGS="" turns them off.
+from toymodels import FAST_COMPILE_FLAGS  # noqa: E402  (starts no backend: the flags below still act)
+
+_FLAGS = os.environ.get("TOYMODELS_TEST_XLA_FLAGS", FAST_COMPILE_FLAGS)
 if _FLAGS and _FLAGS not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAGS}".strip()
 

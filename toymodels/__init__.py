@@ -36,6 +36,25 @@ def _one_cpu_device_per_core() -> None:
 _one_cpu_device_per_core()
 
 
+# XLA:CPU without LLVM's optimisation passes and with its elemental loop-fusion emitters:
+# programs compile in about half the time and run somewhat slower (measurements in
+# tests/conftest.py, which uses them for the test suite). For runs that compile far more
+# than they compute (smoke presets); results differ from the default flags' in the last bits.
+FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
+
+
+def fast_compile() -> bool:
+    """Add FAST_COMPILE_FLAGS to XLA_FLAGS. They only act if JAX has not started its backends
+    yet: returns whether they will (False too when XLA_FLAGS already has them)."""
+    import jax._src.xla_bridge as xla_bridge
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    if FAST_COMPILE_FLAGS in flags or xla_bridge.backends_are_initialized():
+        return False
+    os.environ["XLA_FLAGS"] = f"{flags} {FAST_COMPILE_FLAGS}".strip()
+    return True
+
+
 def enable_compilation_cache(path: str | None = None) -> str:
     """Turn on JAX's persistent compilation cache (default ``~/.cache/toymodels/jax``)."""
     import jax

@@ -3,7 +3,11 @@ shared entry point."""
 
 import dataclasses
 import importlib
+import json
+import os
 import shutil
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -13,6 +17,7 @@ from studies import STUDIES
 from studies.common import run_study
 from studies.myopia.presets import Convergence, WuBand
 from studies.ood_decay.presets import Persistence, Sharing
+from toymodels import FAST_COMPILE_FLAGS
 from toymodels.config import ConfigError
 from toymodels.results import read_rows
 
@@ -156,3 +161,36 @@ def test_part_runs_the_reduced_preset_and_refuses_unknown_parts(tmp_path):
     run_study(study, "smoke", tmp_path, part="b")
     run_study(study, "smoke", tmp_path)
     assert got == [("b",), ("a", "b")]
+
+
+_FAST = """
+import json, os, sys
+import toymodels
+from studies import common
+calls = []
+toymodels_fast = common.fast_compile
+common.fast_compile = lambda: calls.append(os.environ.get("XLA_FLAGS", "")) or toymodels_fast()
+common.run_study = lambda *a, **k: []
+common.study_main(None, ["--preset", sys.argv[1]])
+print(json.dumps([calls, os.environ.get("XLA_FLAGS", "")]))
+"""
+
+
+@pytest.mark.parametrize("preset,env,fast", [("smoke", {}, True), ("paper", {}, False),
+                                             ("smoke", {"TOYMODELS_SMOKE_FAST_COMPILE": "0"}, False)])
+def test_smoke_presets_compile_with_the_fast_flags_and_paper_presets_with_xla_defaults(preset, env, fast):
+    base = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "TOYMODELS_SMOKE_FAST_COMPILE")}
+    done = subprocess.run([sys.executable, "-c", _FAST, preset], env={**base, **env}, capture_output=True, text=True,
+                          cwd=Path(__file__).parents[2], timeout=300)
+    assert done.returncode == 0, done.stderr
+    calls, flags = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (FAST_COMPILE_FLAGS in flags) == fast and len(calls) == int(fast)
+
+
+def test_fast_compile_says_when_it_is_too_late():
+    code = ("import os, toymodels, jax.numpy as jnp; jnp.ones(2).block_until_ready(); "
+            "assert not toymodels.fast_compile(); assert toymodels.FAST_COMPILE_FLAGS not in "
+            "os.environ.get('XLA_FLAGS', ''); print('ok')")
+    base = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    done = subprocess.run([sys.executable, "-c", code], env=base, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
