@@ -60,6 +60,18 @@ def bootstrap_ci(x, stat=np.mean, level: float = 0.95, n_boot: int = 2000, seed:
     return stat(x), lo, hi
 
 
+def pearson_ci(x, y, level: float = 0.95) -> tuple[float, float, float]:
+    """(r, lower, upper): Pearson's correlation with the Fisher-z interval (inside [-1, 1]);
+    needs at least 4 pairs."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1 or len(x) < 4:
+        raise ValueError(f"pearson_ci needs two equal-length 1-d samples of >= 4 pairs; got {x.shape}, {y.shape}")
+    r = float(np.corrcoef(x, y)[0, 1])
+    half = stats.norm.ppf(0.5 + level / 2) / math.sqrt(len(x) - 3)
+    z = math.atanh(min(max(r, -1 + 1e-15), 1 - 1e-15))
+    return r, math.tanh(z - half), math.tanh(z + half)
+
+
 def bounded_ci(mean: float, sd: float, n: int, bounds: Bounds | None = None,
                level: float = 0.95) -> tuple[float, float]:
     """(lower, upper) of a mean's interval that stays in ``bounds``: logit-scale t-interval

@@ -10,6 +10,7 @@ from toymodels.analysis.stats import (
     bounded_ci,
     bounds_by,
     mean_ci,
+    pearson_ci,
     rebound,
     sd_from_t_interval,
     seed_means,
@@ -26,6 +27,20 @@ def test_mean_ci_is_the_t_interval():
     np.testing.assert_allclose(mean - lo, half)
     m1, lo1, hi1 = mean_ci(x[:1], axis=0)
     np.testing.assert_array_equal(lo1, hi1)
+
+
+def test_pearson_ci_is_scipys_fisher_interval_and_stays_in_bounds():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=40)
+    y = 0.6 * x + rng.normal(size=40)
+    r, lo, hi = pearson_ci(x, y)
+    want = stats.pearsonr(x, y)
+    ci = want.confidence_interval(0.95)
+    assert (r, lo, hi) == pytest.approx((want.statistic, ci.low, ci.high), rel=1e-9)
+    r, lo, hi = pearson_ci(np.arange(5.0), np.arange(5.0) * 2)   # perfect: the interval is [1, 1]
+    assert -1 <= lo <= r <= hi <= 1 and r == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=">= 4 pairs"):
+        pearson_ci([1.0, 2.0, 3.0], [1.0, 2.0, 4.0])
 
 
 def test_bootstrap_ci_brackets_the_mean():
