@@ -17,6 +17,8 @@ def figures(table_dir: Path) -> list[Path]:
     out = gap_vs_k(table_dir)
     out += long_curves(table_dir) if (table_dir / "wu_band_long.csv").exists() else []
     out += attention(table_dir) if (table_dir / "wu_band_attention.csv").exists() else []
+    if (table_dir / "wu_band_gap_vs_attention.csv").exists():
+        out += gap_vs_attention(table_dir)
     return out
 
 
@@ -82,3 +84,28 @@ def attention(table_dir: Path) -> list[Path]:
     n = min((r["n"] for r in rows), default=0)
     fig.suptitle(f"D_1: head-mean attention of queries t > window; mean, 95% interval, {n} seeds", fontsize=8)
     return plotting.save(fig, table_dir / "wu_band_attention")
+
+
+def gap_vs_attention(table_dir: Path) -> list[Path]:
+    """Each run's gap against its attention mass beyond the window, per layer, coloured by k;
+    Pearson's r over the band runs in the title."""
+    rows = read_rows(table_dir / "wu_band_gap_vs_attention.csv")
+    r_by_layer = {r["layer"]: r for r in read_rows(table_dir / "wu_band_gap_vs_attention_r.csv")}
+    layers = sorted({r["layer"] for r in rows})
+    ks = sorted({r["k"] for r in rows})
+    fig, axes = plotting.figure(ncols=len(layers), width=3.8)
+    for ax, layer in zip(axes[0], layers):
+        for k, color in zip(ks, plotting.PALETTE * 3):
+            sel = select(rows, layer=layer, k=k)
+            ax.scatter([r["beyond"] for r in sel], [r["gap"] for r in sel], s=8, color=color,
+                       marker="x" if k == 0 else "o", label="myopic" if k == 0 else f"k = {k}")
+        c = r_by_layer.get(layer)
+        if c:
+            ax.set_title(f"layer {layer}: r = {c['r']:.2f} [{c['lo']:.2f}, {c['hi']:.2f}], {c['n']} band runs",
+                         fontsize=7)
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_xlabel("mass beyond the window (head mean)")
+        ax.set_ylabel("L(band k) - L(vanilla), Huber")
+        plotting.legend(ax, fontsize=5, ncol=2)
+    fig.suptitle("D_1: each run's gap against where its attention goes (both rates, all seeds)", fontsize=8)
+    return plotting.save(fig, table_dir / "wu_band_gap_vs_attention")

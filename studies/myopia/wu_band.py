@@ -25,7 +25,7 @@ from studies.myopia.presets import NA, Preset
 from studies.myopia.tables import LOSS, POINT_KEYS, label
 from toymodels.analyses import AnalysisCache
 from toymodels.analysis.attention import mass_by_distance
-from toymodels.analysis.stats import aggregate, bounds_by
+from toymodels.analysis.stats import aggregate, bounds_by, pearson_ci
 from toymodels.hooks import forward
 from toymodels.results import read_rows, write_rows
 from toymodels.runspec import RunSpec
@@ -144,20 +144,49 @@ def attention_regions(rows: list[dict]) -> list[dict]:
 
 
 def summarize(out: Path, table_dir: Path, rows: list[dict]) -> None:
-    """Write ``wu_band.csv`` (and, where they were trained and measured, ``wu_band_long.csv``
-    and ``wu_band_attention.csv``) from the folder's ``rows``; nothing where the part was not run."""
+    """Write ``wu_band.csv`` (and, where they were trained and measured, ``wu_band_long.csv``,
+    ``wu_band_attention.csv`` and the gap against the attention beyond the window per run,
+    ``wu_band_gap_vs_attention.csv``, with its correlation, ``..._r.csv``) from the folder's
+    ``rows``; nothing where the part was not run."""
     if not (out / PLAN).exists():
         return
     plan = read_rows(out / PLAN)
     held = held_out(rows)
     keys = POINT_KEYS + ("lr_factor", "k", "quantity")
-    write_rows(table_dir / "wu_band.csv", aggregate(band_rows(final_rows(held), plan), keys,
-                                                    bounds=BOUNDS, points=True))
+    gaps = band_rows(final_rows(held), plan)
+    write_rows(table_dir / "wu_band.csv", aggregate(gaps, keys, bounds=BOUNDS, points=True))
     curves = band_rows(held, plan[:1], family=LONG)
     if curves:
         write_rows(table_dir / "wu_band_long.csv", aggregate(curves, keys + ("step",), points=True,
                                                              bounds=BOUNDS))
     if (out / ATTENTION).exists():
-        write_rows(table_dir / "wu_band_attention.csv",
-                   aggregate(attention_regions(read_rows(out / ATTENTION)),
-                             ("family", "lr_factor", "k", "layer", "quantity"), bounds=(0.0, 1.0), points=True))
+        regions = attention_regions(read_rows(out / ATTENTION))
+        keys = ("family", "lr_factor", "k", "layer", "quantity")
+        write_rows(table_dir / "wu_band_attention.csv", aggregate(regions, keys, bounds=(0.0, 1.0), points=True))
+        points = gap_vs_attention(gaps, regions)
+        write_rows(table_dir / "wu_band_gap_vs_attention.csv", points)
+        write_rows(table_dir / "wu_band_gap_vs_attention_r.csv", correlations(points))
+
+
+def gap_vs_attention(gaps: list[dict], regions: list[dict]) -> list[dict]:
+    """Per main-budget run (myopic and bands) and layer: its gap and the head-mean attention
+    mass beyond the window."""
+    beyond = {(r["lr_factor"], r["k"], r["seed"], r["layer"]): r["value"] for r in regions
+              if r["family"] == "wu" and r["quantity"] == "beyond"}
+    layers = sorted({key[3] for key in beyond})
+    return [dict(lr_factor=g["lr_factor"], k=g["k"], seed=g["seed"], layer=layer, gap=g["value"],
+                 beyond=beyond[(g["lr_factor"], g["k"], g["seed"], layer)])
+            for g in gaps if g["quantity"] == "gap" for layer in layers
+            if (g["lr_factor"], g["k"], g["seed"], layer) in beyond]
+
+
+def correlations(points: list[dict]) -> list[dict]:
+    """Per layer: Pearson's r between the gap and the mass beyond the window over the band runs
+    (k >= 1, every rate and seed), with its Fisher-z 95 % interval."""
+    out = []
+    for layer in sorted({p["layer"] for p in points}):
+        sel = [p for p in points if p["layer"] == layer and p["k"] >= 1]
+        if len(sel) >= 4:
+            r, lo, hi = pearson_ci([p["beyond"] for p in sel], [p["gap"] for p in sel])
+            out.append(dict(layer=layer, runs="bands k >= 1", n=len(sel), r=r, lo=lo, hi=hi))
+    return out

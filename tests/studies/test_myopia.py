@@ -261,3 +261,21 @@ def test_wu_band_attention_regions_by_hand():
     assert got == pytest.approx({(0, "self"): 0.3, (0, "window"): 0.5, (0, "beyond"): 0.2, (0, "beyond_max_head"): 0.4,
                                  (1, "self"): 1.0, (1, "window"): 0.0, (1, "beyond"): 0.0,
                                  (1, "beyond_max_head"): 0.0})
+
+
+def test_wu_band_gap_against_attention_pairs_each_run_with_its_own_mass():
+    gaps = [dict(lr_factor=1.0, k=k, seed=s, quantity=q, value=v) for k, s, v in
+            ((0, 0, 1.1), (2, 0, 0.2), (2, 1, 0.3), (10, 0, 0.5), (10, 1, 0.6), (20, 0, 0.0))
+            for q in ("gap", "L_band")]
+    regions = [dict(family=fam, lr_factor=1.0, k=k, seed=s, layer=1, quantity=q, value=v)
+               for fam, k, s, v in (("wu", 0, 0, 0.5), ("wu", 2, 0, 0.25), ("wu", 2, 1, 0.3), ("wu", 10, 0, 0.4),
+                                    ("wu", 10, 1, 0.45), ("wu", 20, 0, 0.06), ("wu_long", 2, 0, 0.9))
+               for q in ("beyond", "window")]
+    points = wu_band.gap_vs_attention(gaps, regions)
+    got = {(p["k"], p["seed"]): (p["gap"], p["beyond"]) for p in points}
+    assert got == {(0, 0): (1.1, 0.5), (2, 0): (0.2, 0.25), (2, 1): (0.3, 0.3), (10, 0): (0.5, 0.4),
+                   (10, 1): (0.6, 0.45), (20, 0): (0.0, 0.06)}
+    (c,) = wu_band.correlations(points)   # the band runs only: myopic (k = 0) left out
+    xs, ys = [0.25, 0.3, 0.4, 0.45, 0.06], [0.2, 0.3, 0.5, 0.6, 0.0]
+    assert c["n"] == 5 and c["r"] == pytest.approx(np.corrcoef(xs, ys)[0, 1]) and c["lo"] <= c["r"] <= c["hi"]
+
