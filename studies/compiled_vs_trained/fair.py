@@ -27,7 +27,8 @@ Tables: decompiler_fair.csv (method, weights, size, degenerate, seed: exact, equ
 parsable, agreed (the answer reproduces the net on the check inputs), n_programs; size
 and degenerate also pooled as "all"; retrieval is deterministic: seed 0 only),
 decompiler_fair_summary.csv (mean over seeds, 95 % bootstrap interval over held-out
-programs, inside [0, 1]), decompiler_fair_dataset.csv.
+programs, inside [0, 1]), decompiler_fair_paired.csv (beam against sampling, program by
+program: ``paired``), decompiler_fair_dataset.csv.
 """
 
 from __future__ import annotations
@@ -155,7 +156,35 @@ def fair_tables(rows: list[dict]) -> dict[str, list[dict]]:
             summary.append(dict(zip(keys, key), metric=m, mean=float(v_P.mean()), lo=float(lo), hi=float(hi),
                                 n=len(programs), seeds=len(seeds),
                                 values=" ".join(f"{np.nanmean(v):.4g}" for v in v_SP)))
-    return {"decompiler_fair": per_seed, "decompiler_fair_summary": summary}
+    return {"decompiler_fair": per_seed, "decompiler_fair_summary": summary, "decompiler_fair_paired": paired(rows)}
+
+
+PAIRS = (("beam+check", "decompiler+check"), ("beam", "decompiler"))   # (method, against): same candidate budget
+
+
+def paired(rows: list[dict]) -> list[dict]:
+    """Per pair of PAIRS, weights and metric, over non-degenerate and over all programs: the
+    mean per-program difference (each program's score averaged over seeds first), with a
+    95 % bootstrap interval over programs (paired: the same programs resampled for both)."""
+    score: dict[tuple, list[float]] = {}
+    for r in rows:
+        score.setdefault((r["method"], r["weights"], r["program"]), []).append(r)
+    out = []
+    rng = np.random.default_rng(0)
+    for (method, against), weights, degenerate, m in itertools.product(PAIRS, ("clean", "scrambled"), (0, "all"),
+                                                                       ("exact", "equivalent")):
+        programs = sorted({p for (meth, w, p), rs in score.items() if meth == method and w == weights
+                           and (degenerate == "all" or not rs[0]["degenerate"])})
+        if not programs or not all((against, weights, p) in score for p in programs):
+            continue
+        d_P = np.array([np.mean([r[m] for r in score[(method, weights, p)]])
+                        - np.mean([r[m] for r in score[(against, weights, p)]]) for p in programs])
+        boot = d_P[rng.integers(0, len(d_P), (N_BOOT, len(d_P)))].mean(1)
+        lo, hi = np.percentile(boot, [2.5, 97.5])
+        out.append(dict(method=method, against=against, weights=weights, degenerate=degenerate, metric=m,
+                        difference=float(d_P.mean()), lo=float(lo), hi=float(hi), n=len(programs),
+                        better=int((d_P > 0).sum()), worse=int((d_P < 0).sum())))
+    return out
 
 
 METHOD_STYLE = {"decompiler": ("C0", "-"), "decompiler+check": ("C0", "--"),

@@ -248,6 +248,25 @@ def test_fair_tables_average_within_seed_then_bootstrap_over_programs():
     # per program: 1, 0.5, 0, 1 (mean over seeds), so 0.625 over 4 programs, 2 seeds
     assert s["mean"] == 0.625 and (s["n"], s["seeds"]) == (4, 2) and s["values"] == "0.5 0.75"
     assert 0.0 <= s["lo"] < s["mean"] < s["hi"] <= 1.0
+    assert tables["decompiler_fair_paired"] == []   # no beam rows: nothing to pair
+
+
+def test_paired_differences_match_programs_across_methods():
+    rows = []
+    # beam+check better on program 0, worse on 1, equal on 2; program 3 degenerate
+    for method, scores in (("decompiler+check", (0, 1, 1, 0)), ("beam+check", (1, 0, 1, 1))):
+        for seed in (0, 1):
+            for program, x in enumerate(scores):
+                rows.append(dict(method=method, weights="clean", seed=seed, program=program, size=2,
+                                 degenerate=int(program == 3), exact=float(x), equivalent=float(x)))
+    got = {(r["degenerate"], r["metric"]): r for r in fair_mod.paired(rows)}
+    non = got[(0, "equivalent")]
+    assert (non["difference"], non["n"], non["better"], non["worse"]) == (0.0, 3, 1, 1)
+    assert non["lo"] < 0 < non["hi"]
+    every = got[("all", "exact")]
+    assert (every["difference"], every["n"], every["better"], every["worse"]) == (0.25, 4, 2, 1)
+    assert {(r["method"], r["against"], r["weights"]) for r in got.values()} == {("beam+check", "decompiler+check",
+                                                                                   "clean")}
 
 
 def test_interchange_rows_score_learned_and_random_subspaces_of_each_variable(tmp_path):
@@ -411,7 +430,8 @@ def test_smoke_path_end_to_end(tmp_path):
     shutil.copytree(tmp_path / "analyses" / measure.FAIR_ANALYSIS, fair_out / "analyses" / measure.FAIR_ANALYSIS)
     cvt.summarize(fair_out, fair_out / "figures")
     assert sorted(p.name for p in (fair_out / "figures").iterdir()) == [
-        "decompiler_fair.csv", "decompiler_fair_dataset.csv", "decompiler_fair_summary.csv"]
+        "decompiler_fair.csv", "decompiler_fair_dataset.csv", "decompiler_fair_paired.csv",
+        "decompiler_fair_summary.csv"]
     assert [p.stem for p in cvt.figures(fair_out / "figures")] == ["decompiler_fair"]
     # figures are drawn from the tables alone: delete the raw results and redraw
     shutil.rmtree(tmp_path / "runs")
