@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from studies import STUDIES
-from studies.common import run_study
+from studies.common import compile_for, run_study
 from toymodels import enable_compilation_cache, plotting
 
 
@@ -23,6 +23,7 @@ def main(argv=None) -> None:
     p.add_argument("--preset", choices=("paper", "smoke"), default="paper")
     p.add_argument("--study", action="append", choices=STUDIES, help="default: every study")
     a = p.parse_args(argv)
+    compile_for(a.preset)
     enable_compilation_cache()
     plotting.use_file_backend()
     for name in a.study or STUDIES:

@@ -74,10 +74,17 @@ def run_study(study: ModuleType, preset: str, out: Path | None = None, *, resume
     return study.figures(tables)
 
 
+def compile_for(preset: str) -> None:
+    """Before anything runs: the smoke preset compiles with ``toymodels.FAST_COMPILE_FLAGS`` (a
+    smoke run mostly compiles; its results differ in the last bits), unless
+    TOYMODELS_SMOKE_FAST_COMPILE=0; other presets keep XLA's defaults."""
+    if preset == "smoke" and os.environ.get("TOYMODELS_SMOKE_FAST_COMPILE", "1") != "0":
+        fast_compile()
+
+
 def study_main(study: ModuleType, argv=None) -> None:
     args = study_args(argv)
-    if args.preset == "smoke" and os.environ.get("TOYMODELS_SMOKE_FAST_COMPILE", "1") != "0":
-        fast_compile()   # a smoke run mostly compiles: half the compile time (results: last bits differ)
+    compile_for(args.preset)
     init_distributed(args.distributed)
     enable_compilation_cache()
     plotting.use_file_backend()
