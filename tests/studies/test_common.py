@@ -42,8 +42,9 @@ SHRINK = {"quickstart": dict(steps=10, seeds=3),   # the shapes of the summary t
                                                  mult_steps=8, mult_seeds=2,
                                                  mult_lr_factors=(("vanilla", 1.0), ("myopic", 3.0))),
                          # part wu_band's runs are main runs here (same ids) but for the band at the rate
-                         # vanilla did not choose; its long runs as long as the main ones (one compile)
-                         wu_band=WuBand(bands=(1,), lr_factors=(1.0, 3.0), seeds=2, long_steps=8, long_bands=(1,))),
+                         # vanilla did not choose; no long runs (three more compiles: their table and figure
+                         # are tested in tests/studies/test_myopia.py)
+                         wu_band=WuBand(bands=(1,), lr_factors=(1.0, 3.0), seeds=2)),
           # the base cell alone (count_fraction.csv then says the regression is not estimable), one removal arm
           "backdoors": dict(sizes=(("1L-d16", 1, 16),), insert_steps=(30,), poison_per_batch=(2,), densities=(1,),
                             triggers=("token",), clean_steps=30, clean_lrs=(3e-3,), checkpoints=(10,), n_evals=3,

@@ -279,3 +279,15 @@ def test_wu_band_gap_against_attention_pairs_each_run_with_its_own_mass():
     xs, ys = [0.25, 0.3, 0.4, 0.45, 0.06], [0.2, 0.3, 0.5, 0.6, 0.0]
     assert c["n"] == 5 and c["r"] == pytest.approx(np.corrcoef(xs, ys)[0, 1]) and c["lo"] <= c["r"] <= c["hi"]
 
+
+def test_wu_band_long_curves_figure_draws_from_its_table(tmp_path):
+    from studies.myopia import figures_wu_band
+    from toymodels.results import write_rows
+    rows = [dict(family=wu_band.LONG, lr_factor=0.3333, k=k, quantity=q, step=step, mean=v, lo=v - 0.1, hi=v + 0.1,
+                 n=2, values=f"{v - 0.05} {v + 0.05}")
+            for step in (0, 10, 100) for k, q, v in ((-1, "L_vanilla", 1.0 / (step + 1)), (2, "L_band", 0.5),
+                                                     (2, "gap", 0.5 - 1.0 / (step + 1)))]
+    write_rows(tmp_path / "wu_band_long.csv", rows)
+    paths = figures_wu_band.long_curves(tmp_path)
+    assert paths and all(p.stat().st_size > 5000 for p in paths)
+
