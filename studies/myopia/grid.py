@@ -78,7 +78,8 @@ def points(P: Preset, families: tuple[str, ...] | None = None) -> list[Point]:
 
 
 def reference(P: Preset, family: str) -> Point:
-    return next(pt for pt in points(P) if pt.family == family and pt.reference)
+    """The family's reference point, whether or not the preset's main part runs it."""
+    return next(pt for pt in points(P, (family,)) if pt.reference)
 
 
 def run_id(family: str, point: str, arm: str, lr_factor: float = 1.0, seed: int = 0) -> str:

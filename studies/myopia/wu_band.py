@@ -19,7 +19,7 @@ import dataclasses
 import functools
 from pathlib import Path
 
-from studies.myopia.grid import points, spec
+from studies.myopia.grid import reference, spec
 from studies.myopia.measure import eval_batch
 from studies.myopia.presets import NA, Preset
 from studies.myopia.tables import LOSS, POINT_KEYS, label
@@ -39,13 +39,9 @@ REGIONS = ("self", "window", "beyond")     # distance 0, 1..n_terms, more than n
 BOUNDS = bounds_by("quantity", {"L_band": LOSS, "L_vanilla": LOSS})
 
 
-def reference(P: Preset):
-    return next(pt for pt in points(P, ("wu",)) if pt.reference)
-
-
 def specs(P: Preset) -> list[RunSpec]:
     W = P.wu_band
-    point = reference(P)
+    point = reference(P, "wu")
     runs = []
     for f in W.lr_factors:
         for seed in range(W.seeds):
@@ -59,7 +55,7 @@ def long_specs(P: Preset) -> list[RunSpec]:
     W = P.wu_band
     if not W.long_steps:
         return []
-    point = dataclasses.replace(reference(P), family=LONG)
+    point = dataclasses.replace(reference(P, "wu"), family=LONG)
     kw = dict(base="wu", steps=W.long_steps, overrides=(("grad_diagnostics", False),))
     return [spec(P, point, arm, seed, W.lr_factors[0], band=k, **kw) for seed in range(W.seeds)
             for arm, k in (("vanilla", NA), ("myopic", NA), *(("myopic", b) for b in W.long_bands))]
