@@ -145,14 +145,15 @@ class Attention(nnx.Module):
         self.causal = cfg.causal
 
     def __call__(self, h_BTD: Array, hp_BTD: Array | None, hooks: Hooks, name: str,
-                 myopic_beta=None, myopic_band: int = 0) -> Array:
+                 myopic_beta=None, myopic_band: int = 0, myopic_far: str = "") -> Array:
         """``hp_BTD``: normed external past states that off-diagonal keys/values are
         computed from (None = the live input). ``myopic_beta`` (not None = myopic):
         off-diagonal keys/values are the live ones with their gradient scaled by beta,
         so at beta 0 no later loss shapes an earlier position's key or value, nor
         anything computed before it (Wu et al. 2024's myopic descent). The diagonal
         (a position attending to itself) always uses the live keys and values; so do links
-        with 0 < t - s <= ``myopic_band`` (myopic only), at full gradient.
+        with 0 < t - s <= ``myopic_band`` (myopic only), at full gradient. ``myopic_far``
+        ("key" or "value"): that path of the links beyond the band keeps its full gradient too.
         """
         B, T, D = h_BTD.shape
         _, three, H, K = self.W_QKV.shape
@@ -170,10 +171,11 @@ class Attention(nnx.Module):
         q = hooks(f"{name}.q", q)
         k = hooks(f"{name}.k", k)
         v = hooks(f"{name}.v", v)
-        band = hp_BTD is None and myopic_beta is not None and myopic_band > 0
+        band = hp_BTD is None and myopic_beta is not None and (myopic_band > 0 or myopic_far != "")
         if band:   # gradient weight per link: 1 on the diagonal and within the band, beta beyond
             lag_TS = jnp.arange(T)[:, None] - jnp.arange(T)[None, :]
             w_11TS = jnp.where(lag_TS <= myopic_band, 1.0, myopic_beta).astype(q.dtype)[None, None]
+            wk_11TS, wv_11TS = (1.0 if myopic_far == path else w_11TS for path in ("key", "value"))
             kp, vp = jax.lax.stop_gradient(k), jax.lax.stop_gradient(v)
         elif hp_BTD is None and myopic_beta is None:
             kp, vp = k, v
@@ -188,7 +190,7 @@ class Attention(nnx.Module):
         q = q * (1.0 / math.sqrt(K))
         s_BHTS = jnp.einsum("bthk,bshk->bhts", q, kp)
         if band:   # 0 in the forward pass; carries the weighted gradient to k
-            s_BHTS = s_BHTS + w_11TS * jnp.einsum("bthk,bshk->bhts", q, k - kp)
+            s_BHTS = s_BHTS + wk_11TS * jnp.einsum("bthk,bshk->bhts", q, k - kp)
         elif hp_BTD is not None:
             # The diagonal (a position attending to itself) reads the live key.
             s_live = jnp.einsum("bthk,bshk->bhts", q, k)
@@ -205,7 +207,7 @@ class Attention(nnx.Module):
         p_BHTS = hooks(f"{name}.pattern", jax.nn.softmax(s_BHTS, axis=-1))
         z_BTHK = jnp.einsum("bhts,bshk->bthk", p_BHTS, vp)
         if band:   # the pattern's gradient through this term is dz.(v - vp) = 0 exactly: stopped
-            z_BTHK = z_BTHK + jnp.einsum("bhts,bshk->bthk", jax.lax.stop_gradient(p_BHTS) * w_11TS, v - vp)
+            z_BTHK = z_BTHK + jnp.einsum("bhts,bshk->bthk", jax.lax.stop_gradient(p_BHTS) * wv_11TS, v - vp)
         elif hp_BTD is not None or myopic_beta is not None:
             # Forward: v - vp == 0 (outputs equal vanilla); backward: the live value gets the
             # diagonal's gradient. (External past states: this puts the live value on the diagonal.)
@@ -259,11 +261,11 @@ class Block(nnx.Module):
         self.ln2 = _norm(cfg) if cfg.mlp_dim else None
         self.mlp = MLP(cfg, rngs) if cfg.mlp_dim else None
 
-    def __call__(self, x_BTD, *, past_BTD, hooks, name, rate, key, myopic_beta=None, myopic_band=0):
+    def __call__(self, x_BTD, *, past_BTD, hooks, name, rate, key, myopic_beta=None, myopic_band=0, myopic_far=""):
         x_BTD = hooks(f"{name}.resid_pre", x_BTD)
         h = self.ln1(x_BTD, hooks, f"{name}.ln1")
         hp = None if past_BTD is None else self.ln1(past_BTD)
-        a = hooks(f"{name}.attn.out", self.attn(h, hp, hooks, f"{name}.attn", myopic_beta, myopic_band))
+        a = hooks(f"{name}.attn.out", self.attn(h, hp, hooks, f"{name}.attn", myopic_beta, myopic_band, myopic_far))
         k1, k2 = (None, None) if key is None else jax.random.split(key)
         x_BTD = x_BTD + dropout(a, rate, k1)
         if self.mlp is not None:
@@ -324,11 +326,12 @@ class Transformer(nnx.Module):
                              f"({bad.size} id(s) out of range)")
 
     def __call__(self, inputs: Array, *, key: Array | None = None, dropout_rate=None,
-                 myopic: bool | None = None, myopic_beta=None, myopic_band: int = 0,
+                 myopic: bool | None = None, myopic_beta=None, myopic_band: int = 0, myopic_far: str = "",
                  past_resid: Array | None = None, hooks: Hooks | None = None) -> Array:
         """Forward pass. key: dropout key (None = no dropout). dropout_rate: overrides cfg.dropout
         (may be traced). myopic / myopic_beta: override the config (beta may be traced);
-        myopic_band (static): links at most this far back keep their full gradient. past_resid
+        myopic_band (static): links at most this far back keep their full gradient; myopic_far
+        (static, "key" or "value"): that path of the links beyond it keeps it too. past_resid
         (n_layers, B, T, D): residual streams that every attention layer reads its off-diagonal
         keys/values from (local-myopic and no-context baselines). hooks: what to cache and
         intervene on (hooks.py)."""
@@ -361,7 +364,8 @@ class Transformer(nnx.Module):
                 past = sg + beta * (past - sg)  # forward: exactly sg; gradient scaled by beta
             x_BTD = block(x_BTD, past_BTD=past, hooks=hooks, name=f"blocks.{i}", rate=rate,
                           key=keys[i],
-                          myopic_beta=beta if myopic and past is None else None, myopic_band=myopic_band)
+                          myopic_beta=beta if myopic and past is None else None, myopic_band=myopic_band,
+                          myopic_far=myopic_far)
         x_BTD = hooks("final", self.ln_final(x_BTD, hooks, "final"))
         x_ND = x_BTD.reshape(B * T, -1)
         if cfg.output_kind == "logits":

@@ -179,7 +179,7 @@ def build_programs(mcfg: TransformerConfig, tcfg: TrainConfig, tasks: tuple[tupl
                                   else p, params)
         model = nnx.merge(graphdef, params)
         out = model(batch.inputs, key=key, dropout_rate=run.dropout, myopic=tcfg.myopic,
-                    myopic_beta=run.myopic_beta, myopic_band=tcfg.myopic_band,
+                    myopic_beta=run.myopic_beta, myopic_band=tcfg.myopic_band, myopic_far=tcfg.myopic_far,
                     past_resid=past_of(teacher, batch.inputs)).astype(jnp.float32)
         if tcfg.objective == "distill":
             target = jax.lax.stop_gradient(nnx.merge(graphdef, teacher)(batch.inputs))

@@ -41,10 +41,11 @@ OPTIMIZERS = get_args(Optimizer)
 # Fields added after results and checkpoints were first written: ``as_dict`` leaves them out at
 # their defaults, so a config that does not use them is described (saved, hashed) as before.
 LATER_FIELDS = ("decay", "data_offset", "stop_when", "stop_every", "objective", "init_noise", "precision",
-                "myopic_band", "optimizer", "displacement", "trainable_rows")
+                "myopic_band", "optimizer", "displacement", "trainable_rows", "myopic_far")
 # Fields added after analysis caches were keyed by the config's repr (toymodels.analyses.config_hash):
 # ``repr`` leaves them out at their defaults, so every cached analysis stays valid.
-REPR_LATER_FIELDS = ("optimizer", "displacement", "trainable_rows")
+REPR_LATER_FIELDS = ("optimizer", "displacement", "trainable_rows", "myopic_far")
+MYOPIC_FAR = ("", "key", "value")
 _STOP = re.compile(r"\s*(?P<task>.+)\.(?P<metric>[A-Za-z_]\w*)\s*(?P<op>>=|<=)\s*(?P<threshold>\S+)\s*")
 
 
@@ -92,6 +93,11 @@ class TrainConfig:
     # myopic_beta's. 0 = myopic descent; >= the sequence length = vanilla. Per attention hop,
     # so through L layers a loss reaches between myopic_band and L * myopic_band positions back.
     myopic_band: int = 0
+    # Which path of the links beyond the band keeps its full gradient anyway: "" (neither),
+    # "key" (the score's gradient reaches the far key: keys learn from every query, values
+    # only from queries within the band) or "value" (the reverse). A causal check of what
+    # the band withholds; myopic=True only.
+    myopic_far: str = ""
     trainable: str = ""             # regex over parameter paths (e.g. "W_U"); "" = train all
     # Where attention reads its off-diagonal keys/values from: "live" (the model's own
     # states), "teacher" (a frozen teacher's residual streams: local-myopic training,
@@ -175,6 +181,10 @@ class TrainConfig:
         if self.myopic_band and self.context != "live":
             fail("myopic_band", self.myopic_band, f"needs context='live' (got {self.context!r}): the band "
                  "limits the gradient through the model's own past")
+        check_choice("myopic_far", self.myopic_far, MYOPIC_FAR)
+        if self.myopic_far and not (self.myopic and self.context == "live"):
+            fail("myopic_far", self.myopic_far, "restores a path of myopic training's stopped links: needs "
+                 f"myopic=True and context='live' (got myopic={self.myopic}, context={self.context!r})")
         check_choice("decay", self.decay, DECAYS)
         check_choice("objective", self.objective, OBJECTIVES)
         check_choice("precision", self.precision, PRECISIONS)

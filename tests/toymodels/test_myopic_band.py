@@ -35,12 +35,13 @@ def _flat(tree):
     return np.concatenate([np.ravel(g) for g in jax.tree.leaves(tree)])
 
 
-def definition(graphdef, params, x, k):
+def definition(graphdef, params, x, k, frozen_paths=("k", "v")):
     """sum_t dL_t/dtheta with everything computed at positions more than k before t held
-    constant: every layer's keys and values there patched with their own values."""
+    constant: every layer's keys and values there (``frozen_paths`` of them) patched with
+    their own values."""
     model = nnx.merge(graphdef, params)
     n_layers = model.cfg.n_layers
-    kv = [f"blocks.{i}.attn.{n}" for i in range(n_layers) for n in ("k", "v")]
+    kv = [f"blocks.{i}.attn.{n}" for i in range(n_layers) for n in frozen_paths]
     _, cache = run_with_cache(model, x, kv)
     total = None
     for t in range(T):
@@ -75,6 +76,18 @@ def test_one_layer_band_equals_definition(tiny_cfg, x64, k):
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11)
     if k:   # the band really differs from myopic descent
         assert np.abs(got - banded(g, p, x, myopic=True)).max() > 1e-4
+
+
+@pytest.mark.parametrize("k", [0, 2])
+@pytest.mark.parametrize("far, frozen", [("key", ("v",)), ("value", ("k",))])
+def test_far_path_restored_equals_definition(tiny_cfg, x64, k, far, frozen):
+    """myopic_far: the links beyond the band keep the named path's gradient; only the other
+    path is held constant there."""
+    g, p, x = _setup(dataclasses.replace(tiny_cfg, n_layers=1), 4)
+    got = banded(g, p, x, myopic=True, myopic_band=k, myopic_far=far)
+    np.testing.assert_allclose(got, definition(g, p, x, k, frozen), rtol=1e-9, atol=1e-11)
+    plain, vanilla = banded(g, p, x, myopic=True, myopic_band=k), banded(g, p, x)
+    assert np.abs(got - plain).max() > 1e-4 and np.abs(got - vanilla).max() > 1e-4
 
 
 def test_band_ends_are_myopic_and_vanilla(tiny_cfg, x64):
@@ -115,6 +128,8 @@ def test_band_training_at_full_width_follows_vanilla():
     (dict(myopic_band=2), "myopic=True"),
     (dict(myopic=True, myopic_band=-1), "myopic_band"),
     (dict(myopic=True, myopic_band=2, context="none"), "context='live'"),
+    (dict(myopic_band=0, myopic_far="key"), "myopic=True"),
+    (dict(myopic=True, myopic_far="query"), "'key', 'value'"),
 ])
 def test_band_config_errors(changes, match):
     with pytest.raises(ConfigError, match=match):

@@ -44,7 +44,7 @@ def test_as_dict_leaves_later_fields_out_at_their_defaults():
     assert t.as_dict() == {k: v for k, v in dataclasses.asdict(t).items() if k not in LATER_FIELDS}
     later = dict(decay="matrices", data_offset=5, stop_when="m.loss<=1", stop_every=10, objective="distill",
                  init_noise=0.5, precision="bf16", myopic_band=2, optimizer="sgd", displacement=True,
-                 trainable_rows=(1, 2))
+                 trainable_rows=(1, 2), myopic_far="key")
     assert set(later) == set(LATER_FIELDS)
     used = TrainConfig(myopic=True, trainable="W_E", **later).as_dict()
     assert {k: used[k] for k in LATER_FIELDS} == later
