@@ -93,6 +93,7 @@ def run(preset: Preset, out: Path, progress: bool = True) -> None:
         run_sweep(wu_band.specs(preset), out, progress=progress)
         write_rows(out / wu_band.PLAN, wu_band.plan_rows(preset))
         write_rows(out / wu_band.ATTENTION, wu_band.attention_rows(preset, out))
+        write_rows(out / wu_band.MASK, wu_band.mask_rows(preset, out))
 
 
 def summarize(out: Path, table_dir: Path) -> None:

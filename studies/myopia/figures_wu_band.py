@@ -19,6 +19,8 @@ def figures(table_dir: Path) -> list[Path]:
     out += attention(table_dir) if (table_dir / "wu_band_attention.csv").exists() else []
     if (table_dir / "wu_band_gap_vs_attention.csv").exists():
         out += gap_vs_attention(table_dir)
+    out += far_paths(table_dir) if (table_dir / "wu_band_far.csv").exists() else []
+    out += masked(table_dir) if (table_dir / "wu_band_mask.csv").exists() else []
     return out
 
 
@@ -109,3 +111,46 @@ def gap_vs_attention(table_dir: Path) -> list[Path]:
         plotting.legend(ax, fontsize=5, ncol=2)
     fig.suptitle("D_1: each run's gap against where its attention goes (both rates, all seeds)", fontsize=8)
     return plotting.save(fig, table_dir / "wu_band_gap_vs_attention")
+
+
+def far_paths(table_dir: Path) -> list[Path]:
+    """The training check: gap vs k with nothing, the key path or the value path of the links
+    beyond the band restored (k = 0: myopic)."""
+    rows = read_rows(table_dir / "wu_band_far.csv")
+    fig, axes = plotting.figure(ncols=2)
+    names = {"none": "band k as trained", "key": "+ far key gradient", "value": "+ far value gradient"}
+    for i, (path, name) in enumerate(names.items()):
+        kw = dict(shift=0.3 * (i - 1), color=plotting.PALETTE[i], **MARK)
+        plotting.band_rows(axes[0, 0], select(rows, quantity="gap", path=path), "k", name, **kw)
+        if path != "none":
+            plotting.band_rows(axes[0, 1], select(rows, quantity="vs_plain", path=path), "k", name, **kw)
+    for ax, ylabel in ((axes[0, 0], "L(arm) - L(vanilla), Huber"), (axes[0, 1], "L(arm) - L(band k), same seed")):
+        ax.axhline(0.0, color="0.6", lw=0.6)
+        ax.set_xlabel("band k (0: myopic)")
+        ax.set_ylabel(ylabel)
+        plotting.legend(ax, fontsize=6)
+    n = min((r["n"] for r in rows), default=0)
+    fig.suptitle(f"D_1: restoring one path of the links beyond the band; mean, 95% interval, {n} seeds", fontsize=8)
+    return plotting.save(fig, table_dir / "wu_band_far")
+
+
+def masked(table_dir: Path) -> list[Path]:
+    """The evaluation check: loss removed by masking the attention beyond the window, per layer,
+    vs k (vanilla dashed), for the runs as trained."""
+    rows = select(read_rows(table_dir / "wu_band_mask.csv"), family="wu", quantity="gain")
+    variants = [m for m in sorted({r["masked"] for r in rows}) if m != "none"]
+    fig, axes = plotting.figure(ncols=1, width=4.2)
+    ax = axes[0, 0]
+    for m in variants:
+        sel = select(rows, masked=m)
+        line = plotting.band_rows(ax, [r for r in sel if r["k"] != NA], "k",
+                                  "every layer" if m == "all" else m.replace("layer", "layer "), **MARK)
+        for van in select(sel, k=NA):
+            ax.axhline(van["mean"], ls="--", lw=0.8, color=line.get_color() if line else None)
+    ax.axhline(0.0, color="0.6", lw=0.6)
+    ax.set_xlabel("band k (0: myopic; dashed: vanilla)")
+    ax.set_ylabel("L(as trained) - L(far links masked), Huber")
+    plotting.legend(ax, fontsize=6)
+    n = min((r["n"] for r in rows), default=0)
+    ax.set_title(f"D_1: loss the attention beyond the window costs; mean, 95% interval, {n} seeds", fontsize=7)
+    return plotting.save(fig, table_dir / "wu_band_mask")

@@ -32,12 +32,16 @@ class WuBand:
     """Part "wu_band" (``wu_band.py``): D_1's band gap at each of ``lr_factors`` (x the D_p base
     rate), ``seeds`` seeds, bands ``bands`` (k = 0, myopic, is always included); and, where
     ``long_steps``, vanilla, myopic and the bands ``long_bands`` trained that long at the first
-    rate, to tell a band that learns slowly from one that stalls."""
+    rate, to tell a band that learns slowly from one that stalls; and, where ``far_bands``,
+    the causal check: those bands trained at the first rate with the key path (family
+    ``wu_key``) or the value path (``wu_value``) of the links beyond the band restored
+    (``TrainConfig.myopic_far``)."""
     bands: tuple[int, ...]
     lr_factors: tuple[float, ...]
     seeds: int
     long_steps: int = 0
     long_bands: tuple[int, ...] = ()
+    far_bands: tuple[int, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +97,8 @@ PRESETS = {
                                             lr_factors=(("vanilla", 3.0), ("myopic", 1.0)), check_factors=(1.0, 3.0),
                                             n_evals=4, eval_batch=32, mult_steps=40, mult_seeds=2,
                                             mult_lr_factors=(("vanilla", 1.0), ("myopic", 0.1111))),
-                    wu_band=WuBand(bands=(2,), lr_factors=(1.0,), seeds=2, long_steps=80, long_bands=(2,))),
+                    wu_band=WuBand(bands=(2,), lr_factors=(1.0,), seeds=2, long_steps=80, long_bands=(2,),
+                                   far_bands=(2,))),
     # CPU-sized: see docs/myopia.md for each budget and what differs from Wu et al.'s settings.
     "paper": Preset(seeds=3, lr_seeds=5, lr_factors=(1 / 3, 1.0, 3.0), max_widen=2,
                     steps=(("wu", 1500), ("mult", 3000), ("pairs", 1500), ("text", 3000), ("markov", 500)),
@@ -110,7 +115,7 @@ PRESETS = {
                                             mult_lr_factors=(("vanilla", 1.0), ("myopic", 0.1111))),
                     # vanilla's chosen D_1 rate (1e-3, where the main band runs train) and a third of it
                     wu_band=WuBand(bands=(1, 2, 3, 5, 7, 10, 14, 20), lr_factors=(0.3333, 0.1111), seeds=4,
-                                    long_steps=6000, long_bands=(2, 10))),
+                                    long_steps=6000, long_bands=(2, 10), far_bands=(0, 2, 10))),
 }
 BASE_LR = {"wu": 3e-3, "mult": 3e-3, "pairs": 3e-3, "text": 3e-3, "markov": 3e-3}
 BATCH: dict[str, int] = {}   # per-family batch sizes; 32 where not listed

@@ -11,6 +11,14 @@ Two checks of why a band stops short: the long runs (family ``wu_long``: vanilla
 ``long_bands`` at the first rate for ``long_steps``) tell a band that learns slowly from one
 that stalls; and every trained model's attention mass by distance (self, the target's window
 of ``n_terms`` links, beyond it) shows where its attention went.
+
+Two causal checks of what makes a band stall. Training: ``far_bands`` retrained with the
+key path (family ``wu_key``) or the value path (``wu_value``) of the links beyond the band
+at full gradient (``TrainConfig.myopic_far``); if far keys that no query beyond the band may
+teach are what stalls a band, restoring the key path alone closes its gap. Evaluation: every
+model at the first rate scored with its attention beyond the window masked, per layer
+(``wu_band_mask.csv``): how much of a band's loss the attention it sends beyond the window
+costs.
 """
 
 from __future__ import annotations
@@ -19,6 +27,9 @@ import dataclasses
 import functools
 from pathlib import Path
 
+import jax.numpy as jnp
+import numpy as np
+
 from studies.myopia.grid import reference, spec
 from studies.myopia.measure import eval_batch
 from studies.myopia.presets import NA, Preset
@@ -26,17 +37,20 @@ from studies.myopia.tables import LOSS, POINT_KEYS, label
 from toymodels.analyses import AnalysisCache
 from toymodels.analysis.attention import mass_by_distance
 from toymodels.analysis.stats import aggregate, bounds_by, pearson_ci
-from toymodels.hooks import forward
+from toymodels.hooks import Intervention, forward, run_with_interventions
 from toymodels.results import read_rows, write_rows
 from toymodels.runspec import RunSpec
 from toymodels.store import load_models
 from toymodels.tables import final_rows, held_out
+from toymodels.tasks.base import metrics
 
 PLAN = Path("analyses/wu_band_plan.csv")   # the part's rates and seeds, written once its runs are trained
 ATTENTION = Path("analyses/wu_band_attention.csv")   # every run's attention mass by distance
+MASK = Path("analyses/wu_band_mask.csv")   # every first-rate run's loss with far attention masked
 LONG = "wu_long"                           # the long runs' family tag
+FAR = {"key": "wu_key", "value": "wu_value"}   # restored path beyond the band -> its runs' family
 REGIONS = ("self", "window", "beyond")     # distance 0, 1..n_terms, more than n_terms back
-BOUNDS = bounds_by("quantity", {"L_band": LOSS, "L_vanilla": LOSS})
+BOUNDS = bounds_by("quantity", {"L_band": LOSS, "L_vanilla": LOSS, "L": LOSS})
 
 
 def specs(P: Preset) -> list[RunSpec]:
@@ -47,7 +61,7 @@ def specs(P: Preset) -> list[RunSpec]:
         for seed in range(W.seeds):
             runs += [spec(P, point, "vanilla", seed, f), spec(P, point, "myopic", seed, f)]
             runs += [spec(P, point, "myopic", seed, f, band=k) for k in W.bands]
-    return runs + long_specs(P)
+    return runs + long_specs(P) + far_specs(P)
 
 
 def long_specs(P: Preset) -> list[RunSpec]:
@@ -59,6 +73,14 @@ def long_specs(P: Preset) -> list[RunSpec]:
     kw = dict(base="wu", steps=W.long_steps, overrides=(("grad_diagnostics", False),))
     return [spec(P, point, arm, seed, W.lr_factors[0], band=k, **kw) for seed in range(W.seeds)
             for arm, k in (("vanilla", NA), ("myopic", NA), *(("myopic", b) for b in W.long_bands))]
+
+
+def far_specs(P: Preset) -> list[RunSpec]:
+    """Each of ``far_bands`` at the first rate with one path beyond the band restored."""
+    W = P.wu_band
+    return [spec(P, dataclasses.replace(reference(P, "wu"), family=family), "myopic", seed, W.lr_factors[0],
+                 band=k, base="wu", steps=P.family_steps("wu"), overrides=(("myopic_far", path),))
+            for path, family in FAR.items() for k in W.far_bands for seed in range(W.seeds)]
 
 
 def plan_rows(P: Preset) -> list[dict]:
@@ -120,6 +142,77 @@ def _attention(out: Path, runs: list[RunSpec]) -> list[dict]:
     return rows
 
 
+def mask_rows(P: Preset, out: Path) -> list[dict]:
+    """Every run at the first rate: its held-out loss as trained and with the attention beyond
+    the target's window masked (scores -inf for links more than ``n_terms`` back) in one layer
+    or all (``masked``); cached per family."""
+    cache = AnalysisCache(out, "wu_band_mask")
+    groups: dict[str, list[RunSpec]] = {}
+    for s in specs(P):
+        t = dict(s.tags)
+        if t["lr_factor"] == float(f"{P.wu_band.lr_factors[0]:.4g}"):
+            groups.setdefault(t["family"], []).append(s)
+    return [r for key, runs in sorted(groups.items())
+            for r in cache.rows(key, runs, functools.partial(_masked_losses, out, runs))]
+
+
+def far_mask(T: int, window: int) -> Intervention:
+    """An edit of attention scores that leaves links at most ``window`` back as they are and
+    removes every link further back (score -inf)."""
+    lag_TS = np.arange(T)[:, None] - np.arange(T)[None, :]
+    return Intervention(1.0, jnp.asarray(np.where(lag_TS > window, -np.inf, 0.0), jnp.float32))
+
+
+def _masked_losses(out: Path, runs: list[RunSpec]) -> list[dict]:
+    batch = eval_batch(runs[0])
+    task = runs[0].tasks[0][1]
+    far = far_mask(batch.inputs.shape[1], task.n_terms)
+    rows = []
+    for s, model in zip(runs, load_models(out, runs)):
+        t = dict(s.tags)
+        layers = [f"blocks.{i}.attn.scores" for i in range(model.cfg.n_layers)]
+        for masked, names in (("none", []), *((f"layer{i}", [n]) for i, n in enumerate(layers)), ("all", layers)):
+            pred = run_with_interventions(model, batch.inputs, dict.fromkeys(names, far))
+            rows.append(dict(run=s.run_id, family=t["family"], lr_factor=t["lr_factor"], k=_k(t), seed=t["seed"],
+                             masked=masked, loss=float(metrics(pred, batch, task.loss)["loss"])))
+    return rows
+
+
+def mask_table(rows: list[dict]) -> list[dict]:
+    """Per (family, rate, k, masked): the loss ``L`` and ``gain`` = L(as trained) - L(masked), so
+    a positive gain is loss the far attention costs."""
+    plain = {r["run"]: r["loss"] for r in rows if r["masked"] == "none"}
+    keys = ("family", "lr_factor", "k", "masked")
+    tidy = [{**{k: r[k] for k in keys}, "quantity": q, "value": v} for r in rows
+            for q, v in (("L", r["loss"]), ("gain", plain[r["run"]] - r["loss"]))]
+    return aggregate(tidy, keys + ("quantity",), bounds=BOUNDS, points=True)
+
+
+def far_rows(finals: list[dict], plan: list[dict]) -> list[dict]:
+    """Per far run (``path`` key or value) and, for reference, the plain run of the same k
+    (``path`` none) at the first rate: its loss ``L``, ``gap`` against vanilla and, for the far
+    runs, ``vs_plain`` = L - L(plain band k) at the same seed."""
+    f0, seeds = plan[0]["lr_factor"], plan[0]["seeds"]
+    loss = {(r["family"], label(r), r["seed"]): r for r in finals
+            if r["metric"] == "loss" and r["beta"] == -1 and r["p"] == 1.0 and r["lr_factor"] == f0
+            and r["seed"] < seeds}
+    paths = {family: path for path, family in FAR.items()}
+    rows = []
+    for (family, arm, seed), r in loss.items():
+        if family not in paths:
+            continue
+        k = _k(r)
+        van, plain = loss.get(("wu", "vanilla", seed)), loss.get(("wu", "myopic" if k == 0 else arm, seed))
+        if van is None or plain is None:
+            continue
+        for path, run in ((paths[family], r), ("none", plain)):
+            rows += [dict(path=path, k=k, seed=seed, quantity="L", value=run["value"]),
+                     dict(path=path, k=k, seed=seed, quantity="gap", value=run["value"] - van["value"])]
+        rows.append(dict(path=paths[family], k=k, seed=seed, quantity="vs_plain", value=r["value"] - plain["value"]))
+    unique = {(r["path"], r["k"], r["seed"], r["quantity"]): r for r in rows}   # "none" once per (k, seed)
+    return list(unique.values())
+
+
 def attention_regions(rows: list[dict]) -> list[dict]:
     """Per run and layer: the head-mean mass on self, the window and beyond it, and the largest
     single head's mass beyond it."""
@@ -142,8 +235,9 @@ def attention_regions(rows: list[dict]) -> list[dict]:
 def summarize(out: Path, table_dir: Path, rows: list[dict]) -> None:
     """Write ``wu_band.csv`` (and, where they were trained and measured, ``wu_band_long.csv``,
     ``wu_band_attention.csv`` and the gap against the attention beyond the window per run,
-    ``wu_band_gap_vs_attention.csv``, with its correlation, ``..._r.csv``) from the folder's
-    ``rows``; nothing where the part was not run."""
+    ``wu_band_gap_vs_attention.csv``, with its correlation, ``..._r.csv``, the causal checks
+    ``wu_band_far.csv`` and ``wu_band_mask.csv``) from the folder's ``rows``; nothing where
+    the part was not run."""
     if not (out / PLAN).exists():
         return
     plan = read_rows(out / PLAN)
@@ -162,6 +256,11 @@ def summarize(out: Path, table_dir: Path, rows: list[dict]) -> None:
         points = gap_vs_attention(gaps, regions)
         write_rows(table_dir / "wu_band_gap_vs_attention.csv", points)
         write_rows(table_dir / "wu_band_gap_vs_attention_r.csv", correlations(points))
+    far = far_rows(final_rows(held), plan)
+    if far:
+        write_rows(table_dir / "wu_band_far.csv", aggregate(far, ("path", "k", "quantity"), bounds=BOUNDS, points=True))
+    if (out / MASK).exists():
+        write_rows(table_dir / "wu_band_mask.csv", mask_table(read_rows(out / MASK)))
 
 
 def gap_vs_attention(gaps: list[dict], regions: list[dict]) -> list[dict]:

@@ -219,7 +219,14 @@ def test_wu_band_part_reuses_the_main_runs_and_compares_at_each_rate():
     main = {s.run_id: s for s in grid_specs(P, {f: (0.3333, 0.1111) for f in FAMILIES})
             + specs(P, {**ONES, ("wu", "vanilla"): 0.3333})}
     long = [s for s in runs if dict(s.tags)["family"] == wu_band.LONG]
-    assert len(runs) - len(long) == 2 * 3 * (2 + 2)
+    far = [s for s in runs if dict(s.tags)["family"] in wu_band.FAR.values()]
+    assert len(runs) - len(long) - len(far) == 2 * 3 * (2 + 2)
+    # the causal check: each far band at the first rate, the key or the value path restored, own ids
+    assert sorted((s.train.myopic_far, s.train.myopic_band, dict(s.tags)["family"]) for s in far) == sorted(
+        [(path, k, fam) for path, fam in wu_band.FAR.items() for k in W.far_bands] * 3)
+    assert {(s.train.steps, s.train.myopic, dict(s.tags)["lr_factor"]) for s in far} == {
+        (P.family_steps("wu"), True, 0.3333)}
+    assert not {s.run_id for s in far} & set(main) and len({s.run_id for s in far}) == len(far)
     for s in runs:   # the main part's D_1 runs where they coincide: same id, same config
         if s.run_id in main:
             assert s == main[s.run_id]
@@ -248,6 +255,54 @@ def test_wu_band_part_reuses_the_main_runs_and_compares_at_each_rate():
            if r["k"] == 2}
     assert got == {(10, "L_band"): 1.1, (10, "gap"): pytest.approx(0.1), (20, "L_band"): 0.9,
                    (20, "gap"): pytest.approx(0.4)}
+
+
+def test_wu_band_far_rows_compare_each_far_run_with_vanilla_and_its_plain_band():
+    plan = [dict(lr_factor=0.3333, seeds=2)]
+    kw = dict(lr_factor=0.3333, p=1.0)
+    finals = [_final("vanilla", 0, 0.1, family="wu", **kw), _final("myopic", 0, 1.1, family="wu", **kw),
+              _final("band", 0, 0.6, family="wu", band=10, **kw),
+              _final("band", 0, 0.2, family="wu_key", band=10, **kw),      # key path restored
+              _final("band", 0, 0.5, family="wu_value", band=10, **kw),
+              _final("band", 0, 0.3, family="wu_key", band=0, **kw),       # k = 0: against myopic
+              _final("band", 0, 0.9, family="wu_key", band=2, **kw),       # no plain band 2: left out
+              _final("band", 2, 0.1, family="wu_key", band=10, **kw),      # seed past the plan
+              _final("band", 0, 0.1, family="wu_key", band=10, lr_factor=1.0, p=1.0)]   # rate past the plan
+    got = {(r["path"], r["k"], r["quantity"]): r["value"] for r in wu_band.far_rows(finals, plan)}
+    assert got == pytest.approx({
+        ("key", 10, "L"): 0.2, ("key", 10, "gap"): 0.1, ("key", 10, "vs_plain"): -0.4,
+        ("value", 10, "L"): 0.5, ("value", 10, "gap"): 0.4, ("value", 10, "vs_plain"): -0.1,
+        ("none", 10, "L"): 0.6, ("none", 10, "gap"): 0.5,
+        ("key", 0, "L"): 0.3, ("key", 0, "gap"): 0.2, ("key", 0, "vs_plain"): -0.8,
+        ("none", 0, "L"): 1.1, ("none", 0, "gap"): 1.0})
+    assert len(wu_band.far_rows(finals, plan)) == len(got)   # the plain run once per (k, seed)
+
+
+def test_wu_band_far_mask_leaves_no_attention_beyond_the_window(tiny_cfg):
+    from toymodels.hooks import run_with_cache
+    from toymodels.model import init_model
+    T, window = 8, 2
+    model = init_model(dataclasses.replace(tiny_cfg, max_seq_len=T), 0)
+    x = np.random.default_rng(0).integers(0, tiny_cfg.vocab_size, (3, T))
+    names = [f"blocks.{i}.attn.pattern" for i in range(tiny_cfg.n_layers)]
+    _, plain = run_with_cache(model, x, names)
+    _, cache = run_with_cache(model, x, names, interventions={"blocks.0.attn.scores": wu_band.far_mask(T, window)})
+    lag = np.arange(T)[:, None] - np.arange(T)[None, :]
+    p0 = np.asarray(cache["blocks.0.attn.pattern"])
+    assert np.all(p0[..., lag > window] == 0) and np.allclose(p0.sum(-1), 1.0)
+    assert np.abs(p0 - np.asarray(plain["blocks.0.attn.pattern"])).max() > 1e-3   # the mask did remove mass
+    # links within the window keep their scores: the pattern there is the plain one renormalised
+    near = np.where((lag >= 0) & (lag <= window), np.asarray(plain["blocks.0.attn.pattern"]), 0.0)
+    np.testing.assert_allclose(p0, near / near.sum(-1, keepdims=True), rtol=1e-5, atol=1e-6)
+
+
+def test_wu_band_mask_table_gain_is_the_loss_the_mask_removes():
+    rows = [dict(run=f"r{s}", family="wu", lr_factor=0.3333, k=10, seed=s, masked=m, loss=v)
+            for s, vals in ((0, (0.6, 0.5, 0.4)), (1, (0.7, 0.7, 0.3)))
+            for m, v in zip(("none", "layer0", "layer1"), vals)]
+    got = {(r["masked"], r["quantity"]): (r["mean"], r["n"]) for r in wu_band.mask_table(rows)}
+    assert got["layer1", "gain"] == (pytest.approx(0.3), 2) and got["layer0", "gain"] == (pytest.approx(0.05), 2)
+    assert got["none", "gain"] == (0.0, 2) and got["layer1", "L"] == (pytest.approx(0.35), 2)
 
 
 def test_wu_band_attention_regions_by_hand():
@@ -291,3 +346,17 @@ def test_wu_band_long_curves_figure_draws_from_its_table(tmp_path):
     paths = figures_wu_band.long_curves(tmp_path)
     assert paths and all(p.stat().st_size > 5000 for p in paths)
 
+
+
+def test_wu_band_causal_figures_draw_from_their_tables(tmp_path):
+    from studies.myopia import figures_wu_band
+    from toymodels.results import write_rows
+    far = [dict(path=path, k=k, quantity=q, mean=v, lo=v - 0.1, hi=v + 0.1, n=2, values=f"{v - 0.05} {v + 0.05}")
+           for path in ("none", "key", "value") for k in (0, 10) for q, v in (("gap", 0.5), ("vs_plain", -0.2))
+           if not (path == "none" and q == "vs_plain")]
+    mask = [dict(family="wu", lr_factor=0.3333, k=k, masked=m, quantity="gain", mean=0.1, lo=0.0, hi=0.2, n=2,
+                 values="0.05 0.15") for k in (-1, 0, 10) for m in ("none", "layer0", "layer1", "all")]
+    write_rows(tmp_path / "wu_band_far.csv", far)
+    write_rows(tmp_path / "wu_band_mask.csv", mask)
+    paths = figures_wu_band.far_paths(tmp_path) + figures_wu_band.masked(tmp_path)
+    assert len(paths) >= 2 and all(p.stat().st_size > 5000 for p in paths)
