@@ -100,7 +100,7 @@ PRESETS = {
                     wu_band=WuBand(bands=(2,), lr_factors=(1.0,), seeds=2, long_steps=80, long_bands=(2,),
                                    far_bands=(2,))),
     # CPU-sized: see docs/myopia.md for each budget and what differs from Wu et al.'s settings.
-    "paper": Preset(seeds=3, lr_seeds=5, lr_factors=(1 / 3, 1.0, 3.0), max_widen=2,
+    "paper": Preset(seeds=3, lr_seeds=5, lr_factors=(1 / 3, 1.0, 3.0), max_widen=3,
                     steps=(("wu", 1500), ("mult", 3000), ("pairs", 1500), ("text", 3000), ("markov", 500)),
                     wu_ps=(1.0,), betas=(), fillers=(0, 8), mult_seeds=5, mult=(2, 6), mult_model=(2, 64),
                     pair_sizes=((2, 32), (1, 16), (2, 64), (2, 128)),
