@@ -152,9 +152,8 @@ class Attention(nnx.Module):
         so at beta 0 no later loss shapes an earlier position's key or value, nor
         anything computed before it (Wu et al. 2024's myopic descent). The diagonal
         (a position attending to itself) always uses the live keys and values; so do links
-        with 0 < t - s <= ``myopic_band`` (myopic only), at full gradient. ``myopic_far``
-        ("key" or "value"): that path of the links beyond the band keeps its full gradient too.
-        """
+        with 0 < t - s <= ``myopic_band`` (myopic only), at full gradient; ``myopic_far`` ("key"
+        or "value"): that path of the links beyond the band keeps its full gradient too."""
         B, T, D = h_BTD.shape
         _, three, H, K = self.W_QKV.shape
         W = self.W_QKV[...].reshape(D, three * H * K)
@@ -354,16 +353,14 @@ class Transformer(nnx.Module):
         x_BTD = hooks("embed", x_BTD)
         if self.W_pos is not None:
             x_BTD = x_BTD + hooks("pos_embed", self.W_pos[...][:T])[None]
-        keys = [None] * (cfg.n_layers + 1) if key is None else list(
-            jax.random.split(key, cfg.n_layers + 1))
+        keys = [None] * (cfg.n_layers + 1) if key is None else list(jax.random.split(key, cfg.n_layers + 1))
         x_BTD = dropout(x_BTD, rate, keys[-1])
         for i, block in enumerate(self.blocks):
             past = None if past_resid is None else past_resid[i]
             if myopic and past is not None:
                 sg = jax.lax.stop_gradient(past)
                 past = sg + beta * (past - sg)  # forward: exactly sg; gradient scaled by beta
-            x_BTD = block(x_BTD, past_BTD=past, hooks=hooks, name=f"blocks.{i}", rate=rate,
-                          key=keys[i],
+            x_BTD = block(x_BTD, past_BTD=past, hooks=hooks, name=f"blocks.{i}", rate=rate, key=keys[i],
                           myopic_beta=beta if myopic and past is None else None, myopic_band=myopic_band,
                           myopic_far=myopic_far)
         x_BTD = hooks("final", self.ln_final(x_BTD, hooks, "final"))
