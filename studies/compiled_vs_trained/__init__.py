@@ -61,12 +61,14 @@ from pathlib import Path
 
 from studies.common import reduce_to_part
 from studies.compiled_vs_trained.fair import analyse_fair, fair_entries
+from studies.compiled_vs_trained.fair_twins import analyse_fair_twins
 from studies.compiled_vs_trained.figures import figures
-from studies.compiled_vs_trained.grid import by_program_width, null_partner, programs, slug, specs
+from studies.compiled_vs_trained.grid import by_program_width, fair_twin_programs, null_partner, programs, slug, specs
 from studies.compiled_vs_trained.interchange import analyse_interchange
 from studies.compiled_vs_trained.measure import (
     DECOMPILER_ANALYSIS,
     FAIR_ANALYSIS,
+    FAIR_TWINS_ANALYSIS,
     INTERCHANGE_ANALYSIS,
     NULL_INIT_SEED,
     NULLS,
@@ -102,6 +104,12 @@ def run(P: Preset, out: Path, progress: bool = True) -> None:
         config = dict(run=spec, weights=weights, eval=P.fair_eval, samples=P.fair_samples, checks=P.fair_checks,
                       program_tokens=P.dec_program_tokens)
         cached_tables(out, FAIR_ANALYSIS, key, config, functools.partial(analyse_fair, P, out, weights, spec))
+    if P.fair and P.fair_twins:
+        twin_runs = by_program_width(all_specs)
+        config = dict(runs=fair_runs, twins=[s for p in fair_twin_programs(P) for s in twin_runs[(p, P.ref_width)]],
+                      samples=P.fair_samples, checks=P.fair_checks, program_tokens=P.dec_program_tokens)
+        cached_tables(out, FAIR_TWINS_ANALYSIS, "twins", config,
+                      functools.partial(analyse_fair_twins, P, out, fair_runs, twin_runs))
 
 
 def _main_analyses(P: Preset, out: Path, all_specs) -> None:

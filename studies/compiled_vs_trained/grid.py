@@ -11,7 +11,8 @@ import numpy as np
 from studies.compiled_vs_trained.presets import EVAL_FRAC, LENGTH, MAX_EVAL, TWIN_BATCH, TWIN_LR, Preset
 from toymodels.analysis import twins
 from toymodels.config import ConfigError
-from toymodels.model import TransformerConfig
+from toymodels.decompile.weights import fits, weight_tokens
+from toymodels.model import TransformerConfig, init_model
 from toymodels.runspec import RunSpec
 from toymodels.tasks import make_task
 from toymodels.tasks.base import SPLITS
@@ -49,16 +50,25 @@ def _fountain_ok(name: str) -> bool:
     return compiled.n_layers >= 1 and len(np.unique(y, axis=0)) > 1
 
 
+def _dense_tokens(name: str, layout) -> int:
+    """Weight tokens of a twin of ``name`` at width 1: every piece of a trained net is non-zero."""
+    model = init_model(twin_model(name, 1.0), 0)
+    return len(weight_tokens(model, layout)) if fits(model.cfg, layout) else 1 << 30
+
+
 @functools.lru_cache(maxsize=8)
-def _usable_heldout(task, n: int) -> tuple[str, ...]:
+def _usable_heldout(task, n: int, fields: tuple[str, str] = ("n_fountain", "dec_eval"),
+                    max_tokens: int = 0) -> tuple[str, ...]:
+    """The first ``n`` held-out programs whose twins can learn something (``_fountain_ok``)
+    and, with ``max_tokens``, whose twins' weight tokens a decompiler reading that many can read."""
     out = []
     for e in task.programs("eval"):
         name = f"fountain:{e['seed']}:{e['n_ops']}"
-        if len(out) < n and _fountain_ok(name):
+        if len(out) < n and _fountain_ok(name) and (not max_tokens or _dense_tokens(name, task.layout) <= max_tokens):
             out.append(name)
     if len(out) < n:
-        raise ConfigError(f"n_fountain={n}: only {len(out)} of the decompiler's {len(task.programs('eval'))} "
-                          "held-out programs are usable twins; raise dec_eval")
+        raise ConfigError(f"{fields[0]}={n}: only {len(out)} of the decompiler's {len(task.programs('eval'))} "
+                          f"held-out programs are usable twins; raise {fields[1]}")
     return tuple(out)
 
 
@@ -116,13 +126,25 @@ def twin_id(program: str, width: float, seed: int) -> str:
     return f"twin-{slug(program)}-w{width:g}-s{seed}"
 
 
-def twin_specs(P: Preset) -> list[RunSpec]:
-    """Every program x width x seed; the seeds of one (program, width) share a sweep group."""
+def fair_twin_programs(P: Preset) -> tuple[str, ...]:
+    """The first ``fair_twins`` usable programs of the fair split's held-out set whose twins
+    fit the decompiler's ``dec_weight_tokens``: functions no fair decompiler trained on,
+    whose twins it is asked to read (``fair_twins.py``)."""
+    if not P.fair_twins:
+        return ()
+    return _usable_heldout(decompile_task(P, scrambled=False, extra=False, split_by="function"), P.fair_twins,
+                           ("fair_twins", "fair_eval"), P.dec_weight_tokens)
+
+
+def twin_specs(P: Preset, pairs: list[tuple[str, str]] | None = None,
+               widths: tuple[float, ...] | None = None) -> list[RunSpec]:
+    """Every (family, program) of ``pairs`` (default: ``programs(P)``) x width (default:
+    ``P.widths``) x seed; the seeds of one (program, width) share a sweep group."""
     out = []
-    for family, program in programs(P):
+    for family, program in programs(P) if pairs is None else pairs:
         task = twin_task(program)
         compiled = task.compile()
-        for width in P.widths:
+        for width in P.widths if widths is None else widths:
             model = twin_model(program, width)
             for seed in range(P.seeds):
                 train = TrainConfig(steps=P.steps, batch_size=TWIN_BATCH, lr=TWIN_LR, weight_decay=0.0,
@@ -159,8 +181,13 @@ def decompiler_specs(P: Preset, split_by: str = "tokens") -> list[RunSpec]:
 
 def specs(P: Preset) -> list[RunSpec]:
     """Every run of the preset's parts: main (twins, token-split decompilers), fair."""
-    return ((twin_specs(P) + decompiler_specs(P) if P.main else [])
-            + (decompiler_specs(P, "function") if P.fair else []))
+    main = twin_specs(P) + decompiler_specs(P) if P.main else []
+    fair = decompiler_specs(P, "function") if P.fair else []
+    if P.fair:   # a fair program that is also a main fountain program has its twins once
+        ids = {s.run_id for s in main}
+        fair += [s for s in twin_specs(P, [("fountain", p) for p in fair_twin_programs(P)], (P.ref_width,))
+                 if s.run_id not in ids]
+    return main + fair
 
 
 def by_program_width(specs_: list[RunSpec]) -> dict[tuple[str, float], list[RunSpec]]:

@@ -45,8 +45,10 @@ DECOMPILER_ANALYSIS = "decompiler"    # one entry: every decompiler
 DECOMPILER_TABLES = ("heldout", "twins", "probes", "dataset")
 FAIR_ANALYSIS = "decompiler_fair"     # one entry per decompiler run and per retrieval baseline (fair.py)
 INTERCHANGE_ANALYSIS = "interchange"  # one entry per library program (interchange.py)
+FAIR_TWINS_ANALYSIS = "decompiler_fair_twins"   # the fair decompilers on fair programs' twins (fair_twins.py)
 ANALYSIS_TABLES = {PROGRAM_ANALYSIS: PROGRAM_TABLES, DECOMPILER_ANALYSIS: DECOMPILER_TABLES,
-                   FAIR_ANALYSIS: ("programs", "dataset"), INTERCHANGE_ANALYSIS: ("rows",)}
+                   FAIR_ANALYSIS: ("programs", "dataset"), INTERCHANGE_ANALYSIS: ("rows",),
+                   FAIR_TWINS_ANALYSIS: ("rows", "programs")}
 WEIGHT_STATS = ("frobenius", "sparsity", "effective_rank_frac", "stable_rank")
 
 

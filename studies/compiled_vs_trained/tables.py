@@ -7,11 +7,13 @@ import math
 from pathlib import Path
 
 from studies.compiled_vs_trained.fair import fair_tables
+from studies.compiled_vs_trained.fair_twins import twins_table
 from studies.compiled_vs_trained.grid import twin_task
 from studies.compiled_vs_trained.interchange import interchange_pooled, interchange_summary, with_roles
 from studies.compiled_vs_trained.measure import (
     DECOMPILER_ANALYSIS,
     FAIR_ANALYSIS,
+    FAIR_TWINS_ANALYSIS,
     INTERCHANGE_ANALYSIS,
     PROGRAM_ANALYSIS,
     heldout_ceiling,
@@ -60,6 +62,10 @@ def summarize(out: Path, table_dir: Path) -> None:
         for name, rows in fair_tables(fair).items():
             write(name, rows)
         write("decompiler_fair_dataset", read_table(out, FAIR_ANALYSIS, "dataset"))
+    fair_twins = read_table(out, FAIR_TWINS_ANALYSIS, "rows")
+    if fair_twins:
+        write("decompiler_fair_twins", twins_table(fair_twins))
+        write("decompiler_fair_twins_programs", read_table(out, FAIR_TWINS_ANALYSIS, "programs"))
 
 
 def _main_tables(out: Path, acc, read, write, table) -> None:

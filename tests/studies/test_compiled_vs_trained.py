@@ -14,6 +14,7 @@ import pytest
 import studies.compiled_vs_trained as cvt
 from studies.common import run_study
 from studies.compiled_vs_trained import fair as fair_mod
+from studies.compiled_vs_trained import fair_twins as fair_twins_mod
 from studies.compiled_vs_trained import grid, measure, tables
 from studies.compiled_vs_trained.presets import PRESETS
 from toymodels.analysis.activations import collect, default_layers
@@ -30,7 +31,7 @@ from toymodels.tasks.rasp_io import resolve_program
 SHRUNK = dataclasses.replace(
     PRESETS["smoke"], library=(), n_fountain=2, seeds=2, steps=30, max_inputs=64, mlp_steps=20,
     dec_programs=30, dec_extra_train=10, dec_eval=6, dec_weight_tokens=48, dec_program_tokens=40,
-    dec_d_model=16, dec_layers=1, dec_steps=5, dec_seeds=2, fair_eval=4, fair_samples=2, fair_checks=4)
+    dec_d_model=16, dec_layers=1, dec_steps=5, dec_seeds=2, fair_eval=12, fair_samples=2, fair_checks=4)
 
 
 def test_grid_has_every_program_width_and_seed():
@@ -41,7 +42,11 @@ def test_grid_has_every_program_width_and_seed():
     twin = collections.Counter((t["program"], t["width"], t["seed"]) for t in tags if t["kind"] == "twin")
     progs = [p for _, p in grid.programs(P)]
     assert len(progs) == len(P.library) + P.n_fountain and progs[:len(P.library)] == list(P.library)
-    assert twin == {(p, w, s): 1 for p in progs for w in P.widths for s in range(P.seeds)}
+    # the fair held-out programs' twins at the reference width, once where a program is also a main one
+    fair_progs = [p for p in grid.fair_twin_programs(P) if p not in progs]
+    assert len(grid.fair_twin_programs(P)) == P.fair_twins
+    assert twin == {(p, w, s): 1 for p in progs for w in P.widths for s in range(P.seeds)} | {
+        (p, P.ref_width, s): 1 for p in fair_progs for s in range(P.seeds)}
     for kind, split_by in (("decompiler", "tokens"), ("decompiler_fair", "function")):
         dec = collections.Counter((t["weights"], t["seed"]) for t in tags if t["kind"] == kind)
         assert dec == {(w, s): 1 for w in ("clean", "scrambled") for s in range(P.dec_seeds)}
@@ -56,7 +61,7 @@ def test_grid_has_every_program_width_and_seed():
             (compiled.n_layers, compiled.cfg.n_heads, "none", False, False, "relu")
         assert cfg.d_model == max(1, round(t["width"] * compiled.d_model))
     # one compiled program per (program, width): seeds share a group
-    assert len({s.group_key() for s in specs}) == len(progs) * len(P.widths) + 4
+    assert len({s.group_key() for s in specs}) == len(progs) * len(P.widths) + len(fair_progs) + 4
 
 
 def test_paper_preset_sizes():
@@ -418,6 +423,14 @@ def test_smoke_path_end_to_end(tmp_path):
     assert {r["seed"] for r in fair if r["method"].startswith("retrieval")} == {0}
     pooled = [r for r in fair if r["size"] == "all" and r["degenerate"] == "all"]
     assert {r["n_programs"] for r in pooled} == {SHRUNK.fair_eval}
+    # the fair decompilers on the twins of fair held-out programs, against the check alone
+    fair_twins = read_rows(table_dir / "decompiler_fair_twins.csv")
+    assert {(r["source"], r["method"]) for r in fair_twins} == {(s, m) for s in fair_twins_mod.SOURCES
+                                                                for m in fair_twins_mod.METHODS}
+    assert {r["n"] for r in fair_twins} == {SHRUNK.fair_twins}
+    entered = read_rows(table_dir / "decompiler_fair_twins_programs.csv")   # chosen so that every net is read
+    assert [r["program"] for r in entered] == list(grid.fair_twin_programs(SHRUNK)) and all(r["entered"] for r in entered)
+    assert all(0 <= r["lo"] <= r["mean"] + 1e-12 <= r["hi"] + 2e-12 <= 1 + 2e-12 for r in fair_twins)
     probes = read_rows(next((tmp_path / "analyses" / measure.DECOMPILER_ANALYSIS).glob("*.probes.csv")))
     assert probes and not any(p["seen_in_training"] for p in probes)
     # an analysis is reused when its runs and settings are unchanged, and only then
@@ -442,8 +455,22 @@ def test_parts_split_the_runs_and_each_is_the_full_presets():
     P = PRESETS["smoke"]   # the paper preset's decompile datasets take ~25 s to build; the split is the same code
     full = {s.run_id: s for s in grid.specs(P)}
     main, fair = (grid.specs(cvt.part(P, name)) for name in ("main", "fair"))
-    assert {dict(s.tags)["kind"] for s in fair} == {"decompiler_fair"}
+    assert {dict(s.tags)["kind"] for s in fair} == {"decompiler_fair", "twin"}
+    assert {dict(s.tags)["program"] for s in fair if dict(s.tags)["kind"] == "twin"} == set(grid.fair_twin_programs(P))
     assert "decompiler_fair" not in {dict(s.tags)["kind"] for s in main}
-    assert len(main) + len(fair) == len(full) and all(full[s.run_id] == s for s in main + fair)
+    # a twin both parts need (a fair program that is also a main one) is one run, in each part
+    assert {s.run_id for s in main + fair} == set(full) and all(full[s.run_id] == s for s in main + fair)
     with pytest.raises(ValueError, match="part='twins'"):
         cvt.part(P, "twins")
+
+
+def test_fair_twins_table_averages_each_program_over_seeds_first():
+    rows = [dict(source="trained", train_weights="clean", method="beam+check", program=p, dec_seed=d, twin_seed=t,
+                 exact=e, equivalent=q, parsable=1.0, agreed=q)
+            for p, d, t, e, q in (("a", 0, 0, 1.0, 1.0), ("a", 0, 1, 0.0, 1.0), ("a", 1, 0, 0.0, 0.0),
+                                  ("a", 1, 1, 0.0, 0.0), ("b", 0, 0, 0.0, 1.0))]
+    got = {r["metric"]: r for r in fair_twins_mod.twins_table(rows)}
+    # program a: exact 1/4, equivalent 2/4; program b: 0 and 1 -> means over the 2 programs
+    assert got["exact"]["mean"] == pytest.approx(0.125) and got["equivalent"]["mean"] == pytest.approx(0.75)
+    assert got["exact"]["n"] == 2 and got["exact"]["lo"] <= 0.125 <= got["exact"]["hi"]
+    assert got["equivalent"]["values"] == "0.5 1"

@@ -92,8 +92,10 @@ class CompiledModel:
 
     @model.setter
     def model(self, model: Transformer):
-        if model.cfg != self.cfg:
-            raise ValueError("a replacement model must have the same config")
+        # init_std only draws a fresh model's weights: a trained twin of this program (same
+        # architecture, its own init scale) computes in the same spaces and may replace it
+        if replace(model.cfg, init_std=self.cfg.init_std) != self.cfg:
+            raise ValueError("a replacement model must have the same config (init_std aside)")
         self._model = model
 
     def params(self) -> dict[str, np.ndarray]:

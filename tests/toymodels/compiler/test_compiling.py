@@ -47,6 +47,19 @@ def test_compiled_model_is_a_plain_toymodels_transformer():
         m.run(["BOS"] + ["a"] * 6)
 
 
+def test_a_model_of_the_same_architecture_replaces_the_compiled_one():
+    import dataclasses
+
+    from toymodels.model import init_model
+    m = compile_program(lib.make_frac_prevs(rasp.tokens == "a"), "abc", 5)
+    ids = m.encode([["BOS", "a", "b", "a"]])
+    twin = init_model(dataclasses.replace(m.cfg, init_std=0.3), 0)   # a twin's init scale: same spaces
+    m.model = twin
+    assert m.model is twin and np.array_equal(np.asarray(forward(m.model, ids)), np.asarray(forward(twin, ids)))
+    with pytest.raises(ValueError, match="same config"):
+        m.model = init_model(dataclasses.replace(m.cfg, d_model=m.cfg.d_model + 1), 0)
+
+
 # ---------------------------------------------------------------- Tracr's failure cases
 
 

@@ -1,0 +1,114 @@
+"""What the fair decompilers read from trained twins (part "fair", issue item 5 on the
+function split).
+
+The first ``fair_twins`` usable programs of the fair split's held-out set (programs whose
+function no decompiler trained on) get twins at the reference width, ``seeds`` seeds each
+(the main part's twin recipe). Every fair decompiler decodes, with the same beam search as
+the benchmark (``fair_samples + 1`` beams), each program's compiled net, one scramble of it
+and each twin; the source's own outputs on the check inputs pick a candidate:
+
+  beam          the most likely decoding
+  beam+check    the first beam whose program agrees with the net on the check inputs
+  other+check   the same check over the beams decoded from *another* program's net of the
+                same source (the next program in order whose net of that source fits the
+                decompiler's input; the same twin seed where it has one): the check alone,
+                with candidates that carry nothing of this net's weights. beam+check above
+                other+check is what the decompiler read from the weights.
+
+Scores are against the true program (exact tokens, functional equivalence on every input
+of length 1..5). A twin that does not implement its program exactly can still be matched
+by the check; equivalence then says the decoded program is the true one, not the twin's
+behaviour. A program enters only if the decompiler can read every one of its nets: a dense
+twin has no zero pieces to skip and may exceed ``dec_weight_tokens`` where the compiled net
+does not; leaving such programs out keeps the sources on the same programs. Table
+``decompiler_fair_twins.csv``: per (source, train weights, method, metric) the mean over
+programs (each program's score averaged over decompiler seeds and twin seeds), a 95 %
+bootstrap interval over programs, n programs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from studies.compiled_vs_trained.grid import decompile_task, fair_twin_programs, twin_task
+from studies.compiled_vs_trained.presets import Preset
+from toymodels.decompile.beam import beam_decode
+from toymodels.decompile.checks import agrees, check_inputs, first_agreeing, net_outputs
+from toymodels.decompile.evaluate import score
+from toymodels.decompile.tokens import program_tokens
+from toymodels.decompile.weights import fits, weight_tokens
+from toymodels.runspec import RunSpec
+from toymodels.scramble import scramble
+from toymodels.store import load_model, load_models
+from toymodels.tasks.rasp_io import resolve_program
+
+METHODS = ("beam", "beam+check", "other+check")
+SOURCES = ("compiled", "scrambled", "trained")
+N_BOOT = 2000
+
+
+def analyse_fair_twins(P: Preset, out: Path, dec_runs: list[RunSpec],
+                       twin_runs: dict[tuple[str, float], list[RunSpec]]) -> dict[str, list[dict]]:
+    """One row per (decompiler, source, net, method): exact / equivalent / parsable, and
+    whether the answer agrees with the net on the check inputs (``agreed``); plus one row per
+    program saying whether it entered (``programs``)."""
+    layout = decompile_task(P, scrambled=False, extra=False, split_by="function").layout
+    W, inputs = P.dec_weight_tokens, check_inputs(P.fair_checks)
+    nets = []   # (program, source, twin seed, model, compiled)
+    for program in fair_twin_programs(P):
+        compiled = twin_task(program).compile()
+        nets += [(program, "compiled", 0, compiled.model, compiled),
+                 (program, "scrambled", 0, scramble(compiled.model, 0), compiled)]
+        nets += [(program, "trained", s, m, compiled)
+                 for s, m in enumerate(load_models(out, twin_runs[(program, P.ref_width)]))]
+    x = [weight_tokens(m, layout) if fits(m.cfg, layout) else None for _, _, _, m, _ in nets]
+    unread = {n[0] for n, xi in zip(nets, x) if xi is None or len(xi) > W}
+    keep = [i for i, n in enumerate(nets) if n[0] not in unread]   # programs whose every net the decompiler reads
+    observed = net_outputs([(nets[i][3], nets[i][4]) for i in keep], inputs)
+    x_BNI = np.stack([np.pad(x[i], ((0, W - len(x[i])), (0, 0))) for i in keep])
+    rows = []
+    for spec in dec_runs:
+        tags = dict(spec.tags)
+        beams, _ = beam_decode(load_model(out, spec), x_BNI, P.fair_samples + 1, layout,
+                               max_len=P.dec_program_tokens + 1)
+        by_net = {nets[i][:3]: (beams[j], observed[j]) for j, i in enumerate(keep)}
+        for (program, source, seed), (cands, obs) in by_net.items():
+            # the next program (in order) with a net of this source that the decompiler could read
+            have = list(dict.fromkeys(p for p, src, _ in by_net if src == source))
+            other = have[(have.index(program) + 1) % len(have)]
+            others = by_net.get((other, source, seed)) or next(v for k, v in by_net.items() if k[:2] == (other, source))
+            true = program_tokens(resolve_program(program)[0])
+            for method, candidates in (("beam", cands[:1]), ("beam+check", cands),
+                                       ("other+check", others[0] if others and other != program else None)):
+                if candidates is None:
+                    continue
+                if method == "beam":
+                    toks, agreed = candidates[0], agrees(candidates[0], inputs, obs)
+                else:
+                    toks, rank = first_agreeing(candidates, inputs, obs)
+                    agreed = rank >= 0
+                rows.append(dict(train_weights=tags["weights"], dec_seed=tags["seed"], source=source, twin_seed=seed,
+                                 program=program, method=method, agreed=float(agreed), **score(toks, true)))
+    return {"rows": rows, "programs": [dict(program=p, entered=int(p not in unread)) for p in fair_twin_programs(P)]}
+
+
+def twins_table(rows: list[dict]) -> list[dict]:
+    """Per (source, train weights, method, metric): the mean over programs of each program's
+    score averaged over decompiler and twin seeds, with a 95 % bootstrap interval over programs."""
+    groups: dict[tuple, dict[str, list[float]]] = {}
+    for r in rows:
+        for m in ("exact", "equivalent", "parsable", "agreed"):
+            groups.setdefault((r["source"], r["train_weights"], r["method"], m), {}).setdefault(
+                r["program"], []).append(float(r[m]))
+    rng = np.random.default_rng(0)
+    out = []
+    for (source, weights, method, metric), per in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        v_P = np.array([np.mean(v) for v in per.values()])
+        boot = v_P[rng.integers(0, len(v_P), (N_BOOT, len(v_P)))].mean(1)
+        lo, hi = np.percentile(boot, [2.5, 97.5])
+        out.append(dict(source=source, train_weights=weights, method=method, metric=metric, mean=float(v_P.mean()),
+                        lo=float(lo), hi=float(hi), n=len(v_P),
+                        values=" ".join(f"{v:.4g}" for v in v_P) if len(v_P) <= 5 else ""))
+    return out
