@@ -5,7 +5,9 @@ The first ``fair_twins`` usable programs of the fair split's held-out set (progr
 function no decompiler trained on) get twins at the reference width, ``seeds`` seeds each
 (the main part's twin recipe). Every fair decompiler decodes, with the same beam search as
 the benchmark (``fair_samples + 1`` beams), each program's compiled net, one scramble of it
-and each twin; the source's own outputs on the check inputs pick a candidate:
+and each twin; the source's own outputs on ``fair_checks`` inputs pick a candidate. The check
+inputs are all of the length twins train on (5 tokens): a twin's outputs at other lengths
+were never trained, so the benchmark's mixed-length inputs would reject every candidate.
 
   beam          the most likely decoding
   beam+check    the first beam whose program agrees with the net on the check inputs
@@ -55,7 +57,10 @@ def analyse_fair_twins(P: Preset, out: Path, dec_runs: list[RunSpec],
     whether the answer agrees with the net on the check inputs (``agreed``); plus one row per
     program saying whether it entered (``programs``)."""
     layout = decompile_task(P, scrambled=False, extra=False, split_by="function").layout
-    W, inputs = P.dec_weight_tokens, check_inputs(P.fair_checks)
+    # check inputs of the one length twins train on (BOS + LENGTH tokens): at other lengths a
+    # twin's outputs were never trained, and no candidate would have to match them
+    (length,) = {twin_task(p).length for p in fair_twin_programs(P)}
+    W, inputs = P.dec_weight_tokens, check_inputs(P.fair_checks, min_len=length, max_len=length)
     nets = []   # (program, source, twin seed, model, compiled)
     for program in fair_twin_programs(P):
         compiled = twin_task(program).compile()

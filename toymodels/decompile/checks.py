@@ -29,20 +29,26 @@ from toymodels.rasp.catalogue import FOUNTAIN_MAX_SEQ_LEN, FOUNTAIN_VOCAB
 ATOL = 1e-2   # numerical outputs of a compiled net are exact up to float error and softmax leakage
 
 
-def check_inputs(n: int, seed: int = 0, max_len: int = FOUNTAIN_MAX_SEQ_LEN, vocab=FOUNTAIN_VOCAB) -> list[tuple]:
-    """``n`` distinct inputs (without BOS), lengths cycling max_len, max_len - 1, ..., 1 so
-    that programs that differ only at some lengths are told apart; drawn with ``seed``."""
-    if n < 1 or n > len(_inputs(max_len, tuple(vocab))):
-        raise ValueError(f"n={n} check inputs: allowed 1..{len(_inputs(max_len, tuple(vocab)))}")
+def check_inputs(n: int, seed: int = 0, max_len: int = FOUNTAIN_MAX_SEQ_LEN, vocab=FOUNTAIN_VOCAB,
+                 min_len: int = 1) -> list[tuple]:
+    """``n`` distinct inputs (without BOS), lengths cycling max_len, max_len - 1, ..., min_len
+    so that programs that differ only at some lengths are told apart; drawn with ``seed``.
+    ``min_len = max_len``: one length only (e.g. the length a trained net has seen)."""
+    if not 1 <= min_len <= max_len:
+        raise ValueError(f"min_len={min_len}: allowed 1..max_len={max_len}")
+    pools = {m: [tuple(x) for x in _inputs(max_len, tuple(vocab)) if len(x) == m] for m in range(min_len, max_len + 1)}
+    total = sum(map(len, pools.values()))
+    if n < 1 or n > total:
+        raise ValueError(f"n={n} check inputs of length {min_len}..{max_len}: allowed 1..{total}")
     rng = np.random.default_rng(seed)
-    pools = {m: [tuple(x) for x in _inputs(max_len, tuple(vocab)) if len(x) == m] for m in range(1, max_len + 1)}
-    for m in pools:
-        rng.shuffle(pools[m])
+    for m in range(1, max_len + 1):   # every length's pool shuffled in turn, as before min_len existed
+        pool = pools.get(m, [tuple(x) for x in _inputs(max_len, tuple(vocab)) if len(x) == m])
+        rng.shuffle(pool)
     out, m = [], max_len
     while len(out) < n:
         if pools[m]:
             out.append(pools[m].pop())
-        m = m - 1 if m > 1 else max_len
+        m = m - 1 if m > min_len else max_len
     return out
 
 

@@ -30,6 +30,14 @@ def test_check_inputs_are_distinct_cover_every_length_and_are_seeded():
     assert len(set(check_inputs(363))) == 363          # every input of length 1..5 over three tokens
     with pytest.raises(ValueError, match="allowed 1..363"):
         check_inputs(364)
+    # one length only (the length a trained twin has seen): distinct, all 3^5 reachable
+    five = check_inputs(8, min_len=5, max_len=5)
+    assert len(set(five)) == 8 and {len(x) for x in five} == {5} and five[0] == xs[0]
+    assert len(set(check_inputs(243, min_len=5, max_len=5))) == 243
+    with pytest.raises(ValueError, match="allowed 1..243"):
+        check_inputs(244, min_len=5, max_len=5)
+    with pytest.raises(ValueError, match="min_len=6"):
+        check_inputs(8, min_len=6)
 
 
 def test_nets_and_their_scrambles_agree_with_their_own_program_only(task):
