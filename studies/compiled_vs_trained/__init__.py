@@ -107,7 +107,7 @@ def run(P: Preset, out: Path, progress: bool = True) -> None:
     if P.fair and P.fair_twins:
         twin_runs = by_program_width(all_specs)
         config = dict(runs=fair_runs, twins=[s for p in fair_twin_programs(P) for s in twin_runs[(p, P.ref_width)]],
-                      samples=P.fair_samples, checks=P.fair_checks, check_lengths="twin length only",
+                      samples=P.fair_samples, checks=P.fair_checks, check_lengths="twin length only", twins_match=True,
                       program_tokens=P.dec_program_tokens)
         cached_tables(out, FAIR_TWINS_ANALYSIS, "twins", config,
                       functools.partial(analyse_fair_twins, P, out, fair_runs, twin_runs))

@@ -55,7 +55,8 @@ def analyse_fair_twins(P: Preset, out: Path, dec_runs: list[RunSpec],
                        twin_runs: dict[tuple[str, float], list[RunSpec]]) -> dict[str, list[dict]]:
     """One row per (decompiler, source, net, method): exact / equivalent / parsable, and
     whether the answer agrees with the net on the check inputs (``agreed``); plus one row per
-    program saying whether it entered (``programs``)."""
+    program saying whether it entered and what fraction of its twins output what the program
+    does on the check inputs (``programs``)."""
     layout = decompile_task(P, scrambled=False, extra=False, split_by="function").layout
     # check inputs of the one length twins train on (BOS + LENGTH tokens): at other lengths a
     # twin's outputs were never trained, and no candidate would have to match them
@@ -96,7 +97,16 @@ def analyse_fair_twins(P: Preset, out: Path, dec_runs: list[RunSpec],
                     agreed = rank >= 0
                 rows.append(dict(train_weights=tags["weights"], dec_seed=tags["seed"], source=source, twin_seed=seed,
                                  program=program, method=method, agreed=float(agreed), **score(toks, true)))
-    return {"rows": rows, "programs": [dict(program=p, entered=int(p not in unread)) for p in fair_twin_programs(P)]}
+    # does each twin do what its program does on the check inputs? (what the check compares with)
+    match: dict[str, list[float]] = {}
+    for j, i in enumerate(keep):
+        program, source = nets[i][:2]
+        if source == "trained":
+            true = program_tokens(resolve_program(program)[0])
+            match.setdefault(program, []).append(float(agrees(true, inputs, observed[j])))
+    return {"rows": rows, "programs": [dict(program=p, entered=int(p not in unread),
+                                            twins_match=float(np.mean(match[p])) if p in match else float("nan"))
+                                       for p in fair_twin_programs(P)]}
 
 
 def twins_table(rows: list[dict]) -> list[dict]:

@@ -429,7 +429,8 @@ def test_smoke_path_end_to_end(tmp_path):
                                                                 for m in fair_twins_mod.METHODS}
     assert {r["n"] for r in fair_twins} == {SHRUNK.fair_twins}
     entered = read_rows(table_dir / "decompiler_fair_twins_programs.csv")   # chosen so that every net is read
-    assert [r["program"] for r in entered] == list(grid.fair_twin_programs(SHRUNK)) and all(r["entered"] for r in entered)
+    assert [r["program"] for r in entered] == list(grid.fair_twin_programs(SHRUNK))
+    assert all(r["entered"] and 0 <= r["twins_match"] <= 1 for r in entered)
     assert all(0 <= r["lo"] <= r["mean"] + 1e-12 <= r["hi"] + 2e-12 <= 1 + 2e-12 for r in fair_twins)
     probes = read_rows(next((tmp_path / "analyses" / measure.DECOMPILER_ANALYSIS).glob("*.probes.csv")))
     assert probes and not any(p["seen_in_training"] for p in probes)
