@@ -115,22 +115,27 @@ def gap_vs_attention(table_dir: Path) -> list[Path]:
 
 def far_paths(table_dir: Path) -> list[Path]:
     """The training check: gap vs k with nothing, the key path or the value path of the links
-    beyond the band restored (k = 0: myopic)."""
+    beyond the band restored (k = 0: myopic), one row of panels per learning rate."""
     rows = read_rows(table_dir / "wu_band_far.csv")
-    fig, axes = plotting.figure(ncols=2)
+    rates = sorted({r["lr_factor"] for r in rows}, reverse=True)
+    fig, axes = plotting.figure(ncols=2, nrows=len(rates), height=2.4)
     names = {"none": "band k as trained", "key": "+ far key gradient", "value": "+ far value gradient"}
-    for i, (path, name) in enumerate(names.items()):
-        kw = dict(shift=0.3 * (i - 1), color=plotting.PALETTE[i], **MARK)
-        plotting.band_rows(axes[0, 0], select(rows, quantity="gap", path=path), "k", name, **kw)
-        if path != "none":
-            plotting.band_rows(axes[0, 1], select(rows, quantity="vs_plain", path=path), "k", name, **kw)
-    for ax, ylabel in ((axes[0, 0], "L(arm) - L(vanilla), Huber"), (axes[0, 1], "L(arm) - L(band k), same seed")):
-        ax.axhline(0.0, color="0.6", lw=0.6)
-        ax.set_xlabel("band k (0: myopic)")
-        ax.set_ylabel(ylabel)
-        plotting.legend(ax, fontsize=6)
+    for row, f in enumerate(rates):
+        for i, (path, name) in enumerate(names.items()):
+            kw = dict(shift=0.3 * (i - 1), color=plotting.PALETTE[i], **MARK)
+            sel = select(rows, path=path, lr_factor=f)
+            plotting.band_rows(axes[row, 0], select(sel, quantity="gap"), "k", name, **kw)
+            if path != "none":
+                plotting.band_rows(axes[row, 1], select(sel, quantity="vs_plain"), "k", name, **kw)
+        for ax, ylabel in ((axes[row, 0], "L(arm) - L(vanilla)"), (axes[row, 1], "L(arm) - L(band k), same seed")):
+            ax.axhline(0.0, color="0.6", lw=0.6)
+            ax.set_xlabel("band k (0: myopic)")
+            ax.set_ylabel(ylabel, fontsize=7)
+            ax.set_title(_rate(f), fontsize=7)
+            plotting.legend(ax, fontsize=5)
     n = min((r["n"] for r in rows), default=0)
-    fig.suptitle(f"D_1: restoring one path of the links beyond the band; mean, 95% interval, {n} seeds", fontsize=8)
+    fig.suptitle(f"D_1: restoring one path of the links beyond the band; Huber, mean, 95% interval, {n} seeds",
+                 fontsize=8)
     return plotting.save(fig, table_dir / "wu_band_far")
 
 

@@ -12,7 +12,7 @@ Two checks of why a band stops short: the long runs (family ``wu_long``: vanilla
 that stalls; and every trained model's attention mass by distance (self, the target's window
 of ``n_terms`` links, beyond it) shows where its attention went.
 
-Two causal checks of what makes a band stall. Training: ``far_bands`` retrained with the
+Two causal checks of what makes a band stall. Training: ``far_bands`` retrained (at every rate) with the
 key path (family ``wu_key``) or the value path (``wu_value``) of the links beyond the band
 at full gradient (``TrainConfig.myopic_far``); if far keys that no query beyond the band may
 teach are what stalls a band, restoring the key path alone closes its gap. Evaluation: every
@@ -76,11 +76,11 @@ def long_specs(P: Preset) -> list[RunSpec]:
 
 
 def far_specs(P: Preset) -> list[RunSpec]:
-    """Each of ``far_bands`` at the first rate with one path beyond the band restored."""
+    """Each of ``far_bands`` at every rate with one path beyond the band restored."""
     W = P.wu_band
-    return [spec(P, dataclasses.replace(reference(P, "wu"), family=family), "myopic", seed, W.lr_factors[0],
+    return [spec(P, dataclasses.replace(reference(P, "wu"), family=family), "myopic", seed, f,
                  band=k, base="wu", steps=P.family_steps("wu"), overrides=(("myopic_far", path),))
-            for path, family in FAR.items() for k in W.far_bands for seed in range(W.seeds)]
+            for f in W.lr_factors for path, family in FAR.items() for k in W.far_bands for seed in range(W.seeds)]
 
 
 def plan_rows(P: Preset) -> list[dict]:
@@ -189,27 +189,28 @@ def mask_table(rows: list[dict]) -> list[dict]:
 
 
 def far_rows(finals: list[dict], plan: list[dict]) -> list[dict]:
-    """Per far run (``path`` key or value) and, for reference, the plain run of the same k
-    (``path`` none) at the first rate: its loss ``L``, ``gap`` against vanilla and, for the far
-    runs, ``vs_plain`` = L - L(plain band k) at the same seed."""
-    f0, seeds = plan[0]["lr_factor"], plan[0]["seeds"]
-    loss = {(r["family"], label(r), r["seed"]): r for r in finals
-            if r["metric"] == "loss" and r["beta"] == -1 and r["p"] == 1.0 and r["lr_factor"] == f0
-            and r["seed"] < seeds}
+    """Per rate of ``plan``, far run (``path`` key or value) and, for reference, the plain run
+    of the same k (``path`` none): its loss ``L``, ``gap`` against vanilla at the same rate and
+    seed and, for the far runs, ``vs_plain`` = L - L(plain band k) at the same rate and seed."""
+    seeds = {p["lr_factor"]: p["seeds"] for p in plan}
+    loss = {(r["family"], label(r), r["lr_factor"], r["seed"]): r for r in finals
+            if r["metric"] == "loss" and r["beta"] == -1 and r["p"] == 1.0 and r["seed"] < seeds.get(r["lr_factor"], 0)}
     paths = {family: path for path, family in FAR.items()}
     rows = []
-    for (family, arm, seed), r in loss.items():
+    for (family, arm, f, seed), r in loss.items():
         if family not in paths:
             continue
         k = _k(r)
-        van, plain = loss.get(("wu", "vanilla", seed)), loss.get(("wu", "myopic" if k == 0 else arm, seed))
+        van, plain = loss.get(("wu", "vanilla", f, seed)), loss.get(("wu", "myopic" if k == 0 else arm, f, seed))
         if van is None or plain is None:
             continue
+        base = dict(lr_factor=f, k=k, seed=seed)
         for path, run in ((paths[family], r), ("none", plain)):
-            rows += [dict(path=path, k=k, seed=seed, quantity="L", value=run["value"]),
-                     dict(path=path, k=k, seed=seed, quantity="gap", value=run["value"] - van["value"])]
-        rows.append(dict(path=paths[family], k=k, seed=seed, quantity="vs_plain", value=r["value"] - plain["value"]))
-    unique = {(r["path"], r["k"], r["seed"], r["quantity"]): r for r in rows}   # "none" once per (k, seed)
+            rows += [dict(base, path=path, quantity="L", value=run["value"]),
+                     dict(base, path=path, quantity="gap", value=run["value"] - van["value"])]
+        rows.append(dict(base, path=paths[family], quantity="vs_plain", value=r["value"] - plain["value"]))
+    # the plain run once per (rate, k, seed)
+    unique = {(r["lr_factor"], r["path"], r["k"], r["seed"], r["quantity"]): r for r in rows}
     return list(unique.values())
 
 
@@ -258,7 +259,8 @@ def summarize(out: Path, table_dir: Path, rows: list[dict]) -> None:
         write_rows(table_dir / "wu_band_gap_vs_attention_r.csv", correlations(points))
     far = far_rows(final_rows(held), plan)
     if far:
-        write_rows(table_dir / "wu_band_far.csv", aggregate(far, ("path", "k", "quantity"), bounds=BOUNDS, points=True))
+        write_rows(table_dir / "wu_band_far.csv", aggregate(far, ("lr_factor", "path", "k", "quantity"), bounds=BOUNDS,
+                                                            points=True))
     if (out / MASK).exists():
         write_rows(table_dir / "wu_band_mask.csv", mask_table(read_rows(out / MASK)))
 

@@ -222,10 +222,10 @@ def test_wu_band_part_reuses_the_main_runs_and_compares_at_each_rate():
     far = [s for s in runs if dict(s.tags)["family"] in wu_band.FAR.values()]
     assert len(runs) - len(long) - len(far) == 2 * 3 * (2 + 2)
     # the causal check: each far band at the first rate, the key or the value path restored, own ids
-    assert sorted((s.train.myopic_far, s.train.myopic_band, dict(s.tags)["family"]) for s in far) == sorted(
-        [(path, k, fam) for path, fam in wu_band.FAR.items() for k in W.far_bands] * 3)
-    assert {(s.train.steps, s.train.myopic, dict(s.tags)["lr_factor"]) for s in far} == {
-        (P.family_steps("wu"), True, 0.3333)}
+    assert sorted((s.train.myopic_far, s.train.myopic_band, dict(s.tags)["family"], dict(s.tags)["lr_factor"])
+                  for s in far) == sorted([(path, k, fam, f) for path, fam in wu_band.FAR.items() for k in W.far_bands
+                                           for f in W.lr_factors] * 3)
+    assert {(s.train.steps, s.train.myopic) for s in far} == {(P.family_steps("wu"), True)}
     assert not {s.run_id for s in far} & set(main) and len({s.run_id for s in far}) == len(far)
     for s in runs:   # the main part's D_1 runs where they coincide: same id, same config
         if s.run_id in main:
@@ -351,9 +351,10 @@ def test_wu_band_long_curves_figure_draws_from_its_table(tmp_path):
 def test_wu_band_causal_figures_draw_from_their_tables(tmp_path):
     from studies.myopia import figures_wu_band
     from toymodels.results import write_rows
-    far = [dict(path=path, k=k, quantity=q, mean=v, lo=v - 0.1, hi=v + 0.1, n=2, values=f"{v - 0.05} {v + 0.05}")
-           for path in ("none", "key", "value") for k in (0, 10) for q, v in (("gap", 0.5), ("vs_plain", -0.2))
-           if not (path == "none" and q == "vs_plain")]
+    far = [dict(lr_factor=f, path=path, k=k, quantity=q, mean=v, lo=v - 0.1, hi=v + 0.1, n=2,
+                values=f"{v - 0.05} {v + 0.05}")
+           for f in (0.3333, 0.1111) for path in ("none", "key", "value") for k in (0, 10)
+           for q, v in (("gap", 0.5), ("vs_plain", -0.2)) if not (path == "none" and q == "vs_plain")]
     mask = [dict(family="wu", lr_factor=0.3333, k=k, masked=m, quantity="gain", mean=0.1, lo=0.0, hi=0.2, n=2,
                  values="0.05 0.15") for k in (-1, 0, 10) for m in ("none", "layer0", "layer1", "all")]
     write_rows(tmp_path / "wu_band_far.csv", far)
