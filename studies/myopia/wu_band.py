@@ -12,10 +12,10 @@ Two checks of why a band stops short: the long runs (family ``wu_long``: vanilla
 that stalls; and every trained model's attention mass by distance (self, the target's window
 of ``n_terms`` links, beyond it) shows where its attention went.
 
-Two causal checks of what makes a band stall. Training: ``far_bands`` retrained (at every rate) with the
-key path (family ``wu_key``) or the value path (``wu_value``) of the links beyond the band
-at full gradient (``TrainConfig.myopic_far``); if far keys that no query beyond the band may
-teach are what stalls a band, restoring the key path alone closes its gap. Evaluation: every
+Two causal checks of what makes a band stall. Training: ``far_bands`` retrained at every
+rate with the key path (family ``wu_key``) or the value path (``wu_value``) of the links
+beyond the band at full gradient (``TrainConfig.myopic_far``); if far keys that no query
+beyond the band may teach are what stalls a band, restoring the key path alone closes its gap. Evaluation: every
 model at the first rate scored with its attention beyond the window masked, per layer
 (``wu_band_mask.csv``): how much of a band's loss the attention it sends beyond the window
 costs.
