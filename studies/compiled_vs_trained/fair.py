@@ -42,6 +42,7 @@ from studies.compiled_vs_trained.grid import decompile_task
 from studies.compiled_vs_trained.measure import dataset_rows, n_lines
 from studies.compiled_vs_trained.presets import ANCHORS, Preset
 from toymodels import plotting
+from toymodels.analysis.stats import bootstrap_ci
 from toymodels.compiler import compile_program
 from toymodels.decompile.beam import beam_decode
 from toymodels.decompile.checks import agrees, check_inputs, first_agreeing, net_outputs
@@ -170,7 +171,6 @@ def paired(rows: list[dict]) -> list[dict]:
     for r in rows:
         score.setdefault((r["method"], r["weights"], r["program"]), []).append(r)
     out = []
-    rng = np.random.default_rng(0)
     for (method, against), weights, degenerate, m in itertools.product(PAIRS, ("clean", "scrambled"), (0, "all"),
                                                                        ("exact", "equivalent")):
         programs = sorted({p for (meth, w, p), rs in score.items() if meth == method and w == weights
@@ -179,10 +179,9 @@ def paired(rows: list[dict]) -> list[dict]:
             continue
         d_P = np.array([np.mean([r[m] for r in score[(method, weights, p)]])
                         - np.mean([r[m] for r in score[(against, weights, p)]]) for p in programs])
-        boot = d_P[rng.integers(0, len(d_P), (N_BOOT, len(d_P)))].mean(1)
-        lo, hi = np.percentile(boot, [2.5, 97.5])
+        diff, lo, hi = bootstrap_ci(d_P)
         out.append(dict(method=method, against=against, weights=weights, degenerate=degenerate, metric=m,
-                        difference=float(d_P.mean()), lo=float(lo), hi=float(hi), n=len(programs),
+                        difference=float(diff), lo=float(lo), hi=float(hi), n=len(programs),
                         better=int((d_P > 0).sum()), worse=int((d_P < 0).sum())))
     return out
 

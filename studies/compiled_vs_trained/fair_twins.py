@@ -36,6 +36,7 @@ import numpy as np
 
 from studies.compiled_vs_trained.grid import decompile_task, fair_twin_programs, twin_task
 from studies.compiled_vs_trained.presets import Preset
+from toymodels.analysis.stats import bootstrap_ci
 from toymodels.decompile.beam import beam_decode
 from toymodels.decompile.checks import agrees, check_inputs, first_agreeing, net_outputs
 from toymodels.decompile.evaluate import score
@@ -48,7 +49,6 @@ from toymodels.tasks.rasp_io import resolve_program
 
 METHODS = ("beam", "beam+check", "other+check")
 SOURCES = ("compiled", "scrambled", "trained")
-N_BOOT = 2000
 
 
 def analyse_fair_twins(P: Preset, out: Path, dec_runs: list[RunSpec],
@@ -74,6 +74,10 @@ def analyse_fair_twins(P: Preset, out: Path, dec_runs: list[RunSpec],
     keep = [i for i, n in enumerate(nets) if n[0] not in unread]   # programs whose every net the decompiler reads
     observed = net_outputs([(nets[i][3], nets[i][4]) for i in keep], inputs)
     x_BNI = np.stack([np.pad(x[i], ((0, W - len(x[i])), (0, 0))) for i in keep])
+    entered = [p for p in fair_twin_programs(P) if p not in unread]
+    true = {p: program_tokens(resolve_program(p)[0]) for p in entered}
+    # other+check reads the next entered program's net of the same source and twin seed
+    other = {p: entered[(i + 1) % len(entered)] for i, p in enumerate(entered)} if len(entered) > 1 else {}
     rows = []
     for spec in dec_runs:
         tags = dict(spec.tags)
@@ -81,29 +85,23 @@ def analyse_fair_twins(P: Preset, out: Path, dec_runs: list[RunSpec],
                                max_len=P.dec_program_tokens + 1)
         by_net = {nets[i][:3]: (beams[j], observed[j]) for j, i in enumerate(keep)}
         for (program, source, seed), (cands, obs) in by_net.items():
-            # the next program (in order) with a net of this source that the decompiler could read
-            have = list(dict.fromkeys(p for p, src, _ in by_net if src == source))
-            other = have[(have.index(program) + 1) % len(have)]
-            others = by_net.get((other, source, seed)) or next(v for k, v in by_net.items() if k[:2] == (other, source))
-            true = program_tokens(resolve_program(program)[0])
-            for method, candidates in (("beam", cands[:1]), ("beam+check", cands),
-                                       ("other+check", others[0] if others and other != program else None)):
-                if candidates is None:
-                    continue
+            methods = [("beam", cands[:1]), ("beam+check", cands)]
+            if program in other:
+                methods.append(("other+check", by_net[(other[program], source, seed)][0]))
+            for method, candidates in methods:
                 if method == "beam":
                     toks, agreed = candidates[0], agrees(candidates[0], inputs, obs)
                 else:
                     toks, rank = first_agreeing(candidates, inputs, obs)
                     agreed = rank >= 0
                 rows.append(dict(train_weights=tags["weights"], dec_seed=tags["seed"], source=source, twin_seed=seed,
-                                 program=program, method=method, agreed=float(agreed), **score(toks, true)))
+                                 program=program, method=method, agreed=float(agreed), **score(toks, true[program])))
     # does each twin do what its program does on the check inputs? (what the check compares with)
     match: dict[str, list[float]] = {}
     for j, i in enumerate(keep):
         program, source = nets[i][:2]
         if source == "trained":
-            true = program_tokens(resolve_program(program)[0])
-            match.setdefault(program, []).append(float(agrees(true, inputs, observed[j])))
+            match.setdefault(program, []).append(float(agrees(true[program], inputs, observed[j])))
     return {"rows": rows, "programs": [dict(program=p, entered=int(p not in unread),
                                             twins_match=float(np.mean(match[p])) if p in match else float("nan"))
                                        for p in fair_twin_programs(P)]}
@@ -117,13 +115,11 @@ def twins_table(rows: list[dict]) -> list[dict]:
         for m in ("exact", "equivalent", "parsable", "agreed"):
             groups.setdefault((r["source"], r["train_weights"], r["method"], m), {}).setdefault(
                 r["program"], []).append(float(r[m]))
-    rng = np.random.default_rng(0)
     out = []
     for (source, weights, method, metric), per in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
         v_P = np.array([np.mean(v) for v in per.values()])
-        boot = v_P[rng.integers(0, len(v_P), (N_BOOT, len(v_P)))].mean(1)
-        lo, hi = np.percentile(boot, [2.5, 97.5])
-        out.append(dict(source=source, train_weights=weights, method=method, metric=metric, mean=float(v_P.mean()),
+        mean, lo, hi = bootstrap_ci(v_P)
+        out.append(dict(source=source, train_weights=weights, method=method, metric=metric, mean=float(mean),
                         lo=float(lo), hi=float(hi), n=len(v_P),
                         values=" ".join(f"{v:.4g}" for v in v_P) if len(v_P) <= 5 else ""))
     return out
