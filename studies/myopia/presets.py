@@ -33,7 +33,7 @@ class WuBand:
     rate), ``seeds`` seeds, bands ``bands`` (k = 0, myopic, is always included); and, where
     ``long_steps``, vanilla, myopic and the bands ``long_bands`` trained that long at the first
     rate, to tell a band that learns slowly from one that stalls; and, where ``far_bands``,
-    the causal check: those bands trained at the first rate with the key path (family
+    the causal check: those bands trained at every rate with the key path (family
     ``wu_key``) or the value path (``wu_value``) of the links beyond the band restored
     (``TrainConfig.myopic_far``)."""
     bands: tuple[int, ...]

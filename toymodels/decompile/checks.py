@@ -36,14 +36,14 @@ def check_inputs(n: int, seed: int = 0, max_len: int = FOUNTAIN_MAX_SEQ_LEN, voc
     ``min_len = max_len``: one length only (e.g. the length a trained net has seen)."""
     if not 1 <= min_len <= max_len:
         raise ValueError(f"min_len={min_len}: allowed 1..max_len={max_len}")
-    pools = {m: [tuple(x) for x in _inputs(max_len, tuple(vocab)) if len(x) == m] for m in range(min_len, max_len + 1)}
-    total = sum(map(len, pools.values()))
+    every = _inputs(max_len, tuple(vocab))
+    pools = {m: [tuple(x) for x in every if len(x) == m] for m in range(1, max_len + 1)}
+    total = sum(len(pools[m]) for m in range(min_len, max_len + 1))
     if n < 1 or n > total:
         raise ValueError(f"n={n} check inputs of length {min_len}..{max_len}: allowed 1..{total}")
     rng = np.random.default_rng(seed)
-    for m in range(1, max_len + 1):   # every length's pool shuffled in turn, as before min_len existed
-        pool = pools.get(m, [tuple(x) for x in _inputs(max_len, tuple(vocab)) if len(x) == m])
-        rng.shuffle(pool)
+    for m in pools:   # every length shuffled, so a length's draws do not depend on min_len
+        rng.shuffle(pools[m])
     out, m = [], max_len
     while len(out) < n:
         if pools[m]:
