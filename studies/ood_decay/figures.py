@@ -18,7 +18,10 @@ def figures(table_dir: Path) -> list[Path]:
     tables = {p.stem: read_rows(p) for p in sorted(table_dir.glob("*.csv"))}
     part1 = ()
     if tables.get("decay_curves"):
-        part1 = (fig_decay, fig_forgetting, fig_half_life_params, fig_wd_clock, fig_savings, fig_zeroshot)
+        # the size and regularisation axes are optional (the paper preset runs the base cell only)
+        axes = {r["axis"] for r in tables.get("fits", [])}
+        part1 = (fig_decay, fig_forgetting, *((fig_half_life_params,) if "size" in axes else ()),
+                 *((fig_wd_clock,) if "reg" in axes else ()), fig_savings, fig_zeroshot)
     return ([p for fig in part1 for p in fig(tables, table_dir)] + figures_sharing.figures(tables, table_dir)
             + figures_persistence.figure(tables, table_dir))
 

@@ -83,7 +83,10 @@ def fit_rows(runs) -> list[dict]:
 
 def scaling_rows(fits) -> list[dict]:
     """Half-life ~ params^slope over every seed's (params, half-life of X accuracy) of drop(p=0)
-    at the base regularisation: all sizes, and the width series (the base size's depth) alone."""
+    at the base regularisation: all sizes, and the width series (the base size's depth) alone.
+    No rows without a size axis (the paper preset runs the base cell only)."""
+    if not any(r["axis"] == "size" for r in fits):
+        return []
     points: dict[str, list] = {}
     for r in fits:
         if (r["quantity"], r["metric"], r["p"]) == ("half_life", "acc", 0) and r["axis"] in ("base", "size"):

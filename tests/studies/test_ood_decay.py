@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from studies.ood_decay import fits, grid, measure, tables
+from studies.ood_decay.figures import figures
 from studies.ood_decay.presets import CHUNK, PRESETS
+from studies.ood_decay.sharing import arm_tasks, model_of
 from toymodels.analysis.decay import weight_decay_half_life
 from toymodels.analysis.stats import aggregate
 from toymodels.config import ConfigError
@@ -230,14 +232,18 @@ def test_zeroshot_curve_stitches_phases():
     assert {r["task"] for r in out} == {"T1-2", "T2-1", "B2"}
 
 
-def test_weight_decay_clock_lands_inside_the_paper_window():
+def test_paper_preset_leaves_size_and_weight_decay_to_the_persistence_part():
+    """Part 1's size and regularisation axes were confounded by pre-drop accuracy; the paper preset
+    runs its base cell only, and part 3 spans the sizes (>= 6, >= 10x) and weight decay without data."""
     p = PRESETS["paper"]
-    for _, wd, _, *lr in p.regs:
-        if wd and not lr:   # at the preset's learning rate (the lr point tests the clock's lr side)
-            assert weight_decay_half_life(p.lr, wd) < p.steps[1]
-    assert any(len(r) == 4 for r in p.regs)   # a learning-rate point
-    sizes = [n_params(grid.model_config(p, nl, d)) for _, nl, d in p.sizes]
-    assert len(sizes) >= 4 and max(sizes) / min(sizes) >= 10
+    assert len(p.sizes) == 1 and len(p.regs) == 1
+    assert {_tags(s)["axis"] for s in grid.specs(p)} == {"base"}
+    S = p.persistence
+    tasks = arm_tasks(S.arm, S.sharing, S.n_languages)
+    sizes = [n_params(model_of(tasks, nl, d)) for _, nl, d, _ in S.sizes]
+    assert len(sizes) >= 6 and max(sizes) / min(sizes) >= 10 and S.wd_only
+    _, wd, _ = p.regs[0]   # the base cell's weight-decay clock still lands inside its decay window
+    assert weight_decay_half_life(p.lr, wd) < p.steps[1]
 
 
 def test_fewshot_recovery_from_hand_made_curves():
@@ -292,7 +298,8 @@ def test_summarize_writes_bounded_tables_and_leaves_censored_values_out(tmp_path
         write_record(tmp_path / "runs" / run, ("metrics.csv",), rows=len(mine))   # as run_sweep does, last
     tables.summarize(tmp_path, tmp_path / "figures")
     got = {p.stem: read_rows(p) for p in (tmp_path / "figures").glob("*.csv")}
-    assert set(got) == {"decay_curves", "fits", "scaling", "forgetting"}   # no measures, relearn or case D
+    # no measures, relearn or case D; no scaling table without a size axis
+    assert set(got) == {"decay_curves", "fits", "forgetting"}
     fit = {(r["metric"], r["quantity"]): r for r in got["fits"]}
     # seed 1's half-life is censored (inf): left out of the mean (n = 1), counted in n_runs
     hl = fit[("acc", "half_life")]
@@ -305,6 +312,9 @@ def test_summarize_writes_bounded_tables_and_leaves_censored_values_out(tmp_path
     expect = np.mean([0.9 - (f + (0.9 - f) * math.exp(-5.0)) for f in (0.2, 0.9)])
     assert forget["first_last"]["mean"] == pytest.approx(expect)
     assert -1 <= forget["first_last"]["lo"] < expect < forget["first_last"]["hi"] <= 1
+    # base cell only: the size and weight-decay-clock figures are not drawn (no empty panels)
+    drawn = {p.stem for p in figures(tmp_path / "figures")}
+    assert {"decay_curves", "forgetting"} <= drawn and not drawn & {"half_life_vs_params", "half_life_vs_wd_clock"}
 
 
 def test_readout_and_probe_intervals_stay_in_range():
