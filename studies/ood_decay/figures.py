@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from studies.ood_decay import figures_persistence, figures_sharing
+from studies.ood_decay.fits import HEADLINE
 from toymodels import plotting
 from toymodels.results import read_rows
 from toymodels.tables import select
@@ -38,12 +39,12 @@ def _pow10(rows) -> list[dict]:
 
 
 def fig_decay(tables, d) -> list[Path]:
-    """X's held-out accuracy (top) and loss (bottom) after the drop, base cell, per case."""
+    """X's held-out exact match (top) and loss (bottom) after the drop, base cell, per case."""
     rows = select(tables.get("decay_curves", []), axis="base")
     cases = _cases(rows)
     fig, axes = plotting.figure(ncols=len(cases), nrows=2)
     for j, case in enumerate(cases):
-        for i, metric in enumerate(("acc", "loss")):
+        for i, metric in enumerate((HEADLINE, "loss")):
             ax, sel = axes[i, j], select(rows, case=case, metric=metric)
             for p in sorted({r["p"] for r in sel if r["role"] == "drop"}):
                 plotting.band_rows(ax, select(sel, role="drop", p=p), "step", f"p={p:g}", shift=1)
@@ -51,8 +52,8 @@ def fig_decay(tables, d) -> list[Path]:
             plotting.band_rows(ax, select(sel, role="never2"), "step", "never saw X", shift=1, color="k", ls=":")
             ax.set_xscale("log")
             ax.set_xlabel("steps since drop + 1")
-            ax.set_ylabel(f"X held-out {metric}")
-            if metric == "acc":
+            ax.set_ylabel(f"X held-out {'exact match' if metric == HEADLINE else metric}")
+            if metric == HEADLINE:
                 ax.set_ylim(-0.02, 1.02)
             ax.set_title(f"case {case}" if i == 0 else "")
     plotting.legend(axes[0, 0])
@@ -64,7 +65,7 @@ def fig_forgetting(tables, d) -> list[Path]:
     """Forgetting vs replay fraction, one panel per convention (base cell)."""
     rows = select(tables.get("forgetting", []), axis="base")
     fig, axes = plotting.figure(ncols=2)
-    titles = {"peak": "peak: best acc up to the drop - final", "first_last": "first_last: acc at the drop - final"}
+    titles = {"peak": "peak: best up to the drop - final", "first_last": "first_last: at the drop - final"}
     for ax, (conv, title) in zip(axes[0], titles.items()):
         ps = sorted({r["p"] for r in rows})
         for case in _cases(rows):
@@ -74,7 +75,7 @@ def fig_forgetting(tables, d) -> list[Path]:
         ax.set_xticks(range(len(ps)), [f"{p:g}" for p in ps])
         ax.set_ylim(-1.02, 1.02)
         ax.set_xlabel("replay fraction p of X")
-        ax.set_ylabel("forgetting of X accuracy")
+        ax.set_ylabel("forgetting of X exact match")
         ax.set_title(title)
     plotting.legend(axes[0, 0])
     fig.suptitle("forgetting at the end of the decay window; mean, 95% interval")
@@ -166,32 +167,27 @@ def fig_savings(tables, d) -> list[Path]:
     cases = _cases(sav + ro + pr)
     _bars(axes[0, 0], select(sav, axis="base"), cases, ("savings_vs_fresh", "savings_vs_never",
                                                         "area_savings_vs_fresh", "area_savings_vs_never"))
-    axes[0, 0].set_title("relearning savings (criterion: 90% of pre-drop acc)")
+    axes[0, 0].set_title("relearning savings\n(criterion: 90% of pre-drop exact match)")
     _bars(axes[0, 1], ro, cases, ("native_pre", "native_drop_p0", "refit_drop_p0", "refit_never2", "refit_pre",
                                   "refit_random"))
-    axes[0, 1].set_title("X accuracy, own vs refit unembedding")
+    axes[0, 1].set_title("X per-token accuracy,\nown vs refit unembedding")
     _bars(axes[0, 3], select(sav, axis="base"), cases, ("fewshot_before_pre", "fewshot_before_drop",
                                                         "fewshot_dropped", "fewshot_never"))
-    axes[0, 3].set_title("X accuracy: before, and after training on a few examples of X")
+    axes[0, 3].set_title("X exact match: before, and after\ntraining on a few examples of X")
     ax = axes[0, 2]
     base = [r for r in select(pr, quantity="normalized", axis="base") if r["role"] in ("drop", "never2")
             and r["p"] in (0, "")]
-    for k, case in enumerate(sorted({r["case"] for r in base})):
-        color = plotting.PALETTE[k % len(plotting.PALETTE)]
-        for role, ls in (("drop", "-"), ("never2", ":")):
-            plotting.band_rows(ax, select(base, case=case, role=role), "layer",
-                               f"{case} {'drop p=0' if role == 'drop' else 'never saw X'}", color=color, ls=ls,
-                               marker="o")
-    if not base:
+    names = {"drop": "drop p=0", "never2": "never saw X"}
+    layers = sorted({r["layer"] for r in base})
+    bars = [{**r, "quantity": names[r["role"]] + (f" layer {r['layer']}" if len(layers) > 1 else "")} for r in base]
+    if base:
+        _bars(ax, bars, cases, [names[role] + (f" layer {k}" if len(layers) > 1 else "")
+                                for role in ("drop", "never2") for k in layers])
+    else:
         plotting.empty(ax, "probes")
     ax.axhline(1, color="0.6", lw=0.5)
-    ax.axhline(0, color="0.6", lw=0.5)
-    ax.set_ylim(-0.5, 1.5)
-    ax.set_xticks(sorted({r["layer"] for r in base}))
-    ax.set_xlabel("layer (resid_post)")
     ax.set_ylabel("probe R^2 (0 random init, 1 pre-drop)")
-    ax.set_title("linear probes of X's next answer token")
-    plotting.legend(ax, fontsize=6)
+    ax.set_title("linear probe of X's next answer token\n(residual stream after the last block)")
     return plotting.save(fig, d / "savings_readout_probes")
 
 
@@ -203,19 +199,19 @@ def fig_zeroshot(tables, d) -> list[Path]:
     tasks = sorted({r["task"] for r in rows})
     for k, task in enumerate(tasks):
         color = plotting.PALETTE[k % len(plotting.PALETTE)]
-        sel = select(rows, task=task)
+        sel = select(rows, task=task, metric=HEADLINE)
         for role, ls in (("pre", "-"), ("drop_p0", "-"), ("relearn", "-"), ("joint", "--")):
-            plotting.band_rows(ax, select(sel, role=role), "step",
-                               f"{task} {role}" if role in ("pre", "joint") else None, color=color, ls=ls)
+            label = {"pre": f"{task}: X dropped, then relearned", "joint": f"{task}: X kept"}.get(role)
+            plotting.band_rows(ax, select(sel, role=role), "step", label, color=color, ls=ls)
     for role in ("drop_p0", "relearn"):
         starts = [r["step"] for r in rows if r["role"] == role]
         if starts:
             ax.axvline(min(starts), color="0.6", lw=0.8)
     if not rows:
         plotting.empty(ax, "case D")
-    ax.set_xlabel("training step (phases: pre | drop X | relearn; dashed: X kept)")
+    ax.set_xlabel("training step (vertical lines: X dropped, X back in the mix)")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_ylabel("held-out accuracy")
+    ax.set_ylabel("held-out exact match")
     ax.set_title("case D: zero-shot translation of the held-out pair")
     plotting.legend(ax, fontsize=6)
     return plotting.save(fig, d / "zeroshot_translation")

@@ -136,7 +136,8 @@ PRESETS = {
 }
 
 CRITERION_EXACT = 0.95  # sharing: X's exact match on its trained pairs before the drop
-CRITERION = 0.9        # relearning target: this fraction of X's accuracy just before the drop
+CRITERION = 0.9        # relearning target: this fraction of X's exact match just before the drop
+MIN_RANGE = 0.1        # a normalised recovery needs ceiling - floor >= this (else NaN: a ratio of noise)
 CENSOR = 3.0           # fitted half-lives beyond this many decay windows count as not reached
 NO_DECAY = 0.1         # a curve that got worse by less than this fraction of its start did not decay
 MODULUS = 10           # a, b in [0, 10): two-digit sums, 20 held-out pairs (a, b)

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from studies.ood_decay import ladder, patching, persistence, sharing
-from studies.ood_decay.fits import LABELS, cells, fit_rows, labels, scaling_rows, x_curve
+from studies.ood_decay.fits import HEADLINE, LABELS, cells, fit_rows, labels, scaling_rows, x_curve, x_metrics
 from studies.ood_decay.grid import suite
 from studies.ood_decay.measure import LABEL_KEYS, measured_rows
-from studies.ood_decay.presets import CRITERION
+from studies.ood_decay.presets import CRITERION, MIN_RANGE
 from toymodels.analysis import decay
 from toymodels.analysis.similarity import normalized_score
 from toymodels.analysis.stats import METRIC_BOUNDS, aggregate, bounds_by
@@ -80,24 +80,24 @@ def decay_curves(runs) -> list[dict]:
     rows = []
     for rec in runs.values():
         if rec["tags"]["role"] in ("drop", "joint", "never2"):
-            for metric in ("acc", "loss"):
+            for metric in x_metrics(rec):
                 t, v = x_curve(rec, metric)
                 rows += [{**labels(rec), "role": rec["tags"]["role"], "metric": metric, "step": int(s), "value": y}
                          for s, y in zip(t, v)]
     return aggregate(rows, LABELS + ("role", "metric", "step"), bounds=BOUNDS["decay_curves"], points=True)
 
 
-def kept_acc(rec) -> np.ndarray:
-    """Mean accuracy over the kept tasks (the training mix without X's tasks) at every eval step."""
+def kept_curve(rec) -> np.ndarray:
+    """Mean headline metric over the kept tasks (the training mix without X's tasks) at every eval step."""
     tags = rec["tags"]
     train, _, x_tasks, _ = suite(tags["case"], int(tags["x_lang"][1:]) + 1)   # X is the last language
-    return np.mean([rec["curves"][(name, "acc")][1] for name, _ in train if name not in x_tasks], axis=0)
+    return np.mean([rec["curves"][(name, HEADLINE)][1] for name, _ in train if name not in x_tasks], axis=0)
 
 
 def forgetting_rows(runs) -> list[dict]:
-    """Forgetting of X's accuracy over the pre + drop curve, in both conventions:
-    peak = best accuracy up to the drop minus final (Chaudhry et al. 2018),
-    first_last = accuracy at the drop minus final (Avalanche); final = end of phase 2.
+    """Forgetting of X's exact match (HEADLINE) over the pre + drop curve, in both conventions:
+    peak = best value up to the drop minus final (Chaudhry et al. 2018),
+    first_last = value at the drop minus final (Avalanche); final = end of phase 2.
     Also backward transfer (Lopez-Paz & Ranzato 2017) with the two phases as the two tasks
     (X, then the kept mix): R[i, j] = accuracy on j at the end of phase i, BWT = R[1, X] -
     R[0, X] = -first_last for X; ``quantity = kept_change`` is R[1, kept] - R[0, kept]."""
@@ -112,7 +112,7 @@ def forgetting_rows(runs) -> list[dict]:
             at = len(a_pre) - 1
             for conv, fn in (("peak", decay.forgetting_peak), ("first_last", decay.forgetting_first_last)):
                 rows.append({**labels(rec), "convention": conv, "quantity": "forgetting", "value": fn(curve, at)})
-            kept = kept_acc(rec)
+            kept = kept_curve(rec)
             R = [[a_drop[0], kept[0]], [a_drop[-1], kept[-1]]]
             rows += [{**labels(rec), "convention": "bwt", "quantity": "bwt", "value": decay.backward_transfer(R)},
                      {**labels(rec), "convention": "bwt", "quantity": "kept_change",
@@ -123,7 +123,7 @@ def forgetting_rows(runs) -> list[dict]:
 def savings_rows(runs, criterion: float = CRITERION) -> list[dict]:
     """Relearning X (full mix, from drop_p0) against first learning on the full mix from a random
     init (the pre run: same mix, share of X, schedule and horizon) and against the never-X
-    control (never_relearn). Criterion: ``criterion`` x X's accuracy at the end of phase 1."""
+    control (never_relearn). Criterion: ``criterion`` x X's exact match at the end of phase 1."""
     rows = []
     for roles in cells(runs).values():
         if not {"pre", "relearn", "never_relearn"} <= set(roles):
@@ -143,11 +143,12 @@ def savings_rows(runs, criterion: float = CRITERION) -> list[dict]:
 
 
 def fewshot_rows(runs) -> list[dict]:
-    """Recovery of X from a handful of examples (base cell): X's held-out accuracy after training
+    """Recovery of X from a handful of examples (base cell): X's held-out exact match after training
     on X's fixed pool alone, from drop_p0 (``fewshot_dropped``) and from never2
     (``fewshot_never``), next to X's accuracy at the end of pre and of drop_p0;
     ``fewshot_recovery`` = (dropped - never) / (pre - never): 0 = the examples teach no more than
-    to a model that never saw X, 1 = back to the pre-drop accuracy."""
+    to a model that never saw X, 1 = back to the pre-drop value; left out (NaN) where pre - never
+    < MIN_RANGE, a ratio of noise (the positive controls B-D, where never-X already writes X)."""
     rows = []
     for roles in cells(runs).values():
         if not {"pre", "drop_p0", "fewshot", "never_fewshot"} <= set(roles):
@@ -155,15 +156,21 @@ def fewshot_rows(runs) -> list[dict]:
         acc = {k: float(x_curve(roles[k])[1][-1]) for k in ("pre", "drop_p0", "fewshot", "never_fewshot")}
         q = {"fewshot_dropped": acc["fewshot"], "fewshot_never": acc["never_fewshot"],
              "fewshot_before_pre": acc["pre"], "fewshot_before_drop": acc["drop_p0"],
-             "fewshot_recovery": float(normalized_score(acc["fewshot"], acc["never_fewshot"], acc["pre"]))}
+             "fewshot_recovery": recovery(acc["fewshot"], acc["never_fewshot"], acc["pre"])}
         rows += [{**labels(roles["fewshot"]), "quantity": k, "value": v} for k, v in q.items()]
     return rows
+
+
+def recovery(score: float, floor: float, ceiling: float) -> float:
+    """(score - floor) / (ceiling - floor), or NaN where ceiling - floor < MIN_RANGE."""
+    return float(normalized_score(score, floor, ceiling)) if ceiling - floor >= MIN_RANGE else math.nan
 
 
 def readout_table(measures) -> list[dict]:
     """Is X gone or only gated? X's accuracy through each model's own unembedding (native) and
     through a refit one (refit), and the refit recovery of the dropped model, normalised
-    between the never-X model (0) and the pre-drop model (1), each refit the same way."""
+    between the never-X model (0) and the pre-drop model (1), each refit the same way (left out
+    where the two are closer than MIN_RANGE). These measures are per answer token (measure.py)."""
     by_cell: dict[tuple, dict] = {}
     for r in measures:
         if r["measure"] in ("native_acc", "refit_acc"):
@@ -178,7 +185,7 @@ def readout_table(measures) -> list[dict]:
         label = {"case": case, "axis": "base", "size": size, "reg": reg}
         q = {f"{m.split('_')[0]}_{role}": got[(role, m, rg)]["value"] for role, m, rg in got if rg in (reg, "")}
         if {"refit_drop_p0", "refit_never2", "refit_pre"} <= set(q):
-            q["refit_recovery"] = float(normalized_score(q["refit_drop_p0"], q["refit_never2"], q["refit_pre"]))
+            q["refit_recovery"] = recovery(q["refit_drop_p0"], q["refit_never2"], q["refit_pre"])
         rows += [{**label, "quantity": k, "value": v} for k, v in q.items()]
     return aggregate(rows, ("case", "axis", "size", "reg", "quantity"), bounds=BOUNDS["readout"],
                      points=True, finite=True)
@@ -202,8 +209,9 @@ def probe_table(measures) -> list[dict]:
 
 
 def zeroshot_curves(runs) -> list[dict]:
-    """Case D: accuracy on the held-out translation pair (and on X itself) over the whole
-    training history, phase offsets added: pre -> drop_p0 -> relearn, and pre -> joint."""
+    """Case D: exact match and per-token accuracy on the held-out translation pair (and on X
+    itself) over the whole training history, phase offsets added: pre -> drop_p0 -> relearn,
+    and pre -> joint."""
     rows = []
     for roles in cells(runs).values():
         if not {"pre", "drop_p0", "relearn", "joint"} <= set(roles) or not roles["pre"]["tags"]["zeroshot"]:
@@ -213,9 +221,9 @@ def zeroshot_curves(runs) -> list[dict]:
         tasks = roles["pre"]["tags"]["zeroshot"].split() + [roles["pre"]["tags"]["x_lang"]]
         for role, offset in (("pre", 0), ("drop_p0", s1), ("relearn", s1 + s2), ("joint", s1)):
             rec = roles[role]
-            for task in tasks:
-                t, v = rec["curves"][(task, "acc")]
-                rows += [{**labels(roles["pre"]), "role": role, "task": task, "metric": "acc",
+            for task, metric in ((k, m) for k in tasks for m in (HEADLINE, "acc") if (k, m) in rec["curves"]):
+                t, v = rec["curves"][(task, metric)]
+                rows += [{**labels(roles["pre"]), "role": role, "task": task, "metric": metric,
                           "step": int(offset + s), "value": y} for s, y in zip(t, v)]
     return aggregate(rows, ("case", "axis", "size", "reg", "role", "task", "metric", "step"),
                      bounds=BOUNDS["zeroshot"], points=True)

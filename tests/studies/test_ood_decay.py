@@ -138,9 +138,9 @@ def _ramp(t_reach):
 
 
 def test_savings_from_hand_made_curves():
-    rows = (_rows("pre", {"role": "pre"}, {("A2", "acc"): (T, _ramp(100))})
-            + _rows("rel", {"role": "relearn"}, {("A2", "acc"): (T, _ramp(10))})
-            + _rows("nev", {"role": "never_relearn"}, {("A2", "acc"): (T, _ramp(50))}))
+    rows = (_rows("pre", {"role": "pre"}, {("A2", "exact"): (T, _ramp(100))})
+            + _rows("rel", {"role": "relearn"}, {("A2", "exact"): (T, _ramp(10))})
+            + _rows("nev", {"role": "never_relearn"}, {("A2", "exact"): (T, _ramp(50))}))
     q = {r["quantity"]: r["value"] for r in tables.savings_rows(index_runs(rows))}
     # criterion 0.9 x final pre accuracy (1.0): fresh 90 steps, never 45, relearn 9
     assert q["steps_fresh"] == pytest.approx(90) and q["steps_never"] == pytest.approx(45)
@@ -157,9 +157,9 @@ def test_forgetting_conventions():
     pre[-3:] = [0.95, 0.9, 0.8]                      # best 0.95 before the drop, 0.8 at it
     drop = np.linspace(0.8, 0.2, len(T))
     kept = np.linspace(0.5, 0.9, len(T))
-    curves = {("A0", "acc"): (T, kept), ("A1", "acc"): (T, kept)}    # the kept languages of case A, n = 3
-    rows = (_rows("pre", {"role": "pre"}, {("A2", "acc"): (T, pre), **curves})
-            + _rows("d0", {"role": "drop", "p": 0.0}, {("A2", "acc"): (T, drop), **curves}))
+    curves = {("A0", "exact"): (T, kept), ("A1", "exact"): (T, kept)}    # the kept languages of case A, n = 3
+    rows = (_rows("pre", {"role": "pre"}, {("A2", "exact"): (T, pre), **curves})
+            + _rows("d0", {"role": "drop", "p": 0.0}, {("A2", "exact"): (T, drop), **curves}))
     f = {r["quantity"] if r["convention"] == "bwt" else r["convention"]: r["value"]
          for r in tables.forgetting_rows(index_runs(rows))}
     assert f["peak"] == pytest.approx(0.95 - 0.2) and f["first_last"] == pytest.approx(0.8 - 0.2)
@@ -205,7 +205,7 @@ def test_scaling_exponent():
         for seed in range(3):
             hl = 50.0 * (params / 1000) ** 0.5 * (1 + 0.01 * seed)
             points.append({"case": "A", "axis": "base" if params == 1000 else "size", "params": params,
-                         "n_layers": nl, "p": 0.0, "metric": "acc", "quantity": "half_life", "value": hl})
+                         "n_layers": nl, "p": 0.0, "metric": "exact", "quantity": "half_life", "value": hl})
     rows = {r["series"]: r for r in fits.scaling_rows(points)}
     assert rows["all sizes"]["slope"] == pytest.approx(0.5, abs=0.01)
     assert rows["all sizes"]["n"] == 12 and rows["all sizes"]["n_sizes"] == 4
@@ -223,7 +223,7 @@ def test_probe_normalisation_between_random_init_and_pre():
 
 def test_zeroshot_curve_stitches_phases():
     zs = {"zeroshot": "T1-2 T2-1", "case": "D", "x_lang": "B2"}
-    curves = {(t, "acc"): (T, np.full(len(T), v)) for t, v in (("T1-2", 0.3), ("T2-1", 0.4), ("B2", 0.9))}
+    curves = {(t, "exact"): (T, np.full(len(T), v)) for t, v in (("T1-2", 0.3), ("T2-1", 0.4), ("B2", 0.9))}
     rows = [row for r in ("pre", "drop_p0", "relearn", "joint")
             for row in _rows(r, {**zs, "role": r.split("_p")[0], "p": 0.0 if r.startswith("drop") else ""}, curves)]
     out = tables.zeroshot_curves(index_runs(rows))
@@ -248,10 +248,10 @@ def test_paper_preset_leaves_size_and_weight_decay_to_the_persistence_part():
 
 def test_fewshot_recovery_from_hand_made_curves():
     ramp = (T, np.linspace(0.0, 1.0, len(T)))
-    rows = (_rows("pre", {"role": "pre"}, {("A2", "acc"): (T, 0.9 * ramp[1])})
-            + _rows("drop", {"role": "drop", "p": 0}, {("A2", "acc"): (T, 0.9 - 0.8 * ramp[1])})
-            + _rows("fs", {"role": "fewshot"}, {("A2", "acc"): (T, 0.1 + 0.6 * ramp[1])})
-            + _rows("nfs", {"role": "never_fewshot"}, {("A2", "acc"): (T, 0.3 * ramp[1])}))
+    rows = (_rows("pre", {"role": "pre"}, {("A2", "exact"): (T, 0.9 * ramp[1])})
+            + _rows("drop", {"role": "drop", "p": 0}, {("A2", "exact"): (T, 0.9 - 0.8 * ramp[1])})
+            + _rows("fs", {"role": "fewshot"}, {("A2", "exact"): (T, 0.1 + 0.6 * ramp[1])})
+            + _rows("nfs", {"role": "never_fewshot"}, {("A2", "exact"): (T, 0.3 * ramp[1])}))
     q = {r["quantity"]: r["value"] for r in tables.fewshot_rows(index_runs(rows))}
     assert q["fewshot_before_pre"] == pytest.approx(0.9) and q["fewshot_before_drop"] == pytest.approx(0.1)
     assert q["fewshot_dropped"] == pytest.approx(0.7) and q["fewshot_never"] == pytest.approx(0.3)
@@ -265,14 +265,15 @@ def _two_seed_runs(floors=(0.2, 0.4)):
     rows = []
     for seed, floor in enumerate(floors):
         drop = floor + (0.9 - floor) * np.exp(-T / 20.0)
-        kept = {("A0", "acc"): (T, np.full(len(T), 0.8)), ("A1", "acc"): (T, np.full(len(T), 0.8))}
+        kept = {("A0", "exact"): (T, np.full(len(T), 0.8)), ("A1", "exact"): (T, np.full(len(T), 0.8))}
         loss = {("A2", "loss"): (T, 2.0 - drop)}
-        rows += _rows(f"pre{seed}", {"role": "pre"}, {("A2", "acc"): (T, np.linspace(0.1, 0.9, len(T))),
+        rows += _rows(f"pre{seed}", {"role": "pre"}, {("A2", "exact"): (T, np.linspace(0.1, 0.9, len(T))),
                                                       **kept, **loss}, seed=seed)
-        rows += _rows(f"drop{seed}", {"role": "drop", "p": 0.0}, {("A2", "acc"): (T, drop), **kept, **loss}, seed=seed)
-        rows += _rows(f"joint{seed}", {"role": "joint"}, {("A2", "acc"): (T, np.full(len(T), 0.9)), **kept,
+        rows += _rows(f"drop{seed}", {"role": "drop", "p": 0.0}, {("A2", "exact"): (T, drop), **kept, **loss},
+                      seed=seed)
+        rows += _rows(f"joint{seed}", {"role": "joint"}, {("A2", "exact"): (T, np.full(len(T), 0.9)), **kept,
                                                           **loss}, seed=seed)
-        rows += _rows(f"never{seed}", {"role": "never2"}, {("A2", "acc"): (T, np.full(len(T), 0.0 + seed)),
+        rows += _rows(f"never{seed}", {"role": "never2"}, {("A2", "exact"): (T, np.full(len(T), 0.0 + seed)),
                                                            **kept, **loss}, seed=seed)
     return rows
 
@@ -280,12 +281,12 @@ def _two_seed_runs(floors=(0.2, 0.4)):
 def test_decay_curves_mean_and_bounded_interval():
     out = tables.decay_curves(index_runs(_two_seed_runs()))
     at = {(r["role"], r["metric"], r["step"]): r for r in out}
-    r = at[("drop", "acc", 100)]
+    r = at[("drop", "exact", 100)]
     finals = [f + (0.9 - f) * math.exp(-5.0) for f in (0.2, 0.4)]
     assert r["mean"] == pytest.approx(np.mean(finals)) and r["n"] == 2
     assert 0.0 <= r["lo"] < r["mean"] < r["hi"] <= 1.0                    # a 2-seed t-interval would leave [0, 1]
     assert [float(v) for v in r["values"].split()] == pytest.approx(finals, rel=1e-5)
-    never = at[("never2", "acc", 100)]                                    # seeds at 0 and 1: mean 0.5
+    never = at[("never2", "exact", 100)]                                    # seeds at 0 and 1: mean 0.5
     assert never["mean"] == 0.5 and 0.0 <= never["lo"] and never["hi"] <= 1.0
     assert at[("drop", "loss", 0)]["lo"] >= 0.0
 
@@ -302,9 +303,9 @@ def test_summarize_writes_bounded_tables_and_leaves_censored_values_out(tmp_path
     assert set(got) == {"decay_curves", "fits", "forgetting"}
     fit = {(r["metric"], r["quantity"]): r for r in got["fits"]}
     # seed 1's half-life is censored (inf): left out of the mean (n = 1), counted in n_runs
-    hl = fit[("acc", "half_life")]
+    hl = fit[("exact", "half_life")]
     assert hl["mean"] == pytest.approx(20 * math.log(2), rel=1e-3) and (hl["n"], hl["n_runs"]) == (1, 2)
-    reached = fit[("acc", "half_life_reached")]
+    reached = fit[("exact", "half_life_reached")]
     assert reached["mean"] == 0.5 and reached["n"] == 2 and 0 <= reached["lo"] and reached["hi"] <= 1
     assert fit[("loss", "half_life")]["mean"] == pytest.approx(20 * math.log(2), rel=1e-3)   # loss rises: decay
     forget = {r["convention"]: r for r in got["forgetting"] if r["quantity"] == "forgetting"}
@@ -315,6 +316,19 @@ def test_summarize_writes_bounded_tables_and_leaves_censored_values_out(tmp_path
     # base cell only: the size and weight-decay-clock figures are not drawn (no empty panels)
     drawn = {p.stem for p in figures(tmp_path / "figures")}
     assert {"decay_curves", "forgetting"} <= drawn and not drawn & {"half_life_vs_params", "half_life_vs_wd_clock"}
+
+
+def test_recovery_is_left_out_where_its_floor_and_ceiling_meet():
+    """A normalised recovery whose ceiling (pre) is within MIN_RANGE of its floor (never) is a ratio
+    of noise: seed 1 (pre 0.60, never 0.55) is left out, seed 0 counts."""
+    measures = []
+    for seed, (pre, drop, never) in enumerate(((0.9, 0.5, 0.1), (0.60, 0.58, 0.55))):
+        measures += [_measure("pre", "refit_acc", pre, seed=seed), _measure("never2", "refit_acc", never, seed=seed),
+                     _measure("drop", "refit_acc", drop, p=0.0, seed=seed)]
+    rec = {r["quantity"]: r for r in tables.readout_table(measures)}["refit_recovery"]
+    assert rec["mean"] == pytest.approx(0.5) and rec["n"] == 1
+    assert tables.recovery(0.3, 0.2, 0.25) != tables.recovery(0.3, 0.2, 0.25)   # NaN
+    assert tables.recovery(0.3, 0.2, 0.4) == pytest.approx(0.5)
 
 
 def test_readout_and_probe_intervals_stay_in_range():
@@ -340,9 +354,9 @@ def test_savings_table_leaves_a_criterion_never_reached_out_of_the_mean():
     rows = []
     for seed, t_rel in ((0, 10), (1, 20), (2, None)):
         rel = _ramp(t_rel) if t_rel else np.full(len(T), 0.5)           # seed 2 never relearns
-        rows += (_rows(f"pre{seed}", {"role": "pre"}, {("A2", "acc"): (T, _ramp(100))}, seed=seed)
-                 + _rows(f"rel{seed}", {"role": "relearn"}, {("A2", "acc"): (T, rel)}, seed=seed)
-                 + _rows(f"nev{seed}", {"role": "never_relearn"}, {("A2", "acc"): (T, _ramp(50))}, seed=seed))
+        rows += (_rows(f"pre{seed}", {"role": "pre"}, {("A2", "exact"): (T, _ramp(100))}, seed=seed)
+                 + _rows(f"rel{seed}", {"role": "relearn"}, {("A2", "exact"): (T, rel)}, seed=seed)
+                 + _rows(f"nev{seed}", {"role": "never_relearn"}, {("A2", "exact"): (T, _ramp(50))}, seed=seed))
     table = aggregate(tables.savings_rows(index_runs(rows)), fits.LABELS + ("quantity",),
                              bounds=tables.BOUNDS["savings"], finite=True)
     q = {r["quantity"]: r for r in table}
