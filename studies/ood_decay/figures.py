@@ -187,7 +187,8 @@ def fig_savings(tables, d) -> list[Path]:
         plotting.empty(ax, "probes")
     ax.axhline(1, color="0.6", lw=0.5)
     ax.set_ylabel("probe R^2 (0 random init, 1 pre-drop)")
-    ax.set_title("linear probe of X's next answer token\n(residual stream after the last block)")
+    where = f"after block {layers[0]}" if len(layers) == 1 else "after each block"
+    ax.set_title(f"linear probe of X's next answer token\n(residual stream {where})")
     return plotting.save(fig, d / "savings_readout_probes")
 
 
