@@ -36,6 +36,7 @@ from toymodels.tables import held_out, index_runs
 from toymodels.trainconfig import TrainConfig
 
 FACTORS = ("size", "extra", "lr2", "sgd", "replay", "wd_data", "wd_only")
+EARLY = 60   # steps after the drop over which kept_min_early looks for a disruption of the kept languages
 ACC = (0.0, 1.0)
 
 
@@ -174,7 +175,9 @@ def seed_rows(rows) -> list[dict]:
     """persistence.csv: one row per (factor, level, seed) of the drop runs. half_life_steps: steps
     after the drop until X's exact match on its trained pairs first falls to half its value at
     the drop (censored at the window: ``censored`` 1, never averaged); half_life_displacement:
-    ||theta - theta_drop|| at that step (at the window's end when censored)."""
+    ||theta - theta_drop|| at that step (at the window's end when censored); kept_min_early: the
+    kept languages' lowest held-out exact match (mean over them) at an evaluation in the first
+    EARLY steps after the drop (the disruption of switching optimizer or rate)."""
     stops = _stops(rows)
     runs = index_runs(held_out(rows) + [r for r in rows if r["metric"] == "displacement"])
     out = []
@@ -190,19 +193,21 @@ def seed_rows(rows) -> list[dict]:
         censored = math.isnan(hl)
         at = window if censored else hl
         kept = [k for (k, m) in rec["curves"] if m == "exact" and k not in (x, x_train, "train")]
+        kept_curve = np.mean([rec["curves"][(k, "exact")][1] for k in kept], axis=0)
         pre_steps = stops.get(f"persist_{t['size']}_lr{float(t['lr1']):g}_seed{t['seed']}_pre", (math.nan,))[0]
         out.append(dict(factor=t["factor"], level=t["level"], seed=int(t["seed"]), size=t["size"],
                         params=int(t["params"]), lr1=float(t["lr1"]), lr2=float(t["lr2"]), optimizer=t["optimizer"],
                         replay=float(t["replay"]), weight_decay=float(t["weight_decay"]), objective=t["objective"],
                         extra=int(t["extra"]), pre_steps=pre_steps, pre_exact=float(exact[0]),
                         final_exact=float(exact[-1]), final_exact_heldout=float(rec["curves"][(x, "exact")][1][-1]),
-                        kept_exact=float(np.mean([rec["curves"][(k, "exact")][1][-1] for k in kept])),
+                        kept_exact=float(kept_curve[-1]),
+                        kept_min_early=float(np.min(kept_curve[steps - steps[0] <= EARLY])),
                         half_life_steps=at, censored=int(censored), window=window,
                         half_life_displacement=_at(dsteps, disp, steps[0] + at), final_displacement=float(disp[-1])))
     return out
 
 
-QUANTITIES = ("pre_exact", "final_exact", "final_exact_heldout", "kept_exact", "final_displacement")
+QUANTITIES = ("pre_exact", "final_exact", "final_exact_heldout", "kept_exact", "kept_min_early", "final_displacement")
 
 
 def summary_rows(per_seed) -> list[dict]:

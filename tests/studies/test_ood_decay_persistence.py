@@ -82,14 +82,14 @@ def test_a_part_alone_trains_exactly_that_parts_runs():
     assert study.part(full, "sharing").persistence is None and study.part(full, "cases").persistence is None
 
 
-def _rows(factor, level, seed, x_curve, t, disp, stop=(100, 1.0)):
+def _rows(factor, level, seed, x_curve, t, disp, stop=(100, 1.0), kept=None):
     """Metric rows of one drop run (and the base pre it starts from)."""
     tags = dict(part="persistence", arm="same", sharing=0.0, x_lang="K2", x_train="K2_train", seed=seed)
     drop = dict(tags, role="drop", factor=factor, level=level, size="1L-d16", params=100, lr1=0.003, lr2=0.003,
                 optimizer="adamw", replay=0.0, weight_decay=0.0, objective="data", extra=0)
     run = f"persist_{factor}_{level}_seed{seed}_drop"
     out = [dict(run=run, task=task, metric="exact", step=int(a), value=float(b), **drop)
-           for task, curve in (("K2_train", x_curve), ("K2", x_curve), ("K0", [0.9] * len(t)))
+           for task, curve in (("K2_train", x_curve), ("K2", x_curve), ("K0", [0.9] * len(t) if kept is None else kept))
            for a, b in zip(t, curve)]
     out += [dict(run=run, task="train", metric="displacement", step=int(a), value=float(b), **drop)
             for a, b in zip(t, disp)]
@@ -124,6 +124,14 @@ def test_censored_half_lives_are_never_reported_as_observed():
     rows2 = rows + _rows("base", "base", 3, decays, t, disp) + _rows("base", "base", 4, decays, t, disp)
     km = {r["quantity"]: r for r in persistence.summary_rows(persistence.seed_rows(rows2))}
     assert km["km_median_half_life_steps"]["mean"] == pytest.approx(h)
+
+
+def test_kept_disruption_is_the_lowest_kept_value_in_the_first_steps_after_the_drop():
+    t = np.array([0, 10, 100, 1000])
+    kept = [0.9, 0.2, 0.1, 0.85]     # the dip at step 100 lies beyond EARLY (60): not counted
+    got = persistence.seed_rows(_rows("sgd", "0.01", 0, np.full(4, 0.96), t, np.zeros(4), kept=kept))[0]
+    assert persistence.EARLY < 100
+    assert got["kept_min_early"] == pytest.approx(0.2) and got["kept_exact"] == pytest.approx(0.85)
 
 
 def test_tuning_summary_marks_the_fastest_lr_with_every_seed_met():
