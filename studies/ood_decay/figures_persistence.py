@@ -71,9 +71,15 @@ def figure(tables, d: Path) -> list[Path]:
         axes[0, j].axhline(window, color="0.6", lw=0.6, ls=":")
         axes[0, j].set_title(TITLES[factor], fontsize=7)
         axes[2, j].set_ylim(-0.02, 1.02)
+        for q, ls, label in (("never_exact", ":", "never saw X (part 2)"),
+                             ("template_exact", "-.", "template + constant")):
+            floor = select(tables.get("sharing_summary", []), arm=base[0].get("arm"), sharing=base[0].get("sharing"),
+                           quantity=q)
+            if floor:   # the base cell's floors, measured by part 2 in the same arm and sharing value
+                axes[2, j].axhline(floor[0]["mean"], color="k", lw=0.7, ls=ls, label=label if j == 0 else None)
     axes[0, 0].set_ylabel("half-life (steps)\nopen ^: censored")
     axes[1, 0].set_ylabel("half-life\n(||theta - theta_drop||)")
     axes[2, 0].set_ylabel("exact match\nmean, 95% interval")
-    plotting.legend(axes[2, -1], fontsize=5)
+    plotting.legend(axes[2, 0], fontsize=5)
     fig.suptitle("what makes a dropped X persist: one factor at a time (points: seeds; bar: Kaplan-Meier median)")
     return plotting.save(fig, d / "persistence")

@@ -195,7 +195,8 @@ def seed_rows(rows) -> list[dict]:
         kept = [k for (k, m) in rec["curves"] if m == "exact" and k not in (x, x_train, "train")]
         kept_curve = np.mean([rec["curves"][(k, "exact")][1] for k in kept], axis=0)
         pre_steps = stops.get(f"persist_{t['size']}_lr{float(t['lr1']):g}_seed{t['seed']}_pre", (math.nan,))[0]
-        out.append(dict(factor=t["factor"], level=t["level"], seed=int(t["seed"]), size=t["size"],
+        out.append(dict(factor=t["factor"], level=t["level"], seed=int(t["seed"]), arm=t["arm"],
+                        sharing=float(t["sharing"]), size=t["size"],
                         params=int(t["params"]), lr1=float(t["lr1"]), lr2=float(t["lr2"]), optimizer=t["optimizer"],
                         replay=float(t["replay"]), weight_decay=float(t["weight_decay"]), objective=t["objective"],
                         extra=int(t["extra"]), pre_steps=pre_steps, pre_exact=float(exact[0]),

@@ -4,6 +4,7 @@ tests/studies/test_common.py (SHRINK entry)."""
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,3 +142,24 @@ def test_tuning_summary_marks_the_fastest_lr_with_every_seed_met():
     rows = {r["lr"]: r for r in persistence.tune_summary(per_seed, {"a": 0.01})}
     assert rows[0.01]["fastest"] == 1 and rows[0.01]["chosen"] == 1 and rows[0.003]["fastest"] == 0
     assert rows[0.003]["n_met"] == 1 and rows[0.01]["median_pre_steps"] == 110
+
+
+def test_figure_draws_the_base_cells_floors_from_part_2(monkeypatch):
+    from studies.ood_decay import figures_persistence
+    t = np.array([0, 10, 100, 1000])
+    x = np.array([0.96, 0.8, 0.2, 0.05])
+    rows = [r for s in range(2) for f, lv in (("base", "base"), ("replay", "0.05"))
+            for r in _rows(f, lv, s, x, t, np.arange(4.0))]
+    per_seed = persistence.seed_rows(rows)
+    assert {(r["arm"], r["sharing"]) for r in per_seed} == {("same", 0.0)}
+    floors = [dict(arm="same", sharing=0.0, quantity="never_exact", mean=0.0, lo=0.0, hi=0.0, n=2),
+              dict(arm="same", sharing=0.0, quantity="template_exact", mean=0.1125, lo=0.1125, hi=0.1125, n=2),
+              dict(arm="interfere", sharing=0.0, quantity="template_exact", mean=0.3, lo=0.3, hi=0.3, n=2)]
+    drawn = []
+    monkeypatch.setattr(figures_persistence.plotting, "save", lambda fig, path: drawn.append(fig) or [path])
+    tables = {"persistence": per_seed, "persistence_summary": persistence.summary_rows(per_seed),
+              "sharing_summary": floors}
+    figures_persistence.figure(tables, Path("unused"))
+    bottom = drawn[0].axes[-1]   # one factor: the bottom-row panel is the last axes
+    flat = {round(float(line.get_ydata()[0]), 4) for line in bottom.get_lines() if len(set(line.get_ydata())) == 1}
+    assert {0.0, 0.1125} <= flat and 0.3 not in flat   # this arm's floors, not another arm's
