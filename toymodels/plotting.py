@@ -104,10 +104,12 @@ def band_rows(ax, rows: Sequence[dict], x_key: str, label: str | None = None, *,
 
 
 def errorbar_rows(ax, x, rows: Sequence[dict], **kw):
-    """Summary rows as points with interval bars at ``x`` (one per row), plus their per-seed points."""
+    """Summary rows as points with interval bars at ``x`` (one per row), plus their per-seed points;
+    a row with n < MIN_BAND_N gets no bar (its seeds' points only)."""
     m = np.asarray([r["mean"] for r in rows], dtype=float)
-    lo = np.asarray([r["lo"] for r in rows], dtype=float)
-    hi = np.asarray([r["hi"] for r in rows], dtype=float)
+    few = np.asarray([r.get("n", MIN_BAND_N) < MIN_BAND_N for r in rows], dtype=bool)
+    lo = np.where(few, m, np.asarray([r["lo"] for r in rows], dtype=float))
+    hi = np.where(few, m, np.asarray([r["hi"] for r in rows], dtype=float))
     bars = ax.errorbar(x, m, yerr=[m - lo, hi - m], **kw)
     seed_points(ax, x, rows, color=bars[0].get_color())
     return bars

@@ -144,13 +144,14 @@ def fig_wd_clock(tables, d) -> list[Path]:
 
 
 def _bars(ax, rows, cases, quantities):
-    """One bar group per case, one bar per quantity, with interval bars and per-seed points."""
+    """One bar group per case, one bar per quantity, with interval bars (n >= 3) and per-seed points."""
     w = 0.8 / len(quantities)
     for i, q in enumerate(quantities):
         sel = [next(iter(select(rows, case=c, quantity=q)), None) for c in cases]
         x = np.arange(len(cases)) + (i - (len(quantities) - 1) / 2) * w
         m = np.asarray([r["mean"] if r else np.nan for r in sel])
-        err = [[r["mean"] - r["lo"] if r else 0 for r in sel], [r["hi"] - r["mean"] if r else 0 for r in sel]]
+        shown = [r if r and r["n"] >= plotting.MIN_BAND_N else None for r in sel]   # no bar from < 3 seeds
+        err = [[r["mean"] - r["lo"] if r else 0 for r in shown], [r["hi"] - r["mean"] if r else 0 for r in shown]]
         n = min([r["n"] for r in sel if r] or [0])
         bars = ax.bar(x, m, w, yerr=err, capsize=2, label=f"{q} (n={n})")
         plotting.seed_points(ax, [xi for xi, r in zip(x, sel) if r], [r for r in sel if r],

@@ -94,6 +94,14 @@ def test_no_band_from_fewer_than_three_seeds():
     assert len(points.get_offsets()) == 4
 
 
+def test_no_error_bar_from_fewer_than_three_seeds():
+    fig, axes = plotting.figure()
+    rows = [ROWS[0], dict(ROWS[1], n=2, values="0.1 0.3")]
+    bars = plotting.errorbar_rows(axes[0, 0], [0, 1], rows, fmt="o")
+    segs = bars.lines[2][0].get_segments()
+    assert [tuple(s[:, 1]) for s in segs] == [(0.4, 0.6), (0.2, 0.2)]   # the two-seed row: no extent
+
+
 def test_log_x_labels_decades_only():
     fig, axes = plotting.figure()
     ax = axes[0, 0]
