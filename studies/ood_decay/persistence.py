@@ -177,7 +177,8 @@ def seed_rows(rows) -> list[dict]:
     the drop (censored at the window: ``censored`` 1, never averaged); half_life_displacement:
     ||theta - theta_drop|| at that step (at the window's end when censored); kept_min_early: the
     kept languages' lowest held-out exact match (mean over them) at an evaluation in the first
-    EARLY steps after the drop (the disruption of switching optimizer or rate)."""
+    EARLY steps after the drop (the disruption of switching optimizer or rate); late_change: X's
+    exact match at the window's end minus at its middle (has X settled by the end?)."""
     stops = _stops(rows)
     runs = index_runs(held_out(rows) + [r for r in rows if r["metric"] == "displacement"])
     out = []
@@ -203,12 +204,14 @@ def seed_rows(rows) -> list[dict]:
                         final_exact=float(exact[-1]), final_exact_heldout=float(rec["curves"][(x, "exact")][1][-1]),
                         kept_exact=float(kept_curve[-1]),
                         kept_min_early=float(np.min(kept_curve[steps - steps[0] <= EARLY])),
+                        late_change=float(exact[-1] - _at(steps, exact, steps[0] + window / 2)),
                         half_life_steps=at, censored=int(censored), window=window,
                         half_life_displacement=_at(dsteps, disp, steps[0] + at), final_displacement=float(disp[-1])))
     return out
 
 
-QUANTITIES = ("pre_exact", "final_exact", "final_exact_heldout", "kept_exact", "kept_min_early", "final_displacement")
+QUANTITIES = ("pre_exact", "final_exact", "final_exact_heldout", "kept_exact", "kept_min_early", "late_change",
+              "final_displacement")
 
 
 def summary_rows(per_seed) -> list[dict]:
@@ -225,7 +228,8 @@ def summary_rows(per_seed) -> list[dict]:
     long += [{**{k: r[k] for k in keys}, "quantity": "log10_half_life_steps",
               "value": math.log10(max(r["half_life_steps"], 1.0))} for r in per_seed if not r["censored"]]
     out = aggregate(long, keys + ("quantity",), points=True,
-                    bounds=lambda k: ACC if "exact" in k["quantity"] else (
+                    bounds=lambda k: ACC if "exact" in k["quantity"] or k["quantity"] == "kept_min_early" else (
+                        (-1.0, 1.0) if k["quantity"] == "late_change" else
                         None if k["quantity"].startswith("log10") else (0.0, math.inf)))
     groups: dict[tuple, list[dict]] = {}
     for r in per_seed:

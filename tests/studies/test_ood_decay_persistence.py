@@ -112,6 +112,8 @@ def test_censored_half_lives_are_never_reported_as_observed():
     assert got[0]["half_life_displacement"] == pytest.approx(1.0 + (h - 10) / 90)   # displacement at the crossing
     assert got[1]["censored"] == 1 and got[1]["half_life_steps"] == 1000 and got[1]["half_life_displacement"] == 4
     assert got[0]["pre_steps"] == 100 and got[0]["kept_exact"] == pytest.approx(0.9)
+    # still falling over the window's second half: end (0.0) minus the middle (step 500, 0.2 * 5 / 9)
+    assert got[0]["late_change"] == pytest.approx(-0.2 * 5 / 9) and got[1]["late_change"] == 0.0
     summary = {r["quantity"]: r for r in persistence.summary_rows(list(got.values()))}
     assert "half_life_steps" not in summary
     # two of three censored: the Kaplan-Meier median is beyond the window, not a number
