@@ -214,6 +214,16 @@ QUANTITIES = ("pre_exact", "final_exact", "final_exact_heldout", "kept_exact", "
               "final_displacement")
 
 
+def _bounds(key: dict):
+    """Exact matches in [0, 1], late_change in [-1, 1], log10 half-lives unbounded, the rest >= 0."""
+    q = key["quantity"]
+    if "exact" in q or q == "kept_min_early":
+        return ACC
+    if q == "late_change":
+        return (-1.0, 1.0)
+    return None if q.startswith("log10") else (0.0, math.inf)
+
+
 def summary_rows(per_seed) -> list[dict]:
     """persistence_summary.csv, per (factor, level): the Kaplan-Meier median half-life in steps
     (``km_median``; NaN when more than half the seeds are censored: "longer than the window"),
@@ -227,10 +237,7 @@ def summary_rows(per_seed) -> list[dict]:
              for r in per_seed if not r["censored"]]
     long += [{**{k: r[k] for k in keys}, "quantity": "log10_half_life_steps",
               "value": math.log10(max(r["half_life_steps"], 1.0))} for r in per_seed if not r["censored"]]
-    out = aggregate(long, keys + ("quantity",), points=True,
-                    bounds=lambda k: ACC if "exact" in k["quantity"] or k["quantity"] == "kept_min_early" else (
-                        (-1.0, 1.0) if k["quantity"] == "late_change" else
-                        None if k["quantity"].startswith("log10") else (0.0, math.inf)))
+    out = aggregate(long, keys + ("quantity",), points=True, bounds=_bounds)
     groups: dict[tuple, list[dict]] = {}
     for r in per_seed:
         groups.setdefault(tuple(r[k] for k in keys), []).append(r)

@@ -99,7 +99,7 @@ def forgetting_rows(runs) -> list[dict]:
     peak = best value up to the drop minus final (Chaudhry et al. 2018),
     first_last = value at the drop minus final (Avalanche); final = end of phase 2.
     Also backward transfer (Lopez-Paz & Ranzato 2017) with the two phases as the two tasks
-    (X, then the kept mix): R[i, j] = accuracy on j at the end of phase i, BWT = R[1, X] -
+    (X, then the kept mix): R[i, j] = exact match on j at the end of phase i, BWT = R[1, X] -
     R[0, X] = -first_last for X; ``quantity = kept_change`` is R[1, kept] - R[0, kept]."""
     rows = []
     for roles in cells(runs).values():
