@@ -103,13 +103,20 @@ def band_rows(ax, rows: Sequence[dict], x_key: str, label: str | None = None, *,
     return line
 
 
-def errorbar_rows(ax, x, rows: Sequence[dict], **kw):
-    """Summary rows as points with interval bars at ``x`` (one per row), plus their per-seed points;
-    a row with n < MIN_BAND_N gets no bar (its seeds' points only)."""
+def shown_interval(rows: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, lo, hi) of summary rows as a figure draws them: a row with n < MIN_BAND_N gets
+    lo = hi = mean (no interval; its seeds' points show the spread)."""
     m = np.asarray([r["mean"] for r in rows], dtype=float)
     few = np.asarray([r.get("n", MIN_BAND_N) < MIN_BAND_N for r in rows], dtype=bool)
     lo = np.where(few, m, np.asarray([r["lo"] for r in rows], dtype=float))
     hi = np.where(few, m, np.asarray([r["hi"] for r in rows], dtype=float))
+    return m, lo, hi
+
+
+def errorbar_rows(ax, x, rows: Sequence[dict], **kw):
+    """Summary rows as points with interval bars at ``x`` (one per row), plus their per-seed points;
+    a row with n < MIN_BAND_N gets no bar (its seeds' points only)."""
+    m, lo, hi = shown_interval(rows)
     bars = ax.errorbar(x, m, yerr=[m - lo, hi - m], **kw)
     seed_points(ax, x, rows, color=bars[0].get_color())
     return bars

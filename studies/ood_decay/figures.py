@@ -149,9 +149,11 @@ def _bars(ax, rows, cases, quantities):
     for i, q in enumerate(quantities):
         sel = [next(iter(select(rows, case=c, quantity=q)), None) for c in cases]
         x = np.arange(len(cases)) + (i - (len(quantities) - 1) / 2) * w
-        m = np.asarray([r["mean"] if r else np.nan for r in sel])
-        shown = [r if r and r["n"] >= plotting.MIN_BAND_N else None for r in sel]   # no bar from < 3 seeds
-        err = [[r["mean"] - r["lo"] if r else 0 for r in shown], [r["hi"] - r["mean"] if r else 0 for r in shown]]
+        m, lo, hi = (np.full(len(sel), np.nan) for _ in range(3))
+        present = [j for j, r in enumerate(sel) if r]
+        if present:   # no interval from fewer than 3 seeds (plotting.shown_interval)
+            m[present], lo[present], hi[present] = plotting.shown_interval([sel[j] for j in present])
+        err = [np.nan_to_num(m - lo), np.nan_to_num(hi - m)]
         n = min([r["n"] for r in sel if r] or [0])
         bars = ax.bar(x, m, w, yerr=err, capsize=2, label=f"{q} (n={n})")
         plotting.seed_points(ax, [xi for xi, r in zip(x, sel) if r], [r for r in sel if r],

@@ -221,7 +221,9 @@ def zeroshot_curves(runs) -> list[dict]:
         tasks = roles["pre"]["tags"]["zeroshot"].split() + [roles["pre"]["tags"]["x_lang"]]
         for role, offset in (("pre", 0), ("drop_p0", s1), ("relearn", s1 + s2), ("joint", s1)):
             rec = roles[role]
-            for task, metric in ((k, m) for k in tasks for m in (HEADLINE, "acc") if (k, m) in rec["curves"]):
+            for task, metric in [(k, m) for k in tasks for m in (HEADLINE, "acc")]:
+                if (task, metric) not in rec["curves"]:
+                    continue
                 t, v = rec["curves"][(task, metric)]
                 rows += [{**labels(roles["pre"]), "role": role, "task": task, "metric": metric,
                           "step": int(offset + s), "value": y} for s, y in zip(t, v)]
