@@ -36,12 +36,13 @@ multiplication trained far longer, at the main grid's rates: ``convergence.py``)
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from studies.common import reduce_to_part
 from studies.myopia import convergence, tables, wu_band
 from studies.myopia.figures import figures
-from studies.myopia.grid import grid_specs, specs
+from studies.myopia.grid import grid_specs, specs, start_grid
 from studies.myopia.measure import (CHOICE, POSITIONS, PROBES, VAL, choose, per_position_losses, validation_losses,
                                     widen, wu_probes)
 from studies.myopia.presets import PRESETS, Preset
@@ -58,20 +59,20 @@ __all__ = ["NAME", "PARTS", "PRESETS", "Preset", "figures", "part", "run", "spec
 
 
 def part(P: Preset, name: str) -> Preset:
-    """The preset reduced to one of PARTS."""
-    return reduce_to_part(P, name, _OTHERS_OFF)
+    """The preset reduced to one of PARTS (an opt-in part runs when asked for by name)."""
+    return dataclasses.replace(reduce_to_part(P, name, _OTHERS_OFF), opt_in=())
 
 
 def tune(preset: Preset, out: Path, progress: bool = True) -> tuple[list, dict[tuple[str, str], float]]:
     """The learning-rate grids, widened at an edge until each arm's best rate is inside them
     (or ``max_widen`` points were added): (grid runs, {(family, arm): chosen lr factor})."""
-    factors = {fam: tuple(preset.lr_factors) for fam in preset.families}
+    start = factors = start_grid(preset)
     while True:
         grid = grid_specs(preset, factors)
         run_sweep(grid, out, progress=progress)
         val = validation_losses(out, grid)
         choice = choose(val)
-        wider = widen(factors, choice, preset.lr_factors, preset.max_widen)
+        wider = widen(factors, choice, start, preset.max_widen)
         if wider == factors:
             break
         factors = wider
@@ -83,13 +84,13 @@ def tune(preset: Preset, out: Path, progress: bool = True) -> tuple[list, dict[t
 def run(preset: Preset, out: Path, progress: bool = True) -> None:
     """Tune, train every other run at its arm's chosen rate (resumable), then the analyses
     (cached), written as one table each; then parts "convergence" and "wu_band" (where the
-    preset has them)."""
+    preset has them and they are not opt-in: ``Preset.opt_in``, run with ``--part``)."""
     if preset.families:
         _main(preset, out, progress)
-    if preset.convergence:
+    if preset.convergence and "convergence" not in preset.opt_in:
         run_sweep(convergence.specs(preset), out, progress=progress)
         write_rows(out / convergence.CHOICE, convergence.choice_rows(preset.convergence))
-    if preset.wu_band:
+    if preset.wu_band and "wu_band" not in preset.opt_in:
         run_sweep(wu_band.specs(preset), out, progress=progress)
         write_rows(out / wu_band.PLAN, wu_band.plan_rows(preset))
         write_rows(out / wu_band.ATTENTION, wu_band.attention_rows(preset, out))
@@ -106,8 +107,8 @@ def summarize(out: Path, table_dir: Path) -> None:
 
 def _main(preset: Preset, out: Path, progress: bool) -> None:
     grid, chosen = tune(preset, out, progress)
-    all_specs = grid + specs(preset, chosen)
-    run_sweep(all_specs, out, progress=progress)
-    by_id = {s.run_id: s for s in all_specs}
+    by_id = {s.run_id: s for s in grid}
+    by_id.update({s.run_id: s for s in specs(preset, chosen) if s.run_id not in by_id})   # grid runs once
+    run_sweep(list(by_id.values()), out, progress=progress)
     write_rows(out / POSITIONS, per_position_losses(preset, out, by_id, chosen))
     write_rows(out / PROBES, wu_probes(preset, out, by_id, chosen))

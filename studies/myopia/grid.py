@@ -6,9 +6,9 @@ on attention links at most k positions back, ``TrainConfig.myopic_band``); bigra
 states replaced by zeros, ``context="none"``); local (starts from vanilla and trains on
 present losses while reading the frozen vanilla model's past states, ``context="teacher"``).
 
-Two phases. The learning-rate grid: at each family's reference point, vanilla and myopic
-at every rate of a grid (widened at an edge until the best rate, by validation loss, is
-inside it), ``lr_seeds`` seeds. Then every other run at its arm's chosen rate: bigram and
+Two phases. The learning-rate grid: at each family's reference point, vanilla and myopic,
+each at every rate of its own grid (widened at an edge until the best rate, by validation
+loss, is inside it), ``lr_seeds`` seeds. Then every other run at its arm's chosen rate: bigram and
 band runs at vanilla's, local at a tenth of vanilla's (it fine-tunes vanilla).
 """
 
@@ -133,19 +133,29 @@ def spec(P: Preset, point: Point, arm: str, seed: int, lr_factor: float = 1.0, b
                    ((base, point.task),), tags=tuple(tags.items()), init_from=local, teacher=local)
 
 
-def grid_specs(P: Preset, factors: dict[str, tuple[float, ...]]) -> list[RunSpec]:
-    """The learning-rate grid: vanilla and myopic at every factor of ``factors[family]``."""
-    return [spec(P, reference(P, fam), arm, seed, f) for fam in sorted(factors) for f in factors[fam]
-            for arm in ("vanilla", "myopic") for seed in range(P.lr_seeds)]
+def grid_specs(P: Preset, factors: dict[tuple[str, str], tuple[float, ...]]) -> list[RunSpec]:
+    """The learning-rate grid: each (family, arm) of ``factors`` (arm vanilla or myopic) at every
+    factor of its own grid, at the family's reference point."""
+    return [spec(P, reference(P, fam), arm, seed, f) for (fam, arm) in sorted(factors) for f in factors[(fam, arm)]
+            for seed in range(P.lr_seeds)]
+
+
+def start_grid(P: Preset, families: tuple[str, ...] | None = None) -> dict[tuple[str, str], tuple[float, ...]]:
+    """Every tuned arm's first grid (``Preset.start_factors``), for ``families`` (default: the main part's)."""
+    return {(fam, arm): P.start_factors(fam, arm) for fam in (P.families if families is None else families)
+            for arm in ("vanilla", "myopic")}
 
 
 def specs(P: Preset, chosen: dict[tuple[str, str], float]) -> list[RunSpec]:
-    """Every run outside the grid, at its arm's chosen factor (``chosen[(family, arm)]``)."""
+    """Every run outside the grid, at its arm's chosen factor (``chosen[(family, arm)]``): the
+    myopic arm at its own, every other arm at vanilla's. At the reference points also the
+    myopic arm at vanilla's rate (``lr_seeds`` seeds; the gap at one rate and band k = 0),
+    which the grid has already trained where the two arms' grids share that rate."""
     out: dict[str, RunSpec] = {}
 
-    def add(point, arm, seed, **kw):
+    def add(point, arm, seed, own_rate=True, **kw):
         van = chosen[(point.family, "vanilla")]
-        f = chosen[(point.family, "myopic")] if arm == "myopic" and "band" not in kw else van
+        f = chosen[(point.family, "myopic")] if arm == "myopic" and own_rate else van
         s = spec(P, point, arm, seed, f, vanilla_factor=van, **kw)
         out[s.run_id] = s
 
@@ -155,10 +165,14 @@ def specs(P: Preset, chosen: dict[tuple[str, str], float]) -> list[RunSpec]:
             for arm in point.arms:
                 if not (point.reference and arm in ("vanilla", "myopic")):   # those are grid runs
                     add(point, arm, seed)
-            if point.reference and seed < P.seeds:
-                for b in P.band_values(point.family):
-                    add(point, "myopic", seed, band=b)
-                if point.family == "wu":
-                    for b in P.betas:
-                        add(point, "myopic", seed, beta=b)
+        if not point.reference:
+            continue
+        for seed in range(P.lr_seeds):
+            add(point, "myopic", seed, own_rate=False)
+        for seed in range(P.seeds):
+            for b in P.band_values(point.family):
+                add(point, "myopic", seed, own_rate=False, band=b)
+            if point.family == "wu":
+                for b in P.betas:
+                    add(point, "myopic", seed, beta=b)
     return list(out.values())

@@ -78,22 +78,19 @@ def choose(val: list[dict]) -> list[dict]:
     return rows
 
 
-def widen(factors: dict[str, tuple[float, ...]], choice: list[dict], start: tuple[float, ...],
-          max_widen: int) -> dict[str, tuple[float, ...]]:
-    """The grid with one more point beyond each edge where an arm's best rate sits, up to
-    ``max_widen`` points beyond the starting grid on each side."""
-    edges = defaultdict(set)
-    for c in choice:
-        if c["edge"]:
-            edges[c["task"]].add(c["edge"])
+def widen(factors: dict[tuple[str, str], tuple[float, ...]], choice: list[dict],
+          start: dict[tuple[str, str], tuple[float, ...]], max_widen: int) -> dict[tuple[str, str], tuple[float, ...]]:
+    """The grids with one more point beyond the edge where a (task, arm)'s best rate sits, up to
+    ``max_widen`` points beyond that arm's starting grid (``start``) on each side."""
     out = dict(factors)
-    for task, sides in edges.items():   # one point per edge, however many arms sit there
-        grid = sorted(out[task])
-        if "low" in sides and grid[0] > min(start) / LR_STEP ** max_widen * 1.001:
+    for c in choice:
+        key = (c["task"], c["arm"])
+        grid, first = sorted(out[key]), start[key]
+        if c["edge"] == "low" and grid[0] > min(first) / LR_STEP ** max_widen * 1.001:
             grid = [grid[0] / LR_STEP] + grid
-        if "high" in sides and grid[-1] < max(start) * LR_STEP ** max_widen / 1.001:
+        if c["edge"] == "high" and grid[-1] < max(first) * LR_STEP ** max_widen / 1.001:
             grid = grid + [grid[-1] * LR_STEP]
-        out[task] = tuple(float(f"{f:.4g}") for f in grid)
+        out[key] = tuple(float(f"{f:.4g}") for f in grid)
     return out
 
 

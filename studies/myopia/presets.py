@@ -49,7 +49,7 @@ class Preset:
     """One size of the study; every sweep is a field, so a test can shrink any of them."""
     seeds: int                                  # seeds of the size, filler, p and band points
     lr_seeds: int                               # seeds of the learning-rate grids (the reference points)
-    lr_factors: tuple[float, ...]               # the first grid (x each family's base rate)
+    lr_factors: tuple[float, ...]               # the first grid (x each family's base rate), unless lr_start says
     max_widen: int                              # most grid points added at an edge, per (family, arm)
     steps: tuple[tuple[str, int], ...]          # training steps per family
     wu_ps: tuple[float, ...]                    # Wu's D_p: fraction of sum targets (1.0 is the reference)
@@ -73,11 +73,25 @@ class Preset:
     families: tuple[str, ...] = FAMILIES        # the main part's families (none: the other parts alone)
     convergence: Convergence | None = None
     wu_band: WuBand | None = None
+    # (family, arm, factors): that arm's first grid where it is not ``lr_factors``
+    lr_start: tuple[tuple[str, str, tuple[float, ...]], ...] = ()
+    # parts that run only when asked for with ``--part`` (the long extensions of a preset)
+    opt_in: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.families not in (FAMILIES, ()):
             raise ConfigError(f"families={self.families!r}: the main part runs all of {', '.join(FAMILIES)} "
                               "(the tables compare them) or none (the other parts alone)")
+        for fam, arm, factors in self.lr_start:
+            if fam not in FAMILIES or arm not in ("vanilla", "myopic") or len(factors) < 3:
+                raise ConfigError(f"lr_start entry {(fam, arm, factors)!r}: a family of {', '.join(FAMILIES)}, "
+                                  "arm vanilla or myopic, and >= 3 factors (a grid that can bracket its best)")
+        if set(self.opt_in) - {"convergence", "wu_band"}:
+            raise ConfigError(f"opt_in={self.opt_in!r}: only convergence and wu_band can be opt-in parts")
+
+    def start_factors(self, family: str, arm: str) -> tuple[float, ...]:
+        """The first learning-rate grid of ``arm`` (vanilla or myopic) at ``family``'s reference."""
+        return next((f for fam, a, f in self.lr_start if (fam, a) == (family, arm)), self.lr_factors)
 
     def family_steps(self, family: str) -> int:
         return dict(self.steps)[family]
@@ -107,6 +121,15 @@ PRESETS = {
                     text_sizes=((1, 32), (1, 8), (1, 16), (2, 48)),
                     bands=(("wu", (2, 5, 10)), ("pairs", (1, 3, 6)), ("text", (1, 4, 16))),
                     local_frac=0.25, eval_batch=512, n_evals=12,
+                    # each arm's first grid: three rates around the rate a 5-seed grid of 3-6 rates chose
+                    # on 2026-12-07 (figures/myopia/lr_grid.csv then); widened at an edge as any grid
+                    lr_start=(("wu", "vanilla", (0.1111, 0.3333, 1.0)), ("wu", "myopic", (0.01234, 0.03703, 0.1111)),
+                              ("mult", "vanilla", (0.3333, 1.0, 3.0)), ("mult", "myopic", (0.03703, 0.1111, 0.3333)),
+                              ("pairs", "vanilla", (0.1111, 0.3333, 1.0)), ("pairs", "myopic", (0.1111, 0.3333, 1.0)),
+                              ("text", "vanilla", (1.0, 3.0, 9.0)), ("text", "myopic", (0.3333, 1.0, 3.0)),
+                              ("markov", "vanilla", (3.0, 9.0, 27.0)), ("markov", "myopic", (1.0, 3.0, 9.0))),
+                    # the long extensions run only with --part (main alone fits 90 minutes on 2 cores)
+                    opt_in=("convergence", "wu_band"),
                     # the main grid's choices (figures/myopia/lr_choice.csv): text vanilla 9e-3, myopic
                     # 3e-3; multiplication vanilla 3e-3, myopic 3.3e-4
                     convergence=Convergence(sizes=((1, 32), (1, 8), (1, 16), (2, 48)), steps=16000, seeds=3,

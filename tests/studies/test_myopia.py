@@ -13,9 +13,10 @@ import pytest
 
 import studies.myopia as study
 from studies.myopia import wu_band
-from studies.myopia.grid import grid_specs, points, reference, run_id, specs
+from studies.myopia.grid import grid_specs, points, reference, run_id, specs, start_grid
 from studies.myopia.measure import choose, eval_batch, widen, wu_probes
-from studies.myopia.presets import BASE_LR, FAMILIES, PRESETS, VAL_SEED
+from studies.myopia.presets import BASE_LR, FAMILIES, LR_STEP, PRESETS, VAL_SEED
+from toymodels.config import ConfigError
 from studies.myopia.tables import (anchors, band_rows, diagnostics_table, final_table, gap_rows, gap_table,
                                    positions_table, probes_table)
 from toymodels.sweep import run_sweep
@@ -27,12 +28,15 @@ ONES = {(f, arm): 1.0 for f in FAMILIES for arm in ("vanilla", "myopic")}
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_grid_is_well_formed(preset):
     P = PRESETS[preset]
-    grid = grid_specs(P, {f: P.lr_factors for f in FAMILIES})
+    grid = grid_specs(P, start_grid(P))
     chosen = {**ONES, ("text", "myopic"): 3.0, ("pairs", "vanilla"): 0.3333}
     rest = specs(P, chosen)
-    by_id = {s.run_id: s for s in grid + rest}
-    assert len(by_id) == len(grid) + len(rest)
-    assert len(grid) == len(FAMILIES) * len(P.lr_factors) * 2 * P.lr_seeds
+    by_id = {s.run_id: s for s in grid}
+    for s in rest:   # a run both lists have (the myopic arm at vanilla's rate, in its grid) is one run
+        assert by_id.setdefault(s.run_id, s) == s
+    assert len(by_id) < len(grid) + len(rest) and len(rest) == len({s.run_id for s in rest})
+    arms = ("vanilla", "myopic")
+    assert len(grid) == sum(len(P.start_factors(f, arm)) for f in FAMILIES for arm in arms) * P.lr_seeds
     for s in rest:
         tags = dict(s.tags)
         fam, arm = tags["family"], tags["arm"]
@@ -43,12 +47,16 @@ def test_grid_is_well_formed(preset):
             assert parent.train.seed == s.train.seed and parent.model == s.model
             assert dict(parent.tags)["lr_factor"] == factor
             assert s.train.steps == max(1, int(parent.train.steps * P.local_frac))
+        elif arm == "myopic" and tags["lr_factor"] != factor:   # the reference's myopic arm at vanilla's rate
+            assert tags["reference"] and tags["lr_factor"] == chosen[(fam, "vanilla")]
         else:
             assert s.train.lr == pytest.approx(BASE_LR[fam] * factor) and tags["lr_factor"] == factor
         assert (arm == "band") == (s.train.myopic_band > 0)
     for fam in FAMILIES:   # each family's reference has both tuned arms at every seed
         ref = reference(P, fam)
         assert run_id(fam, ref.point, "myopic", 1.0, P.lr_seeds - 1) in by_id
+        van = chosen[(fam, "vanilla")]   # and the myopic arm at vanilla's rate, for the gap at one rate
+        assert all(run_id(fam, ref.point, "myopic", van, seed) in by_id for seed in range(P.lr_seeds))
     for fam, ks in P.bands:
         ref = reference(P, fam).point
         assert all(run_id(fam, ref, f"band{k}", chosen[(fam, "vanilla")], P.seeds - 1) in by_id for k in ks)
@@ -59,10 +67,28 @@ def test_paper_preset_budget_and_shared_program():
     assert paper.lr_seeds >= 5 and paper.mult_seeds >= 5 and len(paper.text_sizes) >= 4
     params = [dict(s.tags)["params"] for s in specs(paper, ONES) if dict(s.tags)["family"] == "text"]
     assert max(params) >= 10 * min(params)
-    by_id = {s.run_id: s for s in grid_specs(smoke, {"wu": (1.0,)})}
+    by_id = {s.run_id: s for s in grid_specs(smoke, {("wu", "vanilla"): (1.0,), ("wu", "myopic"): (1.0,)})}
     ref = reference(smoke, "wu").point
     van, myo = by_id[f"wu-{ref}-vanilla-lr1-s0"].train, by_id[f"wu-{ref}-myopic-lr1-s0"].train
     assert van.myopic and van.myopic_beta == 1.0 and myo.myopic and myo.myopic_beta == 0.0   # one program
+
+
+def test_paper_grids_start_per_arm_and_its_long_parts_are_opt_in(tmp_path):
+    paper = PRESETS["paper"]
+    for fam in FAMILIES:   # each arm's own three rates, a factor LR_STEP apart
+        for arm in ("vanilla", "myopic"):
+            f = paper.start_factors(fam, arm)
+            assert len(f) == 3 and all(b / a == pytest.approx(LR_STEP, rel=1e-3) for a, b in zip(f, f[1:]))
+    assert paper.opt_in == ("convergence", "wu_band") and paper.convergence and paper.wu_band
+    assert study.part(paper, "convergence").opt_in == () and study.part(paper, "wu_band").opt_in == ()
+    # opt-in parts alone: nothing is trained unless asked for by name
+    idle = dataclasses.replace(study.part(PRESETS["smoke"], "convergence"), opt_in=("convergence",))
+    study.run(idle, tmp_path, progress=False)
+    assert not (tmp_path / "runs").exists()
+    with pytest.raises(ConfigError, match="lr_start entry"):
+        dataclasses.replace(paper, lr_start=(("wu", "vanilla", (1.0, 3.0)),))
+    with pytest.raises(ConfigError, match="opt_in"):
+        dataclasses.replace(paper, opt_in=("main",))
 
 
 def _val(task, arm, factor, seed, loss):
@@ -76,13 +102,15 @@ def test_choose_and_widen_until_the_best_rate_is_inside():
     assert choice["vanilla"]["lr_factor"] == 3.0 and choice["vanilla"]["edge"] == "high"
     assert choice["myopic"]["lr_factor"] == 1.0 and choice["myopic"]["edge"] == ""
     assert choice["myopic"]["n"] == 2 and choice["myopic"]["lr"] == pytest.approx(BASE_LR["text"])
-    start = (0.3333, 1.0, 3.0)
-    wider = widen({"text": start}, list(choice.values()), start, max_widen=1)
-    assert wider["text"] == (0.3333, 1.0, 3.0, 9.0)
+    start = {("text", arm): (0.3333, 1.0, 3.0) for arm in ("vanilla", "myopic")}
+    wider = widen(start, list(choice.values()), start, max_widen=1)   # vanilla's grid only
+    assert wider == {("text", "vanilla"): (0.3333, 1.0, 3.0, 9.0), ("text", "myopic"): (0.3333, 1.0, 3.0)}
     assert widen(wider, [dict(choice["vanilla"], lr_factor=9.0)], start, max_widen=1) == wider   # the limit
-    assert widen({"text": start}, [choice["myopic"]], start, max_widen=3) == {"text": start}     # inside: done
-    both = [dict(choice["vanilla"], arm=arm) for arm in ("vanilla", "myopic")]   # two arms at one edge: one point
-    assert widen({"text": start}, both, start, max_widen=2) == {"text": (0.3333, 1.0, 3.0, 9.0)}
+    assert widen(start, [choice["myopic"]], start, max_widen=3) == start     # inside: done
+    low = dict(choice["myopic"], lr_factor=0.3333, edge="low")   # each arm from its own starting grid
+    own = {("text", "vanilla"): (1.0, 3.0, 9.0), ("text", "myopic"): (0.3333, 1.0, 3.0)}
+    assert widen(own, [low], own, max_widen=1)[("text", "myopic")] == (0.1111, 0.3333, 1.0, 3.0)
+    assert widen(own, [low], own, max_widen=1)[("text", "vanilla")] == (1.0, 3.0, 9.0)
 
 
 def _final(arm, seed, value, metric="loss", lr_factor=1.0, family="pairs", point="A", **kw):
@@ -131,7 +159,7 @@ def test_validation_batches_are_disjoint_from_training_data():
     """Each family's validation batch comes from its task's eval split: no row is a training row
     (multiplication and adjacent_pair hold out inputs by hash; text by document)."""
     P = PRESETS["smoke"]
-    grid = {dict(s.tags)["family"]: s for s in grid_specs(P, {f: (1.0,) for f in FAMILIES})}
+    grid = {dict(s.tags)["family"]: s for s in grid_specs(P, {(f, "vanilla"): (1.0,) for f in FAMILIES})}
     for fam in ("mult", "pairs", "text"):
         spec = grid[fam]
         val, test = eval_batch(spec, VAL_SEED), eval_batch(spec)
@@ -193,7 +221,7 @@ def test_anchors_at_chosen_rates_and_most_fillers():
 def test_probes_are_cached_and_resume(tmp_path):
     P = dataclasses.replace(PRESETS["smoke"], lr_seeds=1, steps=tuple((f, 4) for f in FAMILIES), eval_batch=16,
                             wu_model=(1, 16))
-    grid = grid_specs(P, {"wu": (1.0,)})
+    grid = grid_specs(P, {("wu", "vanilla"): (1.0,), ("wu", "myopic"): (1.0,)})
     run_sweep(grid, tmp_path, progress=False)
     by_id = {s.run_id: s for s in grid}
     rows = wu_probes(P, tmp_path, by_id, ONES)
@@ -216,7 +244,8 @@ def test_wu_band_part_reuses_the_main_runs_and_compares_at_each_rate():
     part = dataclasses.replace(study.part(P, "wu_band"), wu_band=W)
     assert part.families == () and part.convergence is None
     runs = wu_band.specs(part)
-    main = {s.run_id: s for s in grid_specs(P, {f: (0.3333, 0.1111) for f in FAMILIES})
+    main = {s.run_id: s for s in grid_specs(P, {(f, arm): (0.3333, 0.1111) for f in FAMILIES
+                                                for arm in ("vanilla", "myopic")})
             + specs(P, {**ONES, ("wu", "vanilla"): 0.3333})}
     long = [s for s in runs if dict(s.tags)["family"] == wu_band.LONG]
     far = [s for s in runs if dict(s.tags)["family"] in wu_band.FAR.values()]
