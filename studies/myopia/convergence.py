@@ -9,7 +9,9 @@ learning rates: each arm's rate chosen on validation by the main preset's grid a
 budget (``lr_factors``, ``mult_lr_factors``; figures/myopia/lr_choice.csv). At the text
 reference size, vanilla and myopic also train at each other's rate (``check_factors``),
 which says whether the ordering of the arms depends on that choice. The convergence evidence
-is the curve itself and vanilla's change over the last doubling of steps.
+is the curve itself and vanilla's change over the last doubling of steps. Vanilla
+multiplication also trains for ``mult_plateau_steps`` (its own cosine schedule; family
+``mult_plateau``), to say at which budget its exact match stops rising at each filler count.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from toymodels.tables import final_rows, held_out
 
 FAMILY = "text_long"     # the family tags of this part's runs (the main tables leave them out)
 MULT = "mult_long"
+PLATEAU = "mult_plateau"   # vanilla multiplication at mult_plateau_steps
 CHOICE = Path("analyses/convergence_lr.csv")   # the rates the part trained at (out-relative)
 ARMS = ("vanilla", "myopic", "bigram", "local")
 
@@ -37,9 +40,9 @@ def points(C: Convergence, length: int) -> list[Point]:
                   length=length) for i, (L, d) in enumerate(C.sizes)]
 
 
-def mult_points(P: Preset) -> list[Point]:
+def mult_points(P: Preset, family: str = MULT) -> list[Point]:
     digits, base = P.mult
-    return [Point(MULT, f"{digits}x{digits}b{base}-F{f}", "multiplication", (("digits", digits), ("fillers", f),
+    return [Point(family, f"{digits}x{digits}b{base}-F{f}", "multiplication", (("digits", digits), ("fillers", f),
                                                                             ("base", base)),
                   *P.mult_model, ("vanilla", "myopic"), reference=f == P.fillers[0], fillers=f) for f in P.fillers]
 
@@ -47,16 +50,18 @@ def mult_points(P: Preset) -> list[Point]:
 def choice_rows(C: Convergence) -> list[dict]:
     """The rates each arm trains at, written next to the results (``CHOICE``) for the summary."""
     return ([dict(task=FAMILY, arm=arm, lr_factor=f, lr=BASE_LR["text"] * f) for arm, f in C.lr_factors]
-            + [dict(task=MULT, arm=arm, lr_factor=f, lr=BASE_LR["mult"] * f) for arm, f in C.mult_lr_factors])
+            + [dict(task=fam, arm=arm, lr_factor=f, lr=BASE_LR["mult"] * f) for fam in (MULT, PLATEAU)
+               for arm, f in C.mult_lr_factors])
 
 
 def spec(P: Preset, C: Convergence, point: Point, arm: str, seed: int, factor: float) -> RunSpec:
     """One run of ``arm`` at ``factor`` x its family's base rate (a local run fine-tunes the
     vanilla run of its seed, as in the main grid), without gradient diagnostics."""
-    mult = point.family == MULT
+    mult = point.family in (MULT, PLATEAU)
     rates = dict(C.mult_lr_factors if mult else C.lr_factors)
+    steps = {MULT: C.mult_steps, PLATEAU: C.mult_plateau_steps}.get(point.family, C.steps)
     return grid_spec(P, point, arm, seed, factor, vanilla_factor=rates["vanilla"],
-                     base="mult" if mult else "text", steps=C.mult_steps if mult else C.steps,
+                     base="mult" if mult else "text", steps=steps,
                      overrides=(("n_evals", C.n_evals), ("eval_batch", C.eval_batch), ("grad_diagnostics", False)))
 
 
@@ -75,6 +80,9 @@ def specs(P: Preset) -> list[RunSpec]:
     if C.mult_steps:
         out += [spec(P, C, point, arm, seed, mult_lr[arm]) for point in mult_points(P) for seed in range(C.mult_seeds)
                 for arm in ("vanilla", "myopic")]
+    if C.mult_plateau_steps:
+        out += [spec(P, C, point, "vanilla", seed, mult_lr["vanilla"]) for point in mult_points(P, PLATEAU)
+                for seed in range(C.mult_seeds)]
     return out
 
 
@@ -111,7 +119,7 @@ def summarize(out: Path, table_dir: Path, rows: list[dict]) -> None:
     part was not run)."""
     if not (out / CHOICE).exists():
         return
-    rows = [r for r in rows if r["family"] in (FAMILY, MULT)]
+    rows = [r for r in rows if r["family"] in (FAMILY, MULT, PLATEAU)]
     write_rows(table_dir / "convergence_lr.csv", read_rows(out / CHOICE))
     for name, table in tables(rows, chosen_factors(read_rows(out / CHOICE))).items():
         write_rows(table_dir / name, table)

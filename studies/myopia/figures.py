@@ -35,7 +35,8 @@ def figures(table_dir: Path) -> list[Path]:
 def convergence(table_dir: Path) -> list[Path]:
     """Part "convergence": text held-out loss over characters seen per size and arm (each at its
     rate); the text gap, local bonus and context benefit vs size next to the main budget's;
-    vanilla's change over the last doubling of steps; multiplication exact match over steps."""
+    vanilla's change over the last doubling of steps; multiplication exact match over steps
+    (vanilla's longer budget dash-dotted)."""
     curves_ = read_rows(table_dir / "convergence_curves.csv")
     rates = {(c["task"], c["arm"]): c["lr_factor"] for c in read_rows(table_dir / "convergence_lr.csv")}
     gaps = select(read_rows(table_dir / "convergence_gaps.csv"), family="text_long")
@@ -76,12 +77,18 @@ def convergence(table_dir: Path) -> list[Path]:
     axes[2].set_ylabel("nats per character")
     axes[2].set_title("text vanilla: still improving?", fontsize=6)
     mult = select(curves_, family="mult_long", metric="exact")
-    for f in sorted({r["fillers"] for r in mult}):
+    plateau = select(curves_, family="mult_plateau", metric="exact", arm="vanilla")
+    for f in sorted({r["fillers"] for r in mult + plateau}):
         color = None
         for arm in ("vanilla", "myopic"):
             line = plotting.band_rows(axes[3], select(mult, fillers=f, arm=arm, lr_factor=rate("mult_long", arm)),
                                       "step", f"F = {f} {arm}", shift=1, color=color, ls=style[arm], marker="o", ms=2)
             color = color or (line.get_color() if line else None)
+        longer = select(plateau, fillers=f, lr_factor=rate("mult_plateau", "vanilla")) if plateau else []
+        if longer:
+            steps = max(r["step"] for r in longer)
+            plotting.band_rows(axes[3], longer, "step", f"F = {f} vanilla, {steps:,} steps", shift=1, color=color,
+                               ls="-.", marker="s", ms=2)
     if not mult:
         plotting.empty(axes[3], "multiplication")
     plotting.log_x(axes[3])

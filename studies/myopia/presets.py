@@ -13,7 +13,9 @@ FAMILIES = ("wu", "mult", "pairs", "text", "markov")
 class Convergence:
     """Part "convergence" (``convergence.py``): the text sizes trained for ``steps`` and
     multiplication (the main part's task, model and filler counts) for ``mult_steps``, each arm
-    at a fixed rate (x the family's base rate): the main grid's choice at its own budget."""
+    at a fixed rate (x the family's base rate): the main grid's choice at its own budget; and
+    the vanilla multiplication arm for ``mult_plateau_steps`` (a further doubling, to see where
+    exact match stops rising)."""
     sizes: tuple[tuple[int, int], ...]          # (n_layers, d_model); the first is the reference
     steps: int
     seeds: int
@@ -25,6 +27,7 @@ class Convergence:
     mult_steps: int = 0                              # multiplication at the main part's filler counts (0: none)
     mult_seeds: int = 0
     mult_lr_factors: tuple[tuple[str, float], ...] = ()   # x the multiplication base rate
+    mult_plateau_steps: int = 0                      # vanilla at each filler count trained this long too (0: not)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +113,8 @@ PRESETS = {
                     convergence=Convergence(sizes=((1, 16),), steps=40, seeds=2,
                                             lr_factors=(("vanilla", 3.0), ("myopic", 1.0)), check_factors=(1.0, 3.0),
                                             n_evals=4, eval_batch=32, mult_steps=40, mult_seeds=2,
-                                            mult_lr_factors=(("vanilla", 1.0), ("myopic", 0.1111))),
+                                            mult_lr_factors=(("vanilla", 1.0), ("myopic", 0.1111)),
+                                            mult_plateau_steps=60),
                     wu_band=WuBand(bands=(2,), lr_factors=(1.0,), seeds=2, long_steps=80, long_bands=(2,),
                                    far_bands=(2,))),
     # CPU-sized: see docs/myopia.md for each budget and what differs from Wu et al.'s settings.
@@ -135,7 +139,8 @@ PRESETS = {
                     convergence=Convergence(sizes=((1, 32), (1, 8), (1, 16), (2, 48)), steps=16000, seeds=3,
                                             lr_factors=(("vanilla", 3.0), ("myopic", 1.0)), check_factors=(1.0, 3.0),
                                             n_evals=16, eval_batch=512, mult_steps=20000, mult_seeds=5,
-                                            mult_lr_factors=(("vanilla", 1.0), ("myopic", 0.1111))),
+                                            mult_lr_factors=(("vanilla", 1.0), ("myopic", 0.1111)),
+                                            mult_plateau_steps=40000),
                     # vanilla's chosen D_1 rate (1e-3, where the main band runs train) and a third of it
                     wu_band=WuBand(bands=(1, 2, 3, 5, 7, 10, 14, 20), lr_factors=(0.3333, 0.1111), seeds=4,
                                     long_steps=6000, long_bands=(2, 10), far_bands=(0, 2, 10))),

@@ -107,3 +107,21 @@ def test_multiplication_runs_and_late_exact_match():
     chosen = {("mult_long", "vanilla"): 1.0, ("mult_long", "myopic"): 0.1}
     late = {r["quantity"]: r for r in convergence.tables(rows, chosen)["convergence_late.csv"]}
     assert late["late_exact"]["mean"] == pytest.approx(0.2) and late["late_loss"]["mean"] == pytest.approx(-0.1)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_multiplication_plateau_runs_are_vanilla_at_the_longer_budget(preset):
+    P = study.part(PRESETS[preset], "convergence")
+    C = P.convergence
+    runs = convergence.specs(P)
+    plateau = [s for s in runs if dict(s.tags)["family"] == convergence.PLATEAU]
+    mult = {(dict(s.tags)["fillers"], dict(s.tags)["seed"]): s for s in runs
+            if dict(s.tags)["family"] == convergence.MULT and dict(s.tags)["arm"] == "vanilla"}
+    assert C.mult_plateau_steps > C.mult_steps and len(plateau) == len(P.fillers) * C.mult_seeds
+    for s in plateau:   # the 20,000-step vanilla run's task, model and rate; only the budget differs
+        tags = dict(s.tags)
+        twin = mult[(tags["fillers"], tags["seed"])]
+        assert tags["arm"] == "vanilla" and s.train.steps == C.mult_plateau_steps and s.run_id != twin.run_id
+        assert s.tasks == twin.tasks and s.model == twin.model and s.train.lr == twin.train.lr
+    rates = {(c["task"], c["arm"]): c["lr_factor"] for c in convergence.choice_rows(C)}
+    assert rates[(convergence.PLATEAU, "vanilla")] == rates[(convergence.MULT, "vanilla")]
