@@ -114,6 +114,22 @@ def _late_change(rows: list[dict]) -> list[dict]:
     return out
 
 
+def _filler_effect(finals: list[dict]) -> list[dict]:
+    """Per multiplication family, arm and seed: held-out exact match with the most fillers minus
+    with the fewest (a seed-matched difference: its interval is the plain t-interval)."""
+    exact = {(r["family"], r["arm"], r["fillers"], r["seed"]): r["value"] for r in finals
+             if r["family"] in (MULT, PLATEAU) and r["metric"] == "exact" and r["task"] != "train"}
+    out = []
+    for fam, arm in sorted({k[:2] for k in exact}):
+        fillers = sorted({k[2] for k in exact if k[:2] == (fam, arm)})
+        for seed in sorted({k[3] for k in exact if k[:2] == (fam, arm)}):
+            lo, hi = exact.get((fam, arm, fillers[0], seed)), exact.get((fam, arm, fillers[-1], seed))
+            if len(fillers) > 1 and lo is not None and hi is not None:
+                out.append(dict(family=fam, arm=arm, fillers_from=fillers[0], fillers_to=fillers[-1], seed=seed,
+                                quantity="exact_with_minus_without", value=hi - lo))
+    return out
+
+
 def summarize(out: Path, table_dir: Path, rows: list[dict]) -> None:
     """Write the part's tables, from the folder's ``rows``, into ``table_dir`` (nothing where the
     part was not run)."""
@@ -127,7 +143,8 @@ def summarize(out: Path, table_dir: Path, rows: list[dict]) -> None:
 
 def tables(rows: list[dict], chosen: dict[tuple[str, str], float]) -> dict[str, list[dict]]:
     """The part's summary tables: final held-out metrics per arm and rate, gaps at the chosen
-    rates, the curves (held-out loss and exact match, training loss), vanilla's late change."""
+    rates, the curves (held-out loss and exact match, training loss), vanilla's late change,
+    and multiplication's filler effect per budget and arm."""
     finals = final_rows(held_out(rows))
     curves = [r for r in rows if r["metric"] in ("loss", "train_loss", "exact")
               and not (r["family"] == FAMILY and r["metric"] == "exact")]
@@ -138,4 +155,6 @@ def tables(rows: list[dict], chosen: dict[tuple[str, str], float]) -> dict[str, 
     return {"convergence_final.csv": final_table(finals),
             "convergence_gaps.csv": gap_table(finals, chosen),
             "convergence_curves.csv": aggregate(curves, keys, bounds=bounds_by("metric"), points=True),
-            "convergence_late.csv": aggregate(_late_change(rows), late_keys, points=True)}
+            "convergence_late.csv": aggregate(_late_change(rows), late_keys, points=True),
+            "convergence_fillers.csv": aggregate(_filler_effect(finals), ("family", "arm", "fillers_from", "fillers_to",
+                                                                        "quantity"), points=True)}

@@ -125,3 +125,18 @@ def test_multiplication_plateau_runs_are_vanilla_at_the_longer_budget(preset):
         assert s.tasks == twin.tasks and s.model == twin.model and s.train.lr == twin.train.lr
     rates = {(c["task"], c["arm"]): c["lr_factor"] for c in convergence.choice_rows(C)}
     assert rates[(convergence.PLATEAU, "vanilla")] == rates[(convergence.MULT, "vanilla")]
+
+
+def test_filler_effect_is_the_seed_matched_difference_per_budget_and_arm():
+    rows = []
+    for fam, base in (("mult_long", 0.7), ("mult_plateau", 0.8)):
+        for seed, (f0, f8) in enumerate([(base + 0.1, base), (base + 0.2, base + 0.05), (base, base - 0.1)]):
+            for fillers, v in ((0, f0), (8, f8)):
+                point = dict(POINT, family=fam, point=f"2x2b6-F{fillers}", fillers=fillers)
+                rows += [{**_row(f"{fam}-{fillers}-{seed}", "vanilla", "mult", m, 999, x, 1.0, seed), **point}
+                         for m, x in (("exact", v), ("loss", 1 - v))]
+    chosen = {(f, arm): 1.0 for f in ("mult_long", "mult_plateau") for arm in ("vanilla", "myopic")}
+    table = {r["family"]: r for r in convergence.tables(rows, chosen)["convergence_fillers.csv"]}
+    assert table["mult_long"]["mean"] == pytest.approx(-0.35 / 3) and table["mult_long"]["n"] == 3
+    assert table["mult_plateau"]["values"] == "-0.1 -0.15 -0.1" and table["mult_plateau"]["hi"] < 0
+    assert (table["mult_long"]["fillers_from"], table["mult_long"]["fillers_to"]) == (0, 8)
