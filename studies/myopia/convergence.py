@@ -138,7 +138,8 @@ def summarize(out: Path, table_dir: Path, rows: list[dict]) -> None:
     rows = [r for r in rows if r["family"] in (FAMILY, MULT, PLATEAU)]
     write_rows(table_dir / "convergence_lr.csv", read_rows(out / CHOICE))
     for name, table in tables(rows, chosen_factors(read_rows(out / CHOICE))).items():
-        write_rows(table_dir / name, table)
+        if table:   # the filler table needs two filler counts
+            write_rows(table_dir / name, table)
 
 
 def tables(rows: list[dict], chosen: dict[tuple[str, str], float]) -> dict[str, list[dict]]:
