@@ -213,7 +213,8 @@ def mult_exact_vs_fillers(table_dir: Path, final: list[dict], chosen) -> list[Pa
     setting = mult[0]["point"].split("-F")[0] if mult else "?b?"   # "3x3b4"
     size, base = setting.split("b")
     n = min((r["n"] for r in mult), default=0)
-    fig.suptitle(f"reversed {size}-digit multiplication in base {base}; mean, 95% interval, {n} seeds", fontsize=8)
+    fig.suptitle(f"reversed {size}-digit multiplication in base {base}, main budget (longer: convergence.png); "
+                 f"mean, 95% interval, {n} seeds", fontsize=7)
     return plotting.save(fig, table_dir / "mult_exact_vs_fillers")
 
 
