@@ -118,15 +118,18 @@ def _filler_effect(finals: list[dict]) -> list[dict]:
     """Per multiplication family, arm and seed: held-out exact match with the most fillers minus
     with the fewest (a seed-matched difference: its interval is the plain t-interval)."""
     exact = {(r["family"], r["arm"], r["fillers"], r["seed"]): r["value"] for r in finals
-             if r["family"] in (MULT, PLATEAU) and r["metric"] == "exact" and r["task"] != "train"}
+             if r["family"] in (MULT, PLATEAU) and r["metric"] == "exact"}
     out = []
     for fam, arm in sorted({k[:2] for k in exact}):
         fillers = sorted({k[2] for k in exact if k[:2] == (fam, arm)})
+        if len(fillers) < 2:
+            continue
+        fewest, most = fillers[0], fillers[-1]
         for seed in sorted({k[3] for k in exact if k[:2] == (fam, arm)}):
-            lo, hi = exact.get((fam, arm, fillers[0], seed)), exact.get((fam, arm, fillers[-1], seed))
-            if len(fillers) > 1 and lo is not None and hi is not None:
-                out.append(dict(family=fam, arm=arm, fillers_from=fillers[0], fillers_to=fillers[-1], seed=seed,
-                                quantity="exact_with_minus_without", value=hi - lo))
+            if (fam, arm, fewest, seed) in exact and (fam, arm, most, seed) in exact:
+                out.append(dict(family=fam, arm=arm, fillers_from=fewest, fillers_to=most, seed=seed,
+                                quantity="exact_with_minus_without",
+                                value=exact[(fam, arm, most, seed)] - exact[(fam, arm, fewest, seed)]))
     return out
 
 
