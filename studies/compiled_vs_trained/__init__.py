@@ -60,7 +60,7 @@ import functools
 from pathlib import Path
 
 from studies.common import reduce_to_part
-from studies.compiled_vs_trained.fair import analyse_fair, fair_entries
+from studies.compiled_vs_trained.fair import analyse_fair, candidates, fair_entries
 from studies.compiled_vs_trained.fair_twins import analyse_fair_twins
 from studies.compiled_vs_trained.figures import figures
 from studies.compiled_vs_trained.grid import by_program_width, fair_twin_programs, null_partner, programs, slug, specs
@@ -102,7 +102,7 @@ def run(P: Preset, out: Path, progress: bool = True) -> None:
     fair_runs = [s for s in all_specs if dict(s.tags)["kind"] == "decompiler_fair"]
     for key, weights, spec in fair_entries(fair_runs):   # one entry per decompiler: a kill loses one
         config = dict(run=spec, weights=weights, eval=P.fair_eval, samples=P.fair_samples, checks=P.fair_checks,
-                      program_tokens=P.dec_program_tokens)
+                      program_tokens=P.dec_program_tokens, candidates=candidates(P))
         cached_tables(out, FAIR_ANALYSIS, key, config, functools.partial(analyse_fair, P, out, weights, spec))
     if P.fair and P.fair_twins:
         twin_runs = by_program_width(all_specs)

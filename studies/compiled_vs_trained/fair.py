@@ -19,6 +19,8 @@ Methods, each scored by exact match and functional equivalence on the held-out p
                       (``decompile.beam``: deterministic, no repeats)
   beam+check          the same check over the beams, most likely first (as many candidates
                       as decompiler+check)
+  wide beam(+check)   the same two from a beam search ``fair_wide_beam`` wide (0: not run):
+                      more candidates for the check, a larger budget than the methods above
 Sizes are the fountain's 2-6 operations (n_ops), inside the meta-models paper's 1-9
 and below TraDe's largest programs: the published numbers are on their own program
 sets and are drawn as reference lines, not matched comparisons.
@@ -54,9 +56,18 @@ from toymodels.scramble import scramble
 from toymodels.store import load_model
 from toymodels.tables import select
 
-METHODS = ("decompiler", "decompiler+check", "retrieval", "retrieval+check", "beam", "beam+check")
+METHODS = ("decompiler", "decompiler+check", "retrieval", "retrieval+check", "beam", "beam+check", "wide beam",
+           "wide beam+check")
 SCORES = ("exact", "equivalent", "parsable", "agreed")
 N_BOOT = 2000
+
+
+def candidates(P: Preset) -> dict[str, int]:
+    """Per method, the candidates decoded (or retrieved) per net that its answer is chosen from
+    (the greedy decoding and the nearest program: one)."""
+    S, W = P.fair_samples + 1, P.fair_wide_beam
+    return {"decompiler": 1, "decompiler+check": S, "retrieval": 1, "retrieval+check": S, "beam": S,
+            "beam+check": S} | ({"wide beam": W, "wide beam+check": W} if W else {})
 
 
 def fair_task(P: Preset, weights: str):
@@ -78,7 +89,7 @@ def analyse_fair(P: Preset, out: Path, weights: str, spec: RunSpec | None) -> di
     weights: the retrieval baseline (spec None; also the dataset rows) or one decompiler run.
     One row per (method, weights, seed, program)."""
     inputs = check_inputs(P.fair_checks)
-    rows, dataset = [], []
+    rows, dataset, budget = [], [], candidates(P)
     task = fair_task(P, weights)
     entries = task.programs("eval")
     nets = []
@@ -87,17 +98,17 @@ def analyse_fair(P: Preset, out: Path, weights: str, spec: RunSpec | None) -> di
         nets.append((scramble(c.model, e["seed"]) if weights == "scrambled" else c.model, c))
     observed = net_outputs(nets, inputs)
 
-    def add(method, seed, e, obs, candidates):
+    def add(method, seed, e, obs, cands):
         # rank: the candidate answered (-1: none agreed, the first one answered)
         if method.endswith("+check"):
-            toks, rank = first_agreeing(candidates, inputs, obs)
+            toks, rank = first_agreeing(cands, inputs, obs)
             agreed = rank >= 0                       # the check already ran every candidate it tried
         else:
-            toks, rank = candidates[0], 0
+            toks, rank = cands[0], 0
             agreed = agrees(toks, inputs, obs)
-        rows.append(dict(method=method, weights=weights, seed=seed, program=e["id"], size=e["n_ops"],
-                         n_lines=n_lines(e["tokens"]), degenerate=e["degenerate"], function=e["function"],
-                         rank=rank, **score(toks, e["tokens"]), agreed=float(agreed)))
+        rows.append(dict(method=method, candidates=budget[method], weights=weights, seed=seed, program=e["id"],
+                         size=e["n_ops"], n_lines=n_lines(e["tokens"]), degenerate=e["degenerate"],
+                         function=e["function"], rank=rank, **score(toks, e["tokens"]), agreed=float(agreed)))
 
     if spec is None:
         retrieved = ranked_programs(task, "eval", P.fair_samples + 1)
@@ -116,11 +127,16 @@ def analyse_fair(P: Preset, out: Path, weights: str, spec: RunSpec | None) -> di
                                 max_len=P.dec_program_tokens + 1, seed=seed)
         beams, _ = beam_decode(model, task.weights("eval"), P.fair_samples + 1, task.layout,
                                max_len=P.dec_program_tokens + 1)
-        for e, obs, cands, beam in zip(entries, observed, decoded, beams):
+        wide = beam_decode(model, task.weights("eval"), P.fair_wide_beam, task.layout,
+                           max_len=P.dec_program_tokens + 1)[0] if P.fair_wide_beam else [None] * len(entries)
+        for e, obs, cands, beam, wide_beam in zip(entries, observed, decoded, beams, wide):
             add("decompiler", seed, e, obs, cands)
             add("decompiler+check", seed, e, obs, cands)
             add("beam", seed, e, obs, beam)
             add("beam+check", seed, e, obs, beam)
+            if wide_beam is not None:
+                add("wide beam", seed, e, obs, wide_beam)
+                add("wide beam+check", seed, e, obs, wide_beam)
     return {"programs": rows, "dataset": dataset}
 
 
@@ -133,7 +149,7 @@ def _pooled(rows: list[dict]) -> list[dict]:
 def fair_tables(rows: list[dict]) -> dict[str, list[dict]]:
     """decompiler_fair (per seed) and decompiler_fair_summary (over seeds, with a bootstrap
     interval over programs) from the per-program rows."""
-    keys = ("method", "weights", "size", "degenerate")
+    keys = ("method", "candidates", "weights", "size", "degenerate")
     groups: dict[tuple, list[dict]] = {}
     for r in _pooled(rows):
         groups.setdefault(tuple(r[k] for k in keys), []).append(r)
@@ -160,7 +176,9 @@ def fair_tables(rows: list[dict]) -> dict[str, list[dict]]:
     return {"decompiler_fair": per_seed, "decompiler_fair_summary": summary, "decompiler_fair_paired": paired(rows)}
 
 
-PAIRS = (("beam+check", "decompiler+check"), ("beam", "decompiler"))   # (method, against): same candidate budget
+# (method, against): search against sampling at the same candidate budget; a wider beam against the beam
+PAIRS = (("beam+check", "decompiler+check"), ("beam", "decompiler"), ("wide beam+check", "beam+check"),
+         ("wide beam", "beam"))
 
 
 def paired(rows: list[dict]) -> list[dict]:
@@ -188,7 +206,7 @@ def paired(rows: list[dict]) -> list[dict]:
 
 METHOD_STYLE = {"decompiler": ("C0", "-"), "decompiler+check": ("C0", "--"),
                 "retrieval": ("C3", "-"), "retrieval+check": ("C3", "--"),
-                "beam": ("C2", "-"), "beam+check": ("C2", "--")}
+                "beam": ("C2", "-"), "beam+check": ("C2", "--"), "wide beam+check": ("C4", "--")}
 
 
 def fair_figure(summary: list[dict], path: Path) -> list[Path]:
@@ -205,8 +223,8 @@ def fair_figure(summary: list[dict], path: Path) -> list[Path]:
                 if sel:
                     x = [int(r["size"]) for r in sel]
                     plotting.band(ax, x, [r["mean"] for r in sel], [r["lo"] for r in sel], [r["hi"] for r in sel],
-                                  n=min(int(r["n"]) for r in sel), label=method, color=color, ls=ls, marker="o",
-                                  ms=2.5)
+                                  n=min(int(r["n"]) for r in sel), label=f"{method} ({sel[0]['candidates']})",
+                                  color=color, ls=ls, marker="o", ms=2.5)
             for label, m, theirs, _ in ANCHORS:
                 if m == metric:
                     ax.axhline(theirs, color="0.5", lw=0.6, ls=":")
@@ -216,5 +234,5 @@ def fair_figure(summary: list[dict], path: Path) -> list[Path]:
             ax.set_ylabel(f"{metric}, {weights} weights", fontsize=8)
     plotting.legend(axes[0, 0], fontsize=6)
     fig.suptitle("fair split (by function), non-degenerate held-out programs; 95% bootstrap over programs\n"
-                 "dotted: published anchors on their own program sets", fontsize=8)
+                 "(n): candidates per net; dotted: published anchors on their own program sets", fontsize=8)
     return plotting.save(fig, path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from toymodels.config import ConfigError
 from toymodels.rasp.catalogue import LIBRARY
 
 
@@ -34,6 +35,13 @@ class Preset:
     main: bool = True            # part "main": twins, token-split decompilers, their analyses, the causal test
     fair: bool = True            # part "fair": the fair benchmark's decompilers and analyses
     fair_twins: int = 0          # fair held-out programs whose twins (reference width) the fair decompilers read
+    fair_wide_beam: int = 0      # a wider beam search for the "wide beam" methods (0: none); more candidates
+                                 # than the other methods, so its budget is reported beside it
+
+    def __post_init__(self):
+        if self.fair_wide_beam and self.fair_wide_beam <= self.fair_samples + 1:
+            raise ConfigError(f"fair_wide_beam={self.fair_wide_beam!r}: must be 0 (none) or wider than the "
+                              f"{self.fair_samples + 1} beams of the beam methods (fair_samples + 1)")
 
     @property
     def ref_width(self) -> float:
@@ -48,7 +56,7 @@ PRESETS = {
                     dec_programs=120, dec_extra_train=0, dec_eval=16, dec_weight_tokens=64, dec_program_tokens=48,
                     dec_d_model=32, dec_layers=1, dec_steps=150, dec_seeds=2,
                     fair_eval=16, fair_samples=3, fair_checks=4, iia_pairs=128, iia_test_pairs=64, iia_steps=50,
-                    fair_twins=2),
+                    fair_twins=2, fair_wide_beam=8),
     # CPU-sized: every library program (all compile at length 5), 30 fountain programs, and
     # the decompiler on the decompile task's default dataset (2000 fountain programs tried).
     # Its weight-token cap is 64, not the task's 128: the sequence is 113 positions instead
@@ -58,7 +66,8 @@ PRESETS = {
                     dec_programs=2000, dec_extra_train=8000, dec_eval=200, dec_weight_tokens=64,
                     dec_program_tokens=48, dec_d_model=64, dec_layers=2, dec_steps=4000, dec_seeds=3,
                     fair_eval=400, fair_samples=31, fair_checks=8,
-                    iia_pairs=512, iia_test_pairs=512, iia_steps=200, fair_twins=20),
+                    iia_pairs=512, iia_test_pairs=512, iia_steps=200, fair_twins=20,
+                    fair_wide_beam=128),
 }
 
 LENGTH = 5              # input tokens after BOS (shuffle_dyck2 is built for 4)

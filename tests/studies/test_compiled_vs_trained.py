@@ -240,7 +240,8 @@ def test_fair_tables_average_within_seed_then_bootstrap_over_programs():
     rows = []
     for seed, exact in ((0, (1, 0, 0, 1)), (1, (1, 1, 0, 1))):
         for program, x in enumerate(exact):
-            rows.append(dict(method="decompiler", weights="clean", seed=seed, program=program, size=2 + program % 2,
+            rows.append(dict(method="decompiler", candidates=1, weights="clean", seed=seed, program=program,
+                             size=2 + program % 2,
                              degenerate=int(program == 3), exact=float(x), equivalent=float(x), parsable=1.0,
                              agreed=float(x)))
     tables = fair_mod.fair_tables(rows)
@@ -419,6 +420,10 @@ def test_smoke_path_end_to_end(tmp_path):
     fair = read_rows(table_dir / "decompiler_fair.csv")
     assert {(r["method"], r["weights"]) for r in fair} == {(m, w) for m in fair_mod.METHODS
                                                            for w in ("clean", "scrambled")}
+    assert {(r["method"], r["candidates"]) for r in fair} == set(fair_mod.candidates(SHRUNK).items())
+    wider = read_rows(table_dir / "decompiler_fair_paired.csv")   # what the wider beam buys, per weights
+    assert {(r["method"], r["weights"]) for r in wider if r["against"] == "beam+check"} == {
+        ("wide beam+check", w) for w in ("clean", "scrambled")}
     assert {r["seed"] for r in fair if r["method"].startswith(("decompiler", "beam"))} == {0, 1}
     assert {r["seed"] for r in fair if r["method"].startswith("retrieval")} == {0}
     pooled = [r for r in fair if r["size"] == "all" and r["degenerate"] == "all"]
@@ -450,6 +455,13 @@ def test_smoke_path_end_to_end(tmp_path):
     # figures are drawn from the tables alone: delete the raw results and redraw
     shutil.rmtree(tmp_path / "runs")
     assert run_study(cvt, "smoke", tmp_path, figures_only=True, presets={"smoke": SHRUNK}) == paths
+
+
+def test_a_wide_beam_no_wider_than_the_beam_methods_is_refused():
+    from toymodels.config import ConfigError
+    with pytest.raises(ConfigError, match="fair_wide_beam=3: must be 0 .* wider than the 3 beams"):
+        dataclasses.replace(SHRUNK, fair_wide_beam=3)
+    assert "wide beam" not in fair_mod.candidates(dataclasses.replace(SHRUNK, fair_wide_beam=0))
 
 
 def test_parts_split_the_runs_and_each_is_the_full_presets():
