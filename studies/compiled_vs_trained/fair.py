@@ -25,12 +25,13 @@ Sizes are the fountain's 2-6 operations (n_ops), inside the meta-models paper's 
 and below TraDe's largest programs: the published numbers are on their own program
 sets and are drawn as reference lines, not matched comparisons.
 
-Tables: decompiler_fair.csv (method, weights, size, degenerate, seed: exact, equivalent,
-parsable, agreed (the answer reproduces the net on the check inputs), n_programs; size
-and degenerate also pooled as "all"; retrieval is deterministic: seed 0 only),
-decompiler_fair_summary.csv (mean over seeds, 95 % bootstrap interval over held-out
-programs, inside [0, 1]), decompiler_fair_paired.csv (beam against sampling, program by
-program: ``paired``), decompiler_fair_dataset.csv.
+Tables: decompiler_fair.csv (method, candidates (per net, ``candidates``), weights, size,
+degenerate, seed: exact, equivalent, parsable, agreed (the answer reproduces the net on the
+check inputs), n_programs; size and degenerate also pooled as "all"; retrieval is
+deterministic: seed 0 only), decompiler_fair_summary.csv (mean over seeds, 95 % bootstrap
+interval over held-out programs, inside [0, 1]), decompiler_fair_paired.csv (beam against
+sampling, the wide beam against the beam, program by program: ``paired``),
+decompiler_fair_dataset.csv.
 """
 
 from __future__ import annotations
@@ -223,7 +224,7 @@ def fair_figure(summary: list[dict], path: Path) -> list[Path]:
                 if sel:
                     x = [int(r["size"]) for r in sel]
                     plotting.band(ax, x, [r["mean"] for r in sel], [r["lo"] for r in sel], [r["hi"] for r in sel],
-                                  n=min(int(r["n"]) for r in sel), label=f"{method} ({sel[0]['candidates']})",
+                                  n=min(int(r["n"]) for r in sel), label=f"{method}, {sel[0]['candidates']} cand.",
                                   color=color, ls=ls, marker="o", ms=2.5)
             for label, m, theirs, _ in ANCHORS:
                 if m == metric:
@@ -232,7 +233,9 @@ def fair_figure(summary: list[dict], path: Path) -> list[Path]:
             ax.set_ylim(-0.03, 1.03)
             ax.set_xlabel("program size (operations)")
             ax.set_ylabel(f"{metric}, {weights} weights", fontsize=8)
-    plotting.legend(axes[0, 0], fontsize=6)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    if handles:   # below the panels: inside any panel it hides curves or the anchors' labels
+        fig.legend(handles, names, loc="outside lower center", ncols=3, fontsize=7)
     fig.suptitle("fair split (by function), non-degenerate held-out programs; 95% bootstrap over programs\n"
-                 "(n): candidates per net; dotted: published anchors on their own program sets", fontsize=8)
+                 "cand.: candidates per net; dotted: published anchors on their own program sets", fontsize=8)
     return plotting.save(fig, path)
