@@ -124,20 +124,16 @@ def analyse_fair(P: Preset, out: Path, weights: str, spec: RunSpec | None) -> di
     else:
         seed = dict(spec.tags)["seed"]
         model = load_model(out, spec)
-        decoded = sample_decode(model, task.weights("eval"), P.fair_samples, task.layout,
-                                max_len=P.dec_program_tokens + 1, seed=seed)
-        beams, _ = beam_decode(model, task.weights("eval"), P.fair_samples + 1, task.layout,
-                               max_len=P.dec_program_tokens + 1)
-        wide = beam_decode(model, task.weights("eval"), P.fair_wide_beam, task.layout,
-                           max_len=P.dec_program_tokens + 1)[0] if P.fair_wide_beam else [None] * len(entries)
-        for e, obs, cands, beam, wide_beam in zip(entries, observed, decoded, beams, wide):
-            add("decompiler", seed, e, obs, cands)
-            add("decompiler+check", seed, e, obs, cands)
-            add("beam", seed, e, obs, beam)
-            add("beam+check", seed, e, obs, beam)
-            if wide_beam is not None:
-                add("wide beam", seed, e, obs, wide_beam)
-                add("wide beam+check", seed, e, obs, wide_beam)
+        x, max_len = task.weights("eval"), P.dec_program_tokens + 1
+        # per method base: each net's candidates, most likely first (each also scored "+check")
+        decoded = {"decompiler": sample_decode(model, x, P.fair_samples, task.layout, max_len=max_len, seed=seed),
+                   "beam": beam_decode(model, x, P.fair_samples + 1, task.layout, max_len=max_len)[0]}
+        if P.fair_wide_beam:
+            decoded["wide beam"] = beam_decode(model, x, P.fair_wide_beam, task.layout, max_len=max_len)[0]
+        for i, (e, obs) in enumerate(zip(entries, observed)):
+            for method, cands in decoded.items():
+                add(method, seed, e, obs, cands[i])
+                add(method + "+check", seed, e, obs, cands[i])
     return {"programs": rows, "dataset": dataset}
 
 
